@@ -1,0 +1,351 @@
+//! The agent behind `authwatch run` and `authwatch check`: wires sources, rules, detection,
+//! rendering and mail together.
+//!
+//! Each source is followed by its own thread (the tailer polls; a slow disk never stalls the
+//! others); lines reach one [`Engine`] over a bounded channel, in order per source. The engine is
+//! synchronous and clock-injected: a line goes in, at most one rendered alert comes out. Mail is
+//! delivered by a separate task. SIGTERM and Ctrl-C stop the tailers, the lines already read
+//! are processed, queued alerts are delivered, and the process exits 0.
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::{Config, Start};
+use crate::detect::{DetectorSettings, IpDetector};
+use crate::hostinfo::HostInfo;
+use crate::mail::{run_mailer, Mailer, RetryPolicy};
+use crate::render::{AlertEnv, IpAlertContext, Rendered, Renderer};
+use crate::rules::exim::EximRule;
+use crate::rules::{Hit, ParseCtx};
+use crate::source::{StartAt, Tailer};
+use anyhow::{Context, Result};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tracing::{debug, error, info, warn};
+
+/// Set up tracing: `--log-level` wins, else `RUST_LOG`, else `info`. Logs go to stderr.
+pub fn init_logging(level: Option<&str>) {
+    use tracing_subscriber::EnvFilter;
+    let filter = match level {
+        Some(l) => EnvFilter::try_new(l).unwrap_or_else(|e| {
+            eprintln!("authwatch: bad --log-level {l:?} ({e}); using info");
+            EnvFilter::new("info")
+        }),
+        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// `authwatch check`: the config already loaded; now the templates and the state folder.
+/// Returns a summary, or every problem found.
+pub fn check(cfg: &Config) -> std::result::Result<String, String> {
+    let mut problems = Vec::new();
+    match Renderer::new(cfg.templates_dir.as_deref()) {
+        Ok(r) => problems.extend(r.check()),
+        Err(e) => problems.push(e.0),
+    }
+    if let Err(e) = Mailer::new(&cfg.mail, &cfg.state_dir, "localhost") {
+        problems.push(format!("{e:#}"));
+    }
+    if problems.is_empty() {
+        let mail = match &cfg.mail.smtp {
+            Some(s) => format!("SMTP {}:{}", s.host, s.port),
+            None => format!("outbox folder {}", cfg.mail.outbox_dir.display()),
+        };
+        Ok(format!(
+            "{}: OK ({} source{}, alert at {} attempts in {}, mail to {} via {mail})",
+            cfg.origin,
+            cfg.sources.len(),
+            if cfg.sources.len() == 1 { "" } else { "s" },
+            cfg.detect.per_ip.attempts,
+            crate::config::format_duration(cfg.detect.per_ip.window),
+            cfg.mail.to.join(", "),
+        ))
+    } else {
+        Err(format!(
+            "{} template problem{}:\n  {}",
+            problems.len(),
+            if problems.len() == 1 { "" } else { "s" },
+            problems.join("\n  ")
+        ))
+    }
+}
+
+/// Lines → hits → alerts. Synchronous and clock-injected, so it is tested without threads.
+pub struct Engine {
+    services: Vec<String>,
+    exim: EximRule,
+    detector: IpDetector,
+    renderer: Renderer,
+    env: AlertEnv,
+    clock: Arc<dyn Clock>,
+    ctx: ParseCtx,
+    /// Lines and hits seen, for the shutdown summary.
+    pub lines_seen: u64,
+    pub hits_seen: u64,
+}
+
+impl Engine {
+    pub fn new(cfg: &Config, host: &HostInfo, clock: Arc<dyn Clock>) -> Result<Engine> {
+        let renderer = Renderer::new(cfg.templates_dir.as_deref())
+            .map_err(|e| anyhow::anyhow!("alert templates: {}", e.0))?;
+        let now = clock.now();
+        Ok(Engine {
+            services: cfg.sources.iter().map(|s| s.service.clone()).collect(),
+            exim: EximRule::new(),
+            detector: IpDetector::new(DetectorSettings {
+                attempts: cfg.detect.per_ip.attempts,
+                window: cfg.detect.per_ip.window,
+                cooldown: cfg.alerts.cooldown,
+                max_tracked_ips: cfg.detect.max_tracked_ips,
+                top_accounts: cfg.alerts.top_accounts,
+                log_lines: cfg.alerts.log_lines,
+            }),
+            renderer,
+            env: AlertEnv {
+                subject_prefix: cfg.mail.subject_prefix.clone(),
+                host_name: host.name.clone(),
+                host_ip: host.ip_text(),
+                threshold: cfg.detect.per_ip.attempts,
+                window: cfg.detect.per_ip.window,
+                cooldown: cfg.alerts.cooldown,
+                tz: cfg.time_zone.clone(),
+            },
+            ctx: ParseCtx::new(cfg.time_zone.clone(), now),
+            clock,
+            lines_seen: 0,
+            hits_seen: 0,
+        })
+    }
+
+    fn parse(&self, source: usize, line: &str) -> Option<Hit> {
+        match self.services.get(source).map(String::as_str) {
+            Some("exim") | None => self.exim.parse(line, &self.ctx),
+            Some(_) => None,
+        }
+    }
+
+    /// Refresh "now" for year inference; call once per batch of lines.
+    pub fn tick(&mut self) {
+        self.ctx.now = self.clock.now();
+    }
+
+    /// Process one line from source number `source`; returns the alert to send, if one is due.
+    pub fn line(&mut self, source: usize, line: &str) -> Option<Rendered> {
+        self.lines_seen += 1;
+        let hit = self.parse(source, line)?;
+        self.hits_seen += 1;
+        let now = self.clock.now();
+        let at = hit.time.unwrap_or(now);
+        debug!(ip = %hit.ip, user = ?hit.user, service = hit.service, attempts = hit.attempts, "hit");
+        let alert = self.detector.observe(&hit, line, at)?;
+        info!(
+            ip = %alert.ip,
+            attempts_in_window = alert.attempts_in_window,
+            attempts_total = alert.attempts_total,
+            alert_number = alert.alert_number,
+            "login-guessing threshold crossed; alerting"
+        );
+        let ctx = IpAlertContext::new(&alert, &self.env, now);
+        match self.renderer.render_ip_alert(&ctx) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                error!(error = %e, ip = %alert.ip, "alert template failed; sending a plain fallback");
+                Some(Rendered {
+                    subject: format!(
+                        "{} {} made {} failed logins on {}",
+                        self.env.subject_prefix, ctx.ip, ctx.attempts_window, ctx.host_name
+                    ),
+                    text: format!(
+                        "Automatic alert from authwatch - DO NOT reply\n\nThe alert template failed ({e}).\n\nAttacking IP: {}\nAttempts in window: {}\nTotal attempts so far: {}\nHost: {} ({})\n",
+                        ctx.ip, ctx.attempts_window, ctx.attempts_total, ctx.host_name, ctx.host_ip
+                    ),
+                })
+            }
+        }
+    }
+
+    /// IPs currently tracked.
+    pub fn tracked_ips(&self) -> usize {
+        self.detector.tracked()
+    }
+}
+
+/// Hand an alert to the mail task (waits when its queue is full: lines stay in the log files
+/// meanwhile, so nothing is lost).
+async fn queue(tx: &mpsc::Sender<Rendered>, r: Rendered) {
+    if tx.send(r).await.is_err() {
+        error!("the mail task has stopped; alert not sent");
+    }
+}
+
+/// A batch of lines from one source.
+struct Batch {
+    source: usize,
+    lines: Vec<String>,
+}
+
+fn spawn_tailer(
+    idx: usize,
+    path: PathBuf,
+    start: StartAt,
+    max_line_bytes: usize,
+    poll: Duration,
+    stop: Arc<AtomicBool>,
+    tx: mpsc::Sender<Batch>,
+) -> Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name(format!("tail-{idx}"))
+        .spawn(move || {
+            let mut tailer = Tailer::new(path, start, max_line_bytes);
+            loop {
+                let stopping = stop.load(Ordering::SeqCst);
+                let mut lines = Vec::new();
+                tailer.poll(&mut |l| lines.push(l.to_string()));
+                if !lines.is_empty() && tx.blocking_send(Batch { source: idx, lines }).is_err() {
+                    return;
+                }
+                if stopping {
+                    return;
+                }
+                std::thread::sleep(poll);
+            }
+        })
+        .context("starting a tailer thread")
+}
+
+/// Make sure the state folder exists and is writable; a clear error otherwise.
+fn prepare_state_dir(cfg: &Config) -> Result<()> {
+    let d = &cfg.state_dir;
+    std::fs::create_dir_all(d)
+        .with_context(|| format!("state_dir {}: cannot create the folder", d.display()))?;
+    let probe = d.join(".authwatch-write-test");
+    std::fs::write(&probe, b"ok")
+        .with_context(|| format!("state_dir {}: not writable", d.display()))?;
+    let _ = std::fs::remove_file(probe);
+    Ok(())
+}
+
+/// `authwatch run` on a fresh tokio runtime, until SIGTERM or Ctrl-C.
+pub fn run_blocking(cfg: Config) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    rt.block_on(async move {
+        let shutdown = async {
+            #[cfg(unix)]
+            {
+                use tokio::signal::unix::{signal, SignalKind};
+                match signal(SignalKind::terminate()) {
+                    Ok(mut term) => {
+                        tokio::select! {
+                            _ = term.recv() => info!("SIGTERM received; shutting down"),
+                            _ = tokio::signal::ctrl_c() => info!("interrupt received; shutting down"),
+                        }
+                    }
+                    Err(e) => {
+                        warn!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops authwatch");
+                        let _ = tokio::signal::ctrl_c().await;
+                    }
+                }
+            }
+            #[cfg(not(unix))]
+            {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        };
+        run(cfg, Arc::new(SystemClock), shutdown).await
+    })
+}
+
+/// The agent: follow the sources, alert, until `shutdown` completes.
+pub async fn run(
+    cfg: Config,
+    clock: Arc<dyn Clock>,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<()> {
+    prepare_state_dir(&cfg)?;
+    let host = HostInfo::discover(&cfg.host);
+    let mut engine = Engine::new(&cfg, &host, clock)?;
+    let mailer = Mailer::new(&cfg.mail, &cfg.state_dir, &host.name)?;
+    info!(
+        config = %cfg.origin,
+        host = %host.name,
+        host_ip = %host.ip_text(),
+        mail = %mailer.target(),
+        sources = cfg.sources.len(),
+        "authwatch started"
+    );
+    let (mail_tx, mail_rx) = mpsc::channel(1024);
+    let mail_task = tokio::spawn(run_mailer(mailer, mail_rx, RetryPolicy::default()));
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let (line_tx, mut line_rx) = mpsc::channel::<Batch>(64);
+    let mut threads = Vec::new();
+    for (i, s) in cfg.sources.iter().enumerate() {
+        info!(path = %s.path.display(), service = %s.service, start = ?s.start, "following");
+        let start = match s.start {
+            Start::Beginning => StartAt::Beginning,
+            Start::End => StartAt::End,
+        };
+        threads.push(spawn_tailer(
+            i,
+            s.path.clone(),
+            start,
+            cfg.follow.max_line_bytes,
+            cfg.follow.poll_interval,
+            stop.clone(),
+            line_tx.clone(),
+        )?);
+    }
+    drop(line_tx);
+
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            batch = line_rx.recv() => {
+                let Some(batch) = batch else { break };
+                engine.tick();
+                for l in &batch.lines {
+                    if let Some(r) = engine.line(batch.source, l) {
+                        queue(&mail_tx, r).await;
+                    }
+                }
+            }
+            _ = &mut shutdown => break,
+        }
+    }
+    // Stop the tailers; each makes one last poll, and what they read is still processed.
+    stop.store(true, Ordering::SeqCst);
+    let joiner = tokio::task::spawn_blocking(move || {
+        for t in threads {
+            let _ = t.join();
+        }
+    });
+    while let Some(batch) = line_rx.recv().await {
+        engine.tick();
+        for l in &batch.lines {
+            if let Some(r) = engine.line(batch.source, l) {
+                queue(&mail_tx, r).await;
+            }
+        }
+    }
+    let _ = joiner.await;
+    drop(mail_tx);
+    if let Err(e) = mail_task.await {
+        error!(error = %e, "mail task failed");
+    }
+    info!(
+        lines = engine.lines_seen,
+        hits = engine.hits_seen,
+        tracked_ips = engine.tracked_ips(),
+        "authwatch stopped"
+    );
+    Ok(())
+}

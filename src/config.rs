@@ -1,0 +1,1077 @@
+//! Configuration: the YAML file an administrator writes, read with serde-saphyr into raw
+//! structs (unknown keys and wrong types are errors), then validated into [`Config`], the form
+//! the rest of authwatch uses (durations, addresses, paths resolved, secrets loaded).
+//!
+//! Every problem found is reported, not just the first: each top-level section is parsed on its
+//! own (with its real line numbers), so an error in `mail:` does not hide one in `detect:`, and
+//! semantic checks (durations, ranges, addresses, files) collect all their errors. Each error
+//! names the file, the line and column, and the field.
+
+use jiff::tz::TimeZone;
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+use std::fmt;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The configuration shipped with authwatch, used when `--config` is not given.
+pub const EXAMPLE_CONFIG: &str = include_str!("../config.example.yaml");
+/// The name the embedded configuration is reported under.
+pub const EXAMPLE_CONFIG_NAME: &str = "config.example.yaml (embedded)";
+
+// ---------------------------------------------------------------------------------------------
+// Validated configuration
+
+/// Validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where the config came from (for messages).
+    pub origin: String,
+    pub state_dir: PathBuf,
+    pub host: HostConfig,
+    pub sources: Vec<SourceConfig>,
+    pub follow: FollowConfig,
+    /// Zone for log stamps that carry none.
+    pub time_zone: TimeZone,
+    pub detect: DetectConfig,
+    pub alerts: AlertsConfig,
+    /// Folder with the administrator's own templates; `None` uses the built-in ones.
+    pub templates_dir: Option<PathBuf>,
+    pub mail: MailConfig,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct HostConfig {
+    pub name: Option<String>,
+    pub ip: Option<IpAddr>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Start {
+    Beginning,
+    End,
+}
+
+#[derive(Debug, Clone)]
+pub struct SourceConfig {
+    pub path: PathBuf,
+    pub start: Start,
+    /// Rule set applied to this source's lines.
+    pub service: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct FollowConfig {
+    pub poll_interval: Duration,
+    pub max_line_bytes: usize,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Threshold {
+    pub attempts: u32,
+    pub window: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct DetectConfig {
+    pub per_ip: Threshold,
+    /// Cap on tracked IPs; the least recently seen is evicted beyond it.
+    pub max_tracked_ips: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct AlertsConfig {
+    pub cooldown: Duration,
+    /// How many accounts are listed by name in an alert.
+    pub top_accounts: usize,
+    /// How many recent log lines an alert quotes.
+    pub log_lines: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsMode {
+    None,
+    Starttls,
+    Tls,
+}
+
+/// A secret: never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("MASKED")
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SmtpConfig {
+    pub host: String,
+    pub port: u16,
+    pub tls: TlsMode,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    /// Extra CA certificate (PEM) to trust, for a relay with a private CA.
+    pub ca_file: Option<PathBuf>,
+    pub timeout: Duration,
+    /// Name sent in EHLO; defaults to the host name.
+    pub helo_name: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct MailConfig {
+    pub from: String,
+    pub to: Vec<String>,
+    pub subject_prefix: String,
+    pub smtp: Option<SmtpConfig>,
+    /// Folder where `.eml` files are written when no SMTP server is configured.
+    pub outbox_dir: PathBuf,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Errors
+
+/// One problem in the configuration, with its place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigIssue {
+    pub file: String,
+    pub line: Option<u64>,
+    pub column: Option<u64>,
+    /// Dotted path of the field, e.g. `detect.per_ip.window`.
+    pub field: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigIssue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file)?;
+        if let Some(l) = self.line {
+            write!(f, ":{l}")?;
+            if let Some(c) = self.column {
+                write!(f, ":{c}")?;
+            }
+        }
+        if !self.field.is_empty() {
+            write!(f, ": {}", self.field)?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+/// All the problems found in one configuration.
+#[derive(Debug, Clone)]
+pub struct ConfigError {
+    pub issues: Vec<ConfigIssue>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.issues.len();
+        writeln!(
+            f,
+            "{n} configuration error{}:",
+            if n == 1 { "" } else { "s" }
+        )?;
+        for (i, issue) in self.issues.iter().enumerate() {
+            if i + 1 < n {
+                writeln!(f, "  {issue}")?;
+            } else {
+                write!(f, "  {issue}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+// ---------------------------------------------------------------------------------------------
+// Raw structs: what the YAML may contain.
+
+type S<T> = Option<Spanned<T>>;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    state_dir: S<String>,
+    host: Option<RawHost>,
+    sources: Option<Spanned<Vec<RawSource>>>,
+    follow: Option<RawFollow>,
+    time_zone: S<String>,
+    detect: Option<RawDetect>,
+    alerts: Option<RawAlerts>,
+    templates_dir: S<String>,
+    mail: Option<Spanned<RawMail>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHost {
+    name: S<String>,
+    ip: S<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSource {
+    path: Spanned<String>,
+    start: Option<Start>,
+    service: S<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFollow {
+    poll_interval: S<String>,
+    max_line_bytes: S<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDetect {
+    per_ip: Option<RawThreshold>,
+    max_tracked_ips: S<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawThreshold {
+    attempts: S<u64>,
+    window: S<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAlerts {
+    cooldown: S<String>,
+    top_accounts: S<u64>,
+    log_lines: S<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMail {
+    from: S<String>,
+    to: Option<Spanned<Vec<Spanned<String>>>>,
+    subject_prefix: Option<String>,
+    smtp: Option<Spanned<RawSmtp>>,
+    outbox_dir: S<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSmtp {
+    host: S<String>,
+    port: S<u64>,
+    tls: Option<TlsMode>,
+    username: S<String>,
+    password_file: S<String>,
+    password_env: S<String>,
+    ca_file: S<String>,
+    timeout: S<String>,
+    helo_name: S<String>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Loading
+
+/// Known services (rule sets) a source may name.
+pub const SERVICES: &[&str] = &["exim"];
+
+impl Config {
+    /// Read and validate a config file. Relative paths in it are taken relative to the file's
+    /// folder.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let name = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            issues: vec![ConfigIssue {
+                file: name.clone(),
+                line: None,
+                column: None,
+                field: String::new(),
+                message: format!("cannot read the file: {e}"),
+            }],
+        })?;
+        let base = path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        let base = if base.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            base
+        };
+        Config::from_yaml(&text, &name, &base)
+    }
+
+    /// The embedded example configuration; relative paths are taken from the current folder.
+    pub fn embedded_example() -> Result<Config, ConfigError> {
+        Config::from_yaml(EXAMPLE_CONFIG, EXAMPLE_CONFIG_NAME, Path::new("."))
+    }
+
+    /// Parse and validate YAML text. `file` names it in errors; `base` resolves relative paths.
+    pub fn from_yaml(text: &str, file: &str, base: &Path) -> Result<Config, ConfigError> {
+        let raw = parse_raw(text, file)?;
+        let mut v = Validator {
+            file: file.to_string(),
+            base: base.to_path_buf(),
+            issues: Vec::new(),
+        };
+        let cfg = v.build(raw);
+        match cfg {
+            Some(cfg) if v.issues.is_empty() => Ok(cfg),
+            _ => Err(ConfigError { issues: v.issues }),
+        }
+    }
+}
+
+fn yaml_options() -> serde_saphyr::Options {
+    serde_saphyr::options! {
+        strict_booleans: true,
+    }
+}
+
+fn serde_issue(file: &str, e: &serde_saphyr::Error) -> ConfigIssue {
+    let loc = e.location();
+    // The rendered message may carry a source snippet on later lines, and starts with its own
+    // "error: line N column M:" that we give in our own form.
+    let full = e.to_string();
+    let mut first = full.lines().next().unwrap_or("invalid YAML").trim();
+    first = first.strip_prefix("error:").unwrap_or(first).trim_start();
+    if first.starts_with("line ") {
+        if let Some(i) = first.find(": ") {
+            first = &first[i + 2..];
+        }
+    }
+    let first = first
+        .replace("invalid u64", "expected a whole number")
+        .replace("invalid bool", "expected true or false");
+    ConfigIssue {
+        file: file.to_string(),
+        line: loc.map(|l| l.line()).filter(|&l| l > 0),
+        column: loc.map(|l| l.column()).filter(|&c| c > 0),
+        field: String::new(),
+        message: first,
+    }
+}
+
+/// Parse the whole document. When that fails, find every failing node: a node that fails is
+/// split into its children (block mapping keys or sequence items), each parsed on its own with
+/// its ancestors' header lines and padding that keeps the file's line numbers, so that one error
+/// does not hide the others. The failing nodes are then blanked out and the rest is validated
+/// too, so semantic errors elsewhere are reported in the same run.
+fn parse_raw(text: &str, file: &str) -> Result<RawConfig, ConfigError> {
+    let parse = |t: &str| {
+        serde_saphyr::from_str_with_options::<Option<RawConfig>>(t, yaml_options())
+            .map(Option::unwrap_or_default)
+    };
+    let err = match parse(text) {
+        Ok(raw) => return Ok(raw),
+        Err(e) => e,
+    };
+    let lines: Vec<&str> = text.lines().collect();
+    let mut failing: Vec<Failing> = Vec::new();
+    let top = split_children(&lines, 0, lines.len());
+    if top.is_empty() {
+        return Err(ConfigError {
+            issues: vec![serde_issue(file, &err)],
+        });
+    }
+    for (s, e) in top {
+        let path = key_of(lines[s]).to_string();
+        find_failing(&lines, &mut Vec::new(), (s, e), path, 0, &parse, &mut failing);
+    }
+    let mut issues: Vec<ConfigIssue> = failing
+        .iter()
+        .map(|f| {
+            let mut i = serde_issue(file, &f.err);
+            i.field = f.path.clone();
+            i
+        })
+        .collect();
+    if issues.is_empty() {
+        issues.push(serde_issue(file, &err));
+    } else {
+        // Blank the failing nodes and validate what is left, keeping only located issues.
+        let mut kept: Vec<&str> = lines.clone();
+        for f in &failing {
+            for l in kept.iter_mut().take(f.end).skip(f.start) {
+                *l = "";
+            }
+        }
+        if let Ok(raw) = parse(&kept.join("\n")) {
+            let mut v = Validator {
+                file: file.to_string(),
+                base: PathBuf::from("."),
+                issues: Vec::new(),
+            };
+            v.build(raw);
+            issues.extend(v.issues.into_iter().filter(|i| i.line.is_some()));
+        }
+    }
+    issues.sort_by_key(|i| (i.line, i.column));
+    issues.dedup_by(|a, b| a.line == b.line && a.column == b.column);
+    Err(ConfigError { issues })
+}
+
+fn indent(line: &str) -> usize {
+    line.len() - line.trim_start_matches(' ').len()
+}
+
+fn is_content(line: &str) -> bool {
+    let t = line.trim();
+    !t.is_empty() && !t.starts_with('#')
+}
+
+/// Children of the block between lines `s` and `e` (end exclusive): groups starting at the
+/// shallowest indentation, of the same kind (mapping keys, or `-` sequence items) as the first.
+fn split_children(lines: &[&str], s: usize, e: usize) -> Vec<(usize, usize)> {
+    let Some(first) = (s..e).find(|&i| is_content(lines[i])) else {
+        return Vec::new();
+    };
+    if lines[first].trim_start().starts_with("---") {
+        return Vec::new();
+    }
+    let base = indent(lines[first]);
+    let is_seq = lines[first].trim_start().starts_with('-');
+    let mut starts = Vec::new();
+    for (i, line) in lines.iter().enumerate().take(e).skip(first) {
+        if !is_content(line) {
+            continue;
+        }
+        let ind = indent(line);
+        if ind < base {
+            return Vec::new();
+        }
+        if ind == base && line.trim_start().starts_with('-') == is_seq {
+            starts.push(i);
+        }
+    }
+    starts
+        .iter()
+        .enumerate()
+        .map(|(k, &st)| (st, starts.get(k + 1).copied().unwrap_or(e)))
+        .collect()
+}
+
+/// A node of the YAML text that does not parse on its own.
+struct Failing {
+    start: usize,
+    end: usize,
+    path: String,
+    err: serde_saphyr::Error,
+}
+
+/// The key a block line starts with (`  - path: x` gives `path`, `detect:` gives `detect`).
+fn key_of(line: &str) -> &str {
+    let t = line.trim_start().trim_start_matches('-').trim_start();
+    t.split(':').next().unwrap_or("").trim().trim_matches(['"', '\''])
+}
+
+/// Parse node `s..e` with its ancestors' header lines; when it fails, recurse into its children
+/// and record the deepest failing nodes (or this one, when no child fails on its own).
+fn find_failing<F>(
+    lines: &[&str],
+    headers: &mut Vec<usize>,
+    (s, e): (usize, usize),
+    path: String,
+    depth: usize,
+    parse: &F,
+    out: &mut Vec<Failing>,
+) where
+    F: Fn(&str) -> Result<RawConfig, serde_saphyr::Error>,
+{
+    let mut text = String::new();
+    let mut next = 0;
+    for &h in headers.iter() {
+        text.push_str(&"\n".repeat(h - next));
+        text.push_str(lines[h]);
+        next = h;
+    }
+    text.push_str(&"\n".repeat(s - next));
+    for l in &lines[s..e] {
+        text.push_str(l);
+        text.push('\n');
+    }
+    let Err(err) = parse(&text) else { return };
+    let before = out.len();
+    if depth < 6 {
+        headers.push(s);
+        for (k, (cs, ce)) in split_children(lines, s + 1, e).into_iter().enumerate() {
+            let child = if lines[cs].trim_start().starts_with('-') {
+                format!("{path}[{k}]")
+            } else {
+                format!("{path}.{}", key_of(lines[cs]))
+            };
+            find_failing(lines, headers, (cs, ce), child, depth + 1, parse, out);
+        }
+        headers.pop();
+    }
+    if out.len() == before {
+        out.push(Failing {
+            start: s,
+            end: e,
+            path,
+            err,
+        });
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Validation
+
+struct Validator {
+    file: String,
+    base: PathBuf,
+    issues: Vec<ConfigIssue>,
+}
+
+/// Parse a duration written like `30s`, `10m`, `1h`, `1h30m` or `2d`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    let err = || format!("expected a duration such as 30s, 10m, 1h or 1h30m, got {t:?}");
+    if t.is_empty() {
+        return Err(err());
+    }
+    let mut total: u64 = 0;
+    let mut num = String::new();
+    let mut saw_unit = false;
+    let mut chars = t.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c.is_ascii_digit() {
+            num.push(c);
+            continue;
+        }
+        let mut unit = String::from(c);
+        while let Some(&n) = chars.peek() {
+            if n.is_ascii_alphabetic() {
+                unit.push(n);
+                chars.next();
+            } else {
+                break;
+            }
+        }
+        let mult: u64 = match unit.as_str() {
+            "ms" => 0,
+            "s" => 1,
+            "m" => 60,
+            "h" => 3600,
+            "d" => 86_400,
+            _ => return Err(err()),
+        };
+        let n: u64 = num.parse().map_err(|_| err())?;
+        num.clear();
+        if unit == "ms" {
+            // Sub-second values only make sense alone (poll intervals).
+            if saw_unit || chars.peek().is_some() {
+                return Err(err());
+            }
+            return Ok(Duration::from_millis(n));
+        }
+        total = n
+            .checked_mul(mult)
+            .and_then(|v| total.checked_add(v))
+            .ok_or_else(err)?;
+        saw_unit = true;
+    }
+    if !num.is_empty() || !saw_unit {
+        return Err(err());
+    }
+    Ok(Duration::from_secs(total))
+}
+
+/// Render a duration the way the config writes it (`10m`, `1h`, `1h30m`).
+pub fn format_duration(d: Duration) -> String {
+    let mut s = d.as_secs();
+    if s == 0 {
+        return format!("{}ms", d.as_millis());
+    }
+    let mut out = String::new();
+    for (unit, len) in [("d", 86_400), ("h", 3600), ("m", 60), ("s", 1)] {
+        if s >= len {
+            out.push_str(&format!("{}{unit}", s / len));
+            s %= len;
+        }
+    }
+    out
+}
+
+impl Validator {
+    fn issue<T>(&mut self, at: Option<&Spanned<T>>, field: &str, message: impl Into<String>) {
+        let loc = at.map(|s| s.referenced);
+        self.issues.push(ConfigIssue {
+            file: self.file.clone(),
+            line: loc.map(|l| l.line()).filter(|&l| l > 0),
+            column: loc.map(|l| l.column()).filter(|&c| c > 0),
+            field: field.to_string(),
+            message: message.into(),
+        });
+    }
+
+    fn path(&self, s: &str) -> PathBuf {
+        let p = PathBuf::from(s);
+        if p.is_absolute() {
+            p
+        } else {
+            self.base.join(p)
+        }
+    }
+
+    fn duration(&mut self, v: &S<String>, field: &str, default: Duration, min: Duration) -> Duration {
+        let Some(sp) = v else { return default };
+        match parse_duration(&sp.value) {
+            Ok(d) if d < min => {
+                self.issue(
+                    Some(sp),
+                    field,
+                    format!("must be at least {}", format_duration(min)),
+                );
+                default
+            }
+            Ok(d) => d,
+            Err(e) => {
+                self.issue(Some(sp), field, e);
+                default
+            }
+        }
+    }
+
+    fn count(&mut self, v: &S<u64>, field: &str, default: u64, min: u64, max: u64) -> u64 {
+        let Some(sp) = v else { return default };
+        if sp.value < min || sp.value > max {
+            self.issue(
+                Some(sp),
+                field,
+                format!("must be between {min} and {max}, got {}", sp.value),
+            );
+            return default;
+        }
+        sp.value
+    }
+
+    fn build(&mut self, raw: RawConfig) -> Option<Config> {
+        let state_dir = match &raw.state_dir {
+            Some(s) if s.value.trim().is_empty() => {
+                self.issue(Some(s), "state_dir", "must not be empty");
+                PathBuf::new()
+            }
+            Some(s) => self.path(&s.value),
+            None => {
+                self.issue::<()>(None, "state_dir", "is required (a folder authwatch may write)");
+                PathBuf::new()
+            }
+        };
+
+        let rh = raw.host.unwrap_or_default();
+        let host = HostConfig {
+            name: rh.name.map(|n| n.value),
+            ip: match &rh.ip {
+                None => None,
+                Some(sp) => match sp.value.parse::<IpAddr>() {
+                    Ok(ip) => Some(ip),
+                    Err(_) => {
+                        self.issue(Some(sp), "host.ip", format!("not an IP address: {:?}", sp.value));
+                        None
+                    }
+                },
+            },
+        };
+
+        let mut sources = Vec::new();
+        match &raw.sources {
+            None => self.issue::<()>(None, "sources", "at least one source is required"),
+            Some(list) if list.value.is_empty() => {
+                self.issue(Some(list), "sources", "at least one source is required")
+            }
+            Some(list) => {
+                for (i, s) in list.value.iter().enumerate() {
+                    let field = format!("sources[{i}]");
+                    if s.path.value.trim().is_empty() {
+                        self.issue(Some(&s.path), &format!("{field}.path"), "must not be empty");
+                    }
+                    let service = match &s.service {
+                        None => "exim".to_string(),
+                        Some(sv) if SERVICES.contains(&sv.value.as_str()) => sv.value.clone(),
+                        Some(sv) => {
+                            self.issue(
+                                Some(sv),
+                                &format!("{field}.service"),
+                                format!(
+                                    "unknown service {:?}; known: {}",
+                                    sv.value,
+                                    SERVICES.join(", ")
+                                ),
+                            );
+                            "exim".to_string()
+                        }
+                    };
+                    sources.push(SourceConfig {
+                        path: self.path(&s.path.value),
+                        start: s.start.unwrap_or(Start::End),
+                        service,
+                    });
+                }
+            }
+        }
+
+        let rf = raw.follow.unwrap_or_default();
+        let follow = FollowConfig {
+            poll_interval: self.duration(
+                &rf.poll_interval,
+                "follow.poll_interval",
+                Duration::from_millis(250),
+                Duration::from_millis(10),
+            ),
+            max_line_bytes: self.count(
+                &rf.max_line_bytes,
+                "follow.max_line_bytes",
+                64 * 1024,
+                256,
+                16 * 1024 * 1024,
+            ) as usize,
+        };
+
+        let time_zone = match &raw.time_zone {
+            None => TimeZone::system(),
+            Some(sp) => match TimeZone::get(&sp.value) {
+                Ok(tz) => tz,
+                Err(e) => {
+                    self.issue(Some(sp), "time_zone", format!("unknown time zone: {e}"));
+                    TimeZone::UTC
+                }
+            },
+        };
+
+        let rd = raw.detect.unwrap_or_default();
+        let rt = rd.per_ip.unwrap_or_default();
+        let detect = DetectConfig {
+            per_ip: Threshold {
+                attempts: self.count(&rt.attempts, "detect.per_ip.attempts", 5, 1, 1_000_000) as u32,
+                window: self.duration(
+                    &rt.window,
+                    "detect.per_ip.window",
+                    Duration::from_secs(600),
+                    Duration::from_secs(1),
+                ),
+            },
+            max_tracked_ips: self.count(
+                &rd.max_tracked_ips,
+                "detect.max_tracked_ips",
+                100_000,
+                10,
+                100_000_000,
+            ) as usize,
+        };
+
+        let ra = raw.alerts.unwrap_or_default();
+        let alerts = AlertsConfig {
+            cooldown: self.duration(
+                &ra.cooldown,
+                "alerts.cooldown",
+                Duration::from_secs(3600),
+                Duration::ZERO,
+            ),
+            top_accounts: self.count(&ra.top_accounts, "alerts.top_accounts", 5, 1, 100) as usize,
+            log_lines: self.count(&ra.log_lines, "alerts.log_lines", 5, 0, 100) as usize,
+        };
+
+        let templates_dir = raw.templates_dir.as_ref().map(|t| self.path(&t.value));
+        if let (Some(sp), Some(dir)) = (&raw.templates_dir, &templates_dir) {
+            if !dir.is_dir() {
+                self.issue(
+                    Some(sp),
+                    "templates_dir",
+                    format!("not a folder: {}", dir.display()),
+                );
+            }
+        }
+
+        let mail = self.mail(raw.mail, &state_dir);
+        Some(Config {
+            origin: self.file.clone(),
+            state_dir,
+            host,
+            sources,
+            follow,
+            time_zone,
+            detect,
+            alerts,
+            templates_dir,
+            mail,
+        })
+    }
+
+    fn mailbox(&mut self, sp: &Spanned<String>, field: &str) {
+        if sp.value.parse::<lettre::message::Mailbox>().is_err() {
+            self.issue(
+                Some(sp),
+                field,
+                format!("not a mail address: {:?}", sp.value),
+            );
+        }
+    }
+
+    fn mail(&mut self, raw: Option<Spanned<RawMail>>, state_dir: &Path) -> MailConfig {
+        let Some(rm) = raw else {
+            self.issue::<()>(None, "mail", "is required (at least mail.to)");
+            return MailConfig {
+                from: String::new(),
+                to: Vec::new(),
+                subject_prefix: String::new(),
+                smtp: None,
+                outbox_dir: state_dir.join("outbox"),
+            };
+        };
+        let rm_span = Spanned::new((), rm.referenced, rm.defined);
+        let rm = rm.value;
+        let mut to = Vec::new();
+        match &rm.to {
+            None => self.issue(Some(&rm_span), "mail.to", "at least one recipient is required"),
+            Some(list) if list.value.is_empty() => {
+                self.issue(Some(list), "mail.to", "at least one recipient is required")
+            }
+            Some(list) => {
+                for (i, a) in list.value.iter().enumerate() {
+                    self.mailbox(a, &format!("mail.to[{i}]"));
+                    to.push(a.value.clone());
+                }
+            }
+        }
+        let from = match &rm.from {
+            Some(f) => {
+                self.mailbox(f, "mail.from");
+                f.value.clone()
+            }
+            None => {
+                let host = hostname::get()
+                    .ok()
+                    .and_then(|h| h.into_string().ok())
+                    .filter(|h| !h.is_empty())
+                    .unwrap_or_else(|| "localhost".into());
+                format!("authwatch <authwatch@{host}>")
+            }
+        };
+        let smtp = rm.smtp.map(|s| self.smtp(s));
+        let outbox_dir = match &rm.outbox_dir {
+            Some(p) => self.path(&p.value),
+            None => state_dir.join("outbox"),
+        };
+        MailConfig {
+            from,
+            to,
+            subject_prefix: rm.subject_prefix.unwrap_or_else(|| "[authwatch]".into()),
+            smtp,
+            outbox_dir,
+        }
+    }
+
+    fn smtp(&mut self, sp: Spanned<RawSmtp>) -> SmtpConfig {
+        let span = Spanned::new((), sp.referenced, sp.defined);
+        let rs = sp.value;
+        let host = match &rs.host {
+            Some(h) if !h.value.trim().is_empty() => h.value.trim().to_string(),
+            Some(h) => {
+                self.issue(Some(h), "mail.smtp.host", "must not be empty");
+                String::new()
+            }
+            None => {
+                self.issue(Some(&span), "mail.smtp.host", "is required");
+                String::new()
+            }
+        };
+        let tls = rs.tls.unwrap_or(TlsMode::Starttls);
+        let default_port = match tls {
+            TlsMode::None => 25,
+            TlsMode::Starttls => 587,
+            TlsMode::Tls => 465,
+        };
+        let port = self.count(&rs.port, "mail.smtp.port", default_port, 1, 65535) as u16;
+        let password = match (&rs.password_file, &rs.password_env) {
+            (Some(a), Some(_)) => {
+                self.issue(
+                    Some(a),
+                    "mail.smtp.password_file",
+                    "give password_file or password_env, not both",
+                );
+                None
+            }
+            (Some(f), None) => {
+                let p = self.path(&f.value);
+                match std::fs::read_to_string(&p) {
+                    Ok(s) => {
+                        let s = s.trim_end_matches(['\r', '\n']).to_string();
+                        Some(Secret(s))
+                    }
+                    Err(e) => {
+                        self.issue(
+                            Some(f),
+                            "mail.smtp.password_file",
+                            format!("cannot read {}: {e}", p.display()),
+                        );
+                        None
+                    }
+                }
+            }
+            (None, Some(v)) => match std::env::var(&v.value) {
+                Ok(s) => Some(Secret(s)),
+                Err(_) => {
+                    self.issue(
+                        Some(v),
+                        "mail.smtp.password_env",
+                        format!("environment variable {} is not set", v.value),
+                    );
+                    None
+                }
+            },
+            (None, None) => None,
+        };
+        let username = rs.username.map(|u| u.value);
+        if username.is_some() != password.is_some() && self.issues.is_empty() {
+            self.issue(
+                Some(&span),
+                "mail.smtp",
+                "username and a password (password_file or password_env) go together",
+            );
+        }
+        let ca_file = rs.ca_file.as_ref().map(|c| {
+            let p = self.path(&c.value);
+            if !p.is_file() {
+                self.issue(Some(c), "mail.smtp.ca_file", format!("no such file: {}", p.display()));
+            }
+            p
+        });
+        SmtpConfig {
+            host,
+            port,
+            tls,
+            username,
+            password,
+            ca_file,
+            timeout: self.duration(
+                &rs.timeout,
+                "mail.smtp.timeout",
+                Duration::from_secs(30),
+                Duration::from_secs(1),
+            ),
+            helo_name: rs.helo_name.map(|h| h.value),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<Config, ConfigError> {
+        Config::from_yaml(text, "test.yaml", Path::new("/etc/authwatch"))
+    }
+
+    const MIN: &str = "state_dir: /var/lib/authwatch\nsources:\n  - path: /var/log/exim4/mainlog\nmail:\n  to: [admin@example.com]\n";
+
+    #[test]
+    fn embedded_example_is_valid() {
+        let c = Config::embedded_example().expect("example config must load");
+        assert!(!c.sources.is_empty());
+        assert_eq!(c.detect.per_ip.attempts, 5);
+        assert!(c.mail.smtp.is_none(), "the example writes to the outbox folder");
+    }
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let c = load(MIN).unwrap();
+        assert_eq!(c.detect.per_ip.attempts, 5);
+        assert_eq!(c.detect.per_ip.window, Duration::from_secs(600));
+        assert_eq!(c.alerts.cooldown, Duration::from_secs(3600));
+        assert_eq!(c.sources[0].start, Start::End);
+        assert_eq!(c.mail.outbox_dir, PathBuf::from("/var/lib/authwatch/outbox"));
+    }
+
+    #[test]
+    fn relative_paths_resolve_against_config_folder() {
+        let c = load("state_dir: state\nsources: [{path: log/mainlog}]\nmail: {to: [a@b.c]}\n")
+            .unwrap();
+        assert_eq!(c.state_dir, PathBuf::from("/etc/authwatch/state"));
+        assert_eq!(c.sources[0].path, PathBuf::from("/etc/authwatch/log/mainlog"));
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
+        assert_eq!(parse_duration("10m").unwrap(), Duration::from_secs(600));
+        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
+        assert_eq!(parse_duration("2d").unwrap(), Duration::from_secs(172_800));
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        for bad in ["", "10", "ten", "10x", "m", "1h30", "-5m"] {
+            assert!(parse_duration(bad).is_err(), "{bad} should be rejected");
+        }
+        assert_eq!(format_duration(Duration::from_secs(5400)), "1h30m");
+        assert_eq!(format_duration(Duration::from_secs(600)), "10m");
+    }
+
+    #[test]
+    fn unknown_key_names_line_and_column() {
+        let err = load(&format!("{MIN}detect:\n  per_ip:\n    atempts: 3\n")).unwrap_err();
+        assert_eq!(err.issues.len(), 1, "{err}");
+        let i = &err.issues[0];
+        assert_eq!(i.line, Some(8), "{err}");
+        assert!(i.message.contains("atempts"), "{err}");
+    }
+
+    #[test]
+    fn errors_in_several_sections_are_all_reported() {
+        let text = "state_dir: /x\nsources:\n  - path: /l\n    start: middle\ndetect:\n  per_ip:\n    attempts: many\nmail:\n  to: [a@b.c]\n  smtp: {host: h, tls: maybe}\n";
+        let err = load(text).unwrap_err();
+        let lines: Vec<_> = err.issues.iter().map(|i| i.line).collect();
+        assert_eq!(lines, vec![Some(4), Some(7), Some(10)], "{err}");
+    }
+
+    #[test]
+    fn semantic_errors_are_all_reported_with_fields() {
+        let text = "state_dir: /x\nsources: [{path: /l, service: nope}]\ndetect:\n  per_ip: {attempts: 0, window: ten}\nalerts: {cooldown: 1y}\nmail:\n  to: [not an address]\n";
+        let err = load(text).unwrap_err();
+        let fields: Vec<_> = err.issues.iter().map(|i| i.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            vec![
+                "sources[0].service",
+                "detect.per_ip.attempts",
+                "detect.per_ip.window",
+                "alerts.cooldown",
+                "mail.to[0]"
+            ],
+            "{err}"
+        );
+        assert!(err.issues.iter().all(|i| i.line.is_some()), "{err}");
+        assert_eq!(err.issues[2].line, Some(4));
+    }
+
+    #[test]
+    fn missing_required_sections() {
+        let err = load("detect: {per_ip: {attempts: 3}}\n").unwrap_err();
+        let fields: Vec<_> = err.issues.iter().map(|i| i.field.as_str()).collect();
+        assert_eq!(fields, vec!["state_dir", "sources", "mail"], "{err}");
+    }
+
+    #[test]
+    fn password_is_read_from_env_and_masked() {
+        std::env::set_var("AUTHWATCH_TEST_PW_1", "s3cret");
+        let c = load(&format!(
+            "{MIN}  smtp: {{host: relay, username: u, password_env: AUTHWATCH_TEST_PW_1}}\n"
+        ))
+        .unwrap();
+        let smtp = c.mail.smtp.unwrap();
+        assert_eq!(smtp.password.as_ref().unwrap().0, "s3cret");
+        assert_eq!(smtp.port, 587);
+        assert!(!format!("{smtp:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn yes_is_not_a_boolean_and_wrong_type_is_reported() {
+        let err = load(&format!("{MIN}follow: {{max_line_bytes: lots}}\n")).unwrap_err();
+        assert_eq!(err.issues[0].line, Some(6), "{err}");
+    }
+}

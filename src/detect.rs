@@ -1,0 +1,403 @@
+//! Detection: a bounded sliding window per attacking IP, and the cooldown that decides whether
+//! a crossing sends mail now or is only counted.
+//!
+//! Pure logic: the caller passes the time of each hit (log time, or the clock's "now" when the
+//! line carried no stamp), so tests move time instead of sleeping. Every map here has a cap:
+//! attackers choose the keys (think IPv6), so the least recently seen IP is evicted beyond
+//! `max_tracked_ips`, and per-IP lists (accounts, quoted lines, window buckets) are capped too.
+
+use crate::rules::{Hit, HitKind};
+use jiff::Timestamp;
+use lru::LruCache;
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
+use std::num::NonZeroUsize;
+use std::time::Duration;
+
+/// Distinct accounts remembered per IP; further names are only counted.
+pub const MAX_ACCOUNTS_PER_IP: usize = 64;
+/// Account names longer than this are cut (attackers choose them).
+pub const MAX_ACCOUNT_CHARS: usize = 128;
+/// Quoted log lines longer than this are cut.
+pub const MAX_QUOTED_LINE_CHARS: usize = 1000;
+
+/// Settings for [`IpDetector`].
+#[derive(Debug, Clone)]
+pub struct DetectorSettings {
+    pub attempts: u32,
+    pub window: Duration,
+    pub cooldown: Duration,
+    pub max_tracked_ips: usize,
+    pub top_accounts: usize,
+    pub log_lines: usize,
+}
+
+/// What an alert about one IP says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IpAlert {
+    pub ip: IpAddr,
+    pub service: &'static str,
+    /// Attempts inside the window when the alert was decided.
+    pub attempts_in_window: u64,
+    /// All attempts from this IP since it was first seen (while tracked).
+    pub attempts_total: u64,
+    /// Attempts since the previous alert for this IP (all of them for the first alert).
+    pub attempts_since_last_alert: u64,
+    pub first_seen: Timestamp,
+    pub last_seen: Timestamp,
+    /// The most tried accounts, most first, with their counts.
+    pub top_accounts: Vec<(String, u64)>,
+    /// How many distinct accounts were tried in all (as far as counted).
+    pub distinct_accounts: u64,
+    /// Attempts against accounts not listed in `top_accounts`.
+    pub other_account_attempts: u64,
+    /// Attempts that named no account.
+    pub attempts_without_account: u64,
+    /// The last few matching log lines, oldest first (raw; render makes them inert).
+    pub recent_lines: Vec<String>,
+    /// 1 for the first alert about this IP, 2 for the next after the cooldown, ...
+    pub alert_number: u32,
+    /// When the previous alert was sent, if any.
+    pub previous_alert: Option<Timestamp>,
+}
+
+#[derive(Debug)]
+struct IpState {
+    /// (second, attempts) buckets inside the window, oldest first; at most one per second.
+    buckets: VecDeque<(i64, u64)>,
+    in_window: u64,
+    total: u64,
+    first_seen: Timestamp,
+    last_seen: Timestamp,
+    service: &'static str,
+    accounts: HashMap<String, u64>,
+    /// Attempts against names not kept because of the cap.
+    overflow_attempts: u64,
+    overflow_names: u64,
+    no_account: u64,
+    lines: VecDeque<String>,
+    last_alert: Option<Timestamp>,
+    alerts_sent: u32,
+    total_at_last_alert: u64,
+}
+
+/// Sliding windows per IP with cooldown, bounded in memory.
+pub struct IpDetector {
+    s: DetectorSettings,
+    ips: LruCache<IpAddr, IpState>,
+    evictions: u64,
+}
+
+fn cut(s: &str, max_chars: usize) -> String {
+    match s.char_indices().nth(max_chars) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_string(),
+    }
+}
+
+impl IpDetector {
+    pub fn new(s: DetectorSettings) -> Self {
+        let cap = NonZeroUsize::new(s.max_tracked_ips.max(1)).unwrap_or(NonZeroUsize::MIN);
+        IpDetector {
+            s,
+            ips: LruCache::new(cap),
+            evictions: 0,
+        }
+    }
+
+    /// Number of IPs currently tracked.
+    pub fn tracked(&self) -> usize {
+        self.ips.len()
+    }
+
+    /// IPs forgotten because the cap was reached.
+    pub fn evictions(&self) -> u64 {
+        self.evictions
+    }
+
+    /// Count one hit seen at `at`; returns an alert when one is due now.
+    /// `line` is the log line the hit came from (quoted in the alert).
+    pub fn observe(&mut self, hit: &Hit, line: &str, at: Timestamp) -> Option<IpAlert> {
+        if hit.kind != HitKind::Failure {
+            return None;
+        }
+        let attempts = u64::from(hit.attempts.max(1));
+        if !self.ips.contains(&hit.ip) {
+            let fresh = IpState {
+                buckets: VecDeque::new(),
+                in_window: 0,
+                total: 0,
+                first_seen: at,
+                last_seen: at,
+                service: hit.service,
+                accounts: HashMap::new(),
+                overflow_attempts: 0,
+                overflow_names: 0,
+                no_account: 0,
+                lines: VecDeque::new(),
+                last_alert: None,
+                alerts_sent: 0,
+                total_at_last_alert: 0,
+            };
+            if let Some((old_ip, _)) = self.ips.push(hit.ip, fresh) {
+                if old_ip != hit.ip {
+                    self.evictions += 1;
+                }
+            }
+        }
+        let s = &self.s;
+        let st = self.ips.get_mut(&hit.ip)?;
+
+        // Window: add this hit's second, drop what fell out of [at - window, at].
+        let sec = at.as_second();
+        match st.buckets.iter().rposition(|&(t, _)| t <= sec) {
+            Some(i) if st.buckets[i].0 == sec => st.buckets[i].1 += attempts,
+            Some(i) => st.buckets.insert(i + 1, (sec, attempts)),
+            None => st.buckets.push_front((sec, attempts)),
+        }
+        st.in_window += attempts;
+        let newest = st.buckets.back().map_or(sec, |b| b.0);
+        let oldest_kept = newest.saturating_sub(s.window.as_secs() as i64);
+        while let Some(&(t, n)) = st.buckets.front() {
+            if t >= oldest_kept {
+                break;
+            }
+            st.buckets.pop_front();
+            st.in_window -= n;
+        }
+
+        st.total += attempts;
+        st.first_seen = st.first_seen.min(at);
+        st.last_seen = st.last_seen.max(at);
+        match &hit.user {
+            Some(u) => {
+                let name = cut(u, MAX_ACCOUNT_CHARS);
+                if let Some(n) = st.accounts.get_mut(&name) {
+                    *n += attempts;
+                } else if st.accounts.len() < MAX_ACCOUNTS_PER_IP {
+                    st.accounts.insert(name, attempts);
+                } else {
+                    st.overflow_attempts += attempts;
+                    st.overflow_names += 1;
+                }
+            }
+            None => st.no_account += attempts,
+        }
+        if s.log_lines > 0 {
+            if st.lines.len() == s.log_lines {
+                st.lines.pop_front();
+            }
+            st.lines.push_back(cut(line, MAX_QUOTED_LINE_CHARS));
+        }
+
+        let crossed = st.in_window >= u64::from(s.attempts);
+        let cooled = match st.last_alert {
+            None => true,
+            Some(prev) => at.duration_since(prev).as_secs() >= s.cooldown.as_secs() as i64,
+        };
+        if !(crossed && cooled) {
+            return None;
+        }
+        let previous_alert = st.last_alert;
+        st.last_alert = Some(at);
+        st.alerts_sent += 1;
+        let since = st.total - st.total_at_last_alert;
+        st.total_at_last_alert = st.total;
+
+        let mut accounts: Vec<(String, u64)> =
+            st.accounts.iter().map(|(k, v)| (k.clone(), *v)).collect();
+        accounts.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        let distinct = accounts.len() as u64 + st.overflow_names;
+        let listed: Vec<(String, u64)> = accounts.iter().take(s.top_accounts).cloned().collect();
+        let other = accounts.iter().skip(s.top_accounts).map(|a| a.1).sum::<u64>()
+            + st.overflow_attempts;
+        Some(IpAlert {
+            ip: hit.ip,
+            service: st.service,
+            attempts_in_window: st.in_window,
+            attempts_total: st.total,
+            attempts_since_last_alert: since,
+            first_seen: st.first_seen,
+            last_seen: st.last_seen,
+            top_accounts: listed,
+            distinct_accounts: distinct,
+            other_account_attempts: other,
+            attempts_without_account: st.no_account,
+            recent_lines: st.lines.iter().cloned().collect(),
+            alert_number: st.alerts_sent,
+            previous_alert,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::{Clock, ManualClock};
+    use jiff::SignedDuration;
+
+    fn settings() -> DetectorSettings {
+        DetectorSettings {
+            attempts: 5,
+            window: Duration::from_secs(600),
+            cooldown: Duration::from_secs(3600),
+            max_tracked_ips: 1000,
+            top_accounts: 2,
+            log_lines: 3,
+        }
+    }
+
+    fn hit(ip: &str, user: Option<&str>) -> Hit {
+        Hit {
+            time: None,
+            ip: ip.parse().unwrap(),
+            user: user.map(str::to_string),
+            service: "exim",
+            attempts: 1,
+            kind: HitKind::Failure,
+        }
+    }
+
+    fn t0() -> Timestamp {
+        "2026-11-23T10:00:00Z".parse().unwrap()
+    }
+
+    #[test]
+    fn fifth_attempt_inside_window_alerts_once() {
+        let clock = ManualClock::new(t0());
+        let mut d = IpDetector::new(settings());
+        for i in 0..4 {
+            assert_eq!(d.observe(&hit("203.0.113.7", Some("a")), "l", clock.now()), None, "{i}");
+            clock.advance(SignedDuration::from_secs(60));
+        }
+        let a = d
+            .observe(&hit("203.0.113.7", Some("b")), "l", clock.now())
+            .expect("fifth attempt alerts");
+        assert_eq!(a.attempts_in_window, 5);
+        assert_eq!(a.attempts_total, 5);
+        assert_eq!(a.alert_number, 1);
+        assert_eq!(a.first_seen, t0());
+        assert_eq!(a.top_accounts, vec![("a".to_string(), 4), ("b".to_string(), 1)]);
+    }
+
+    #[test]
+    fn attempts_spread_wider_than_the_window_never_alert() {
+        let clock = ManualClock::new(t0());
+        let mut d = IpDetector::new(settings());
+        for _ in 0..50 {
+            assert_eq!(d.observe(&hit("203.0.113.8", None), "l", clock.now()), None);
+            // 4 attempts per 600 s at most: one every 151 s.
+            clock.advance(SignedDuration::from_secs(151));
+        }
+    }
+
+    #[test]
+    fn window_edge_is_inclusive() {
+        // Failures at t, t+150, t+300, t+450, t+600: all five lie in [t+600-600, t+600].
+        let mut d = IpDetector::new(settings());
+        let mut last = None;
+        for k in 0..5 {
+            let at = t0() + SignedDuration::from_secs(150 * k);
+            last = d.observe(&hit("203.0.113.9", None), "l", at);
+        }
+        assert_eq!(last.map(|a| a.attempts_in_window), Some(5));
+        // One second more and the first falls out.
+        let mut d = IpDetector::new(settings());
+        let mut last = None;
+        for k in 0..5 {
+            let at = t0() + SignedDuration::from_secs(150 * k + if k == 4 { 1 } else { 0 });
+            last = d.observe(&hit("203.0.113.9", None), "l", at);
+        }
+        assert_eq!(last, None);
+    }
+
+    #[test]
+    fn cooldown_counts_silently_then_reports_total() {
+        let clock = ManualClock::new(t0());
+        let mut d = IpDetector::new(settings());
+        let mut alerts = Vec::new();
+        // 5 quick attempts: alert. Then 40 more over 50 minutes: silent.
+        for _ in 0..45 {
+            if let Some(a) = d.observe(&hit("198.51.100.4", Some("x")), "l", clock.now()) {
+                alerts.push(a);
+            }
+            clock.advance(SignedDuration::from_secs(75));
+        }
+        assert_eq!(alerts.len(), 1);
+        // Past the hour since the first alert: the next crossing alerts again.
+        // The first alert went out at t0+300 s; the cooldown ends at t0+3900 s.
+        clock.set(t0() + SignedDuration::from_secs(3600 + 300 + 10));
+        let mut again = None;
+        for _ in 0..5 {
+            again = again.or(d.observe(&hit("198.51.100.4", Some("x")), "l", clock.now()));
+        }
+        let a = again.expect("alert after cooldown");
+        assert_eq!(a.alert_number, 2);
+        assert_eq!(a.attempts_total, 50);
+        assert_eq!(a.attempts_since_last_alert, 45);
+        assert_eq!(a.previous_alert, Some(alerts[0].last_seen));
+    }
+
+    #[test]
+    fn a_line_with_many_attempts_counts_them_all() {
+        let mut d = IpDetector::new(settings());
+        let mut h = hit("192.0.2.77", Some("alice"));
+        h.attempts = 5;
+        let a = d.observe(&h, "l", t0()).expect("one line with 5 attempts crosses");
+        assert_eq!(a.attempts_total, 5);
+    }
+
+    #[test]
+    fn success_hits_are_not_counted() {
+        let mut d = IpDetector::new(settings());
+        let mut h = hit("192.0.2.78", Some("alice"));
+        h.kind = HitKind::Success;
+        for _ in 0..10 {
+            assert_eq!(d.observe(&h, "l", t0()), None);
+        }
+        assert_eq!(d.tracked(), 0);
+    }
+
+    #[test]
+    fn other_ips_do_not_add_up() {
+        let mut d = IpDetector::new(settings());
+        for i in 0..20 {
+            assert_eq!(d.observe(&hit(&format!("192.0.2.{i}"), None), "l", t0()), None);
+        }
+    }
+
+    #[test]
+    fn tracked_ips_are_capped_and_least_recent_evicted() {
+        let mut s = settings();
+        s.max_tracked_ips = 100;
+        let mut d = IpDetector::new(s);
+        // One IP keeps attacking while 10,000 one-shot IPv6 addresses pass by.
+        let mut alerted = false;
+        for i in 0..10_000u32 {
+            let v6 = format!("2001:db8:{:x}:{:x}::1", i >> 16, i & 0xffff);
+            d.observe(&hit(&v6, None), "l", t0());
+            if i % 50 == 0 {
+                alerted |= d.observe(&hit("203.0.113.50", None), "l", t0()).is_some();
+            }
+        }
+        assert!(d.tracked() <= 100);
+        assert!(d.evictions() >= 9_900);
+        assert!(alerted, "the persistent attacker stays tracked");
+    }
+
+    #[test]
+    fn accounts_and_lines_are_bounded() {
+        let mut s = settings();
+        s.attempts = 1_000_000;
+        let mut d = IpDetector::new(s);
+        let long = "u".repeat(10_000);
+        for i in 0..1000 {
+            d.observe(&hit("203.0.113.60", Some(&format!("{i}{long}"))), &long, t0());
+        }
+        let st = d.ips.peek(&"203.0.113.60".parse().unwrap()).unwrap();
+        assert_eq!(st.accounts.len(), MAX_ACCOUNTS_PER_IP);
+        assert!(st.accounts.keys().all(|k| k.chars().count() <= MAX_ACCOUNT_CHARS + 1));
+        assert_eq!(st.lines.len(), 3);
+        assert_eq!(st.overflow_names, 1000 - MAX_ACCOUNTS_PER_IP as u64);
+    }
+}

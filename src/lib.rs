@@ -1,0 +1,18 @@
+//! authwatch: follows mail-server logs, spots login-guessing bursts and emails the administrator.
+//!
+//! Data flows one way: `source` (follow files) yields lines → `rules` turns a line into a
+//! [`rules::Hit`] (time, ip, user, service, attempts) → `detect` keeps bounded sliding windows
+//! per IP and decides when an incident opens or an alert is due (cooldown) → `render` fills the
+//! templates from `alert-templates/` → `mail` delivers over SMTP (lettre) or writes `.eml` files
+//! into an outbox folder. `agent` wires these together for `authwatch run`.
+
+pub mod agent;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod detect;
+pub mod hostinfo;
+pub mod mail;
+pub mod render;
+pub mod rules;
+pub mod source;

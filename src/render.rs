@@ -1,0 +1,438 @@
+//! Rendering: turns an alert into subject and body text with minijinja templates.
+//!
+//! The templates in `alert-templates/` are built into the binary; an administrator's
+//! `templates_dir` overrides them file by file. Undefined variables are errors (strict mode),
+//! and [`Renderer::check`] renders every template with sample values and also looks for
+//! variables in branches a sample does not reach. Attacker-chosen text (account names, log
+//! lines) is made inert by [`inert`] before it reaches any template.
+
+use crate::config::format_duration;
+use crate::detect::IpAlert;
+use jiff::{tz::TimeZone, Timestamp};
+use minijinja::{Environment, UndefinedBehavior};
+use serde::Serialize;
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+use std::path::Path;
+use std::time::Duration;
+
+/// Built-in templates: (file name, text).
+pub const BUILTIN_TEMPLATES: &[(&str, &str)] = &[
+    (
+        "ip_burst.subject.txt",
+        include_str!("../alert-templates/ip_burst.subject.txt"),
+    ),
+    (
+        "ip_burst.body.txt",
+        include_str!("../alert-templates/ip_burst.body.txt"),
+    ),
+];
+
+/// A rendered alert, ready for the mailer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rendered {
+    pub subject: String,
+    pub text: String,
+}
+
+/// One account in an alert.
+#[derive(Debug, Clone, Serialize)]
+pub struct AccountCount {
+    pub name: String,
+    pub count: u64,
+}
+
+/// Everything a template about one attacking IP may use. The README in `alert-templates/`
+/// documents each field; keep the two in step.
+#[derive(Debug, Clone, Serialize)]
+pub struct IpAlertContext {
+    pub subject_prefix: String,
+    pub host_name: String,
+    pub host_ip: String,
+    pub ip: String,
+    pub ip_version: u8,
+    pub service: String,
+    pub service_label: String,
+    pub attempts_window: u64,
+    pub attempts_total: u64,
+    pub attempts_since_last_alert: u64,
+    pub threshold: u32,
+    pub window: String,
+    pub cooldown: String,
+    pub first_seen: String,
+    pub last_seen: String,
+    pub accounts: Vec<AccountCount>,
+    pub accounts_distinct: u64,
+    pub accounts_other_attempts: u64,
+    pub attempts_without_account: u64,
+    pub log_lines: Vec<String>,
+    pub alert_number: u32,
+    pub previous_alert: String,
+    pub generated_at: String,
+}
+
+/// Facts about this server and the settings an alert quotes.
+#[derive(Debug, Clone)]
+pub struct AlertEnv {
+    pub subject_prefix: String,
+    pub host_name: String,
+    pub host_ip: String,
+    pub threshold: u32,
+    pub window: Duration,
+    pub cooldown: Duration,
+    pub tz: TimeZone,
+}
+
+/// Format a time for people: `2026-11-23 03:14:00 UTC`.
+pub fn human_time(t: Timestamp, tz: &TimeZone) -> String {
+    let zoned = t.to_zoned_datetime(tz.clone());
+    zoned.strftime("%Y-%m-%d %H:%M:%S %Z").to_string()
+}
+
+fn service_label(service: &str) -> String {
+    match service {
+        "exim" => "SMTP server (Exim)".to_string(),
+        other => other.to_string(),
+    }
+}
+
+impl IpAlertContext {
+    pub fn new(a: &IpAlert, env: &AlertEnv, now: Timestamp) -> Self {
+        IpAlertContext {
+            subject_prefix: env.subject_prefix.clone(),
+            host_name: env.host_name.clone(),
+            host_ip: env.host_ip.clone(),
+            ip: a.ip.to_string(),
+            ip_version: match a.ip {
+                IpAddr::V4(_) => 4,
+                IpAddr::V6(_) => 6,
+            },
+            service: a.service.to_string(),
+            service_label: service_label(a.service),
+            attempts_window: a.attempts_in_window,
+            attempts_total: a.attempts_total,
+            attempts_since_last_alert: a.attempts_since_last_alert,
+            threshold: env.threshold,
+            window: format_duration(env.window),
+            cooldown: format_duration(env.cooldown),
+            first_seen: human_time(a.first_seen, &env.tz),
+            last_seen: human_time(a.last_seen, &env.tz),
+            accounts: a
+                .top_accounts
+                .iter()
+                .map(|(n, c)| AccountCount {
+                    name: inert(n),
+                    count: *c,
+                })
+                .collect(),
+            accounts_distinct: a.distinct_accounts,
+            accounts_other_attempts: a.other_account_attempts,
+            attempts_without_account: a.attempts_without_account,
+            log_lines: a.recent_lines.iter().map(|l| inert(l)).collect(),
+            alert_number: a.alert_number,
+            previous_alert: a
+                .previous_alert
+                .map(|t| human_time(t, &env.tz))
+                .unwrap_or_default(),
+            generated_at: human_time(now, &env.tz),
+        }
+    }
+
+    /// Plausible values for previews and `check`.
+    pub fn sample() -> Self {
+        let t: Timestamp = "2026-11-23T03:14:00Z".parse().unwrap_or(Timestamp::UNIX_EPOCH);
+        let alert = IpAlert {
+            ip: IpAddr::from([203, 0, 113, 47]),
+            service: "exim",
+            attempts_in_window: 5,
+            attempts_total: 48,
+            attempts_since_last_alert: 43,
+            first_seen: t,
+            last_seen: t,
+            top_accounts: vec![("info@example.com".into(), 30), ("admin".into(), 12)],
+            distinct_accounts: 4,
+            other_account_attempts: 6,
+            attempts_without_account: 0,
+            recent_lines: vec![
+                "2026-11-23 03:14:00 dovecot_login authenticator failed for (User) [203.0.113.47]:50111: 535 Incorrect authentication data (set_id=info@example.com)".into(),
+            ],
+            alert_number: 2,
+            previous_alert: Some(t),
+        };
+        let env = AlertEnv {
+            subject_prefix: "[authwatch]".into(),
+            host_name: "mx1.example.com".into(),
+            host_ip: "192.0.2.25".into(),
+            threshold: 5,
+            window: Duration::from_secs(600),
+            cooldown: Duration::from_secs(3600),
+            tz: TimeZone::UTC,
+        };
+        IpAlertContext::new(&alert, &env, t)
+    }
+}
+
+/// Make attacker-chosen text harmless to show: control, bidi and zero-width characters become
+/// visible `<U+XXXX>` marks, and URL schemes are defanged (`hxxp://`), so a mail client neither
+/// reorders the text nor turns it into links.
+pub fn inert(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        let cp = c as u32;
+        let hidden = c.is_control()
+            || (0x200B..=0x200F).contains(&cp)
+            || (0x202A..=0x202E).contains(&cp)
+            || (0x2060..=0x2069).contains(&cp)
+            || cp == 0xFEFF;
+        if hidden {
+            out.push_str(&format!("<U+{cp:04X}>"));
+        } else {
+            out.push(c);
+        }
+    }
+    // Defang links, case-insensitively.
+    let lower = out.to_ascii_lowercase();
+    if !lower.contains("http") && !lower.contains("ftp") {
+        return out;
+    }
+    let mut fixed = String::with_capacity(out.len() + 8);
+    let mut i = 0;
+    while i < out.len() {
+        let rest = &lower[i..];
+        let scheme_len = ["https://", "http://", "ftp://"]
+            .iter()
+            .find(|p| rest.starts_with(**p))
+            .map(|p| p.len());
+        if let Some(len) = scheme_len {
+            // Replace the "tt" / "t" so "http" reads "hxxp", keep the original case elsewhere.
+            let orig = &out[i..i + len];
+            let defanged = orig
+                .replacen("tt", "xx", 1)
+                .replacen("TT", "XX", 1)
+                .replacen("ftp", "fxp", 1)
+                .replacen("FTP", "FXP", 1);
+            fixed.push_str(&defanged);
+            i += len;
+        } else {
+            let ch_len = out[i..].chars().next().map_or(1, char::len_utf8);
+            fixed.push_str(&out[i..i + ch_len]);
+            i += ch_len;
+        }
+    }
+    fixed
+}
+
+/// Errors from loading or rendering templates, with file and line.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct TemplateError(pub String);
+
+fn describe(e: &minijinja::Error, origin: &str) -> String {
+    let mut s = String::new();
+    s.push_str(origin);
+    if let Some(name) = e.name() {
+        s.push_str(name);
+    }
+    if let Some(line) = e.line() {
+        s.push_str(&format!(":{line}"));
+    }
+    s.push_str(&format!(": {}", e.kind()));
+    if let Some(d) = e.detail() {
+        s.push_str(&format!(": {d}"));
+    }
+    s
+}
+
+/// The template environment.
+pub struct Renderer {
+    env: Environment<'static>,
+    /// Folder prefix for messages (`/etc/authwatch/templates/` or `built-in `).
+    origins: Vec<(String, String)>,
+}
+
+impl Renderer {
+    /// Load the templates: each file from `dir` when it has one, else the built-in one.
+    pub fn new(dir: Option<&Path>) -> Result<Renderer, TemplateError> {
+        let mut env = Environment::new();
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        let mut origins = Vec::new();
+        let mut errors = Vec::new();
+        for (name, builtin) in BUILTIN_TEMPLATES {
+            let (text, origin) = match dir.map(|d| d.join(name)) {
+                Some(p) if p.exists() => match std::fs::read_to_string(&p) {
+                    Ok(t) => (t, format!("{}/", p.parent().unwrap_or(Path::new("")).display())),
+                    Err(e) => {
+                        errors.push(format!("{}: cannot read: {e}", p.display()));
+                        continue;
+                    }
+                },
+                _ => ((*builtin).to_string(), "built-in ".to_string()),
+            };
+            if let Err(e) = env.add_template_owned(name.to_string(), text) {
+                errors.push(describe(&e, &origin));
+            }
+            origins.push((name.to_string(), origin));
+        }
+        if !errors.is_empty() {
+            return Err(TemplateError(errors.join("\n")));
+        }
+        Ok(Renderer { env, origins })
+    }
+
+    fn origin(&self, name: &str) -> &str {
+        self.origins
+            .iter()
+            .find(|(n, _)| n == name)
+            .map_or("", |(_, o)| o.as_str())
+    }
+
+    fn render_one(&self, name: &str, ctx: &minijinja::Value) -> Result<String, TemplateError> {
+        let t = self
+            .env
+            .get_template(name)
+            .map_err(|e| TemplateError(describe(&e, self.origin(name))))?;
+        t.render(ctx.clone())
+            .map_err(|e| TemplateError(describe(&e, self.origin(name))))
+    }
+
+    /// Render the alert about one IP.
+    pub fn render_ip_alert(&self, ctx: &IpAlertContext) -> Result<Rendered, TemplateError> {
+        let value = minijinja::Value::from(minijinja::value::Serde(ctx));
+        let subject = self.render_one("ip_burst.subject.txt", &value)?;
+        let text = self.render_one("ip_burst.body.txt", &value)?;
+        Ok(Rendered {
+            subject: fold_subject(&subject),
+            text,
+        })
+    }
+
+    /// Check every template: render it with sample values, and look for variables that no
+    /// alert provides (also in branches the sample does not reach). Returns every problem.
+    pub fn check(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        let sample = IpAlertContext::sample();
+        let known: BTreeSet<String> = match serde_json::to_value(&sample) {
+            Ok(serde_json::Value::Object(m)) => m.keys().cloned().collect(),
+            _ => BTreeSet::new(),
+        };
+        let globals: BTreeSet<String> = self.env.globals().map(|(k, _)| k.to_string()).collect();
+        let value = minijinja::Value::from(minijinja::value::Serde(&sample));
+        for (name, _) in BUILTIN_TEMPLATES {
+            match self.env.get_template(name) {
+                Ok(t) => {
+                    let mut unknown: Vec<String> = t
+                        .undeclared_variables(false)
+                        .into_iter()
+                        .filter(|v| !known.contains(v) && !globals.contains(v))
+                        .collect();
+                    unknown.sort();
+                    for v in unknown {
+                        problems.push(format!(
+                            "{}{name}: undefined variable `{v}` (see alert-templates/README.md for the list)",
+                            self.origin(name)
+                        ));
+                    }
+                    if let Err(e) = self.render_one(name, &value) {
+                        problems.push(e.0);
+                    }
+                }
+                Err(e) => problems.push(describe(&e, self.origin(name))),
+            }
+        }
+        problems.dedup();
+        problems
+    }
+}
+
+/// Fold a rendered subject into one line with single spaces.
+pub fn fold_subject(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_templates_pass_check() {
+        let r = Renderer::new(None).unwrap();
+        assert_eq!(r.check(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn default_alert_has_what_the_admin_needs() {
+        let r = Renderer::new(None).unwrap();
+        let out = r.render_ip_alert(&IpAlertContext::sample()).unwrap();
+        assert!(out.text.starts_with("Automatic alert from authwatch - DO NOT reply\n"));
+        for needle in [
+            "Host Name:  mx1.example.com",
+            "IP Address: 192.0.2.25",
+            "Attacking IP:          203.0.113.47",
+            "Total attempts so far: 48",
+            "threshold: 5 in 10m",
+            "info@example.com",
+            "nft add rule inet filter input ip saddr 203.0.113.47 drop",
+            "iptables -I INPUT -s 203.0.113.47 -j DROP",
+            "apf -d 203.0.113.47",
+            "SMTP AUTH on port 25",
+        ] {
+            assert!(out.text.contains(needle), "missing {needle:?} in\n{}", out.text);
+        }
+        assert_eq!(
+            out.subject,
+            "[authwatch] 203.0.113.47 made 5 failed logins in 10m on mx1.example.com"
+        );
+    }
+
+    #[test]
+    fn ipv6_gets_ip6_commands() {
+        let r = Renderer::new(None).unwrap();
+        let mut ctx = IpAlertContext::sample();
+        ctx.ip = "2001:db8::7".into();
+        ctx.ip_version = 6;
+        let out = r.render_ip_alert(&ctx).unwrap();
+        assert!(out.text.contains("ip6 saddr 2001:db8::7 drop"));
+        assert!(out.text.contains("ip6tables -I INPUT -s 2001:db8::7 -j DROP"));
+    }
+
+    #[test]
+    fn undefined_variable_is_reported_with_file_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("ip_burst.body.txt"),
+            "line one\n{% if alert_number > 99 %}{{ attacker_country }}{% endif %}\n",
+        )
+        .unwrap();
+        let r = Renderer::new(Some(dir.path())).unwrap();
+        let problems = r.check();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].contains("ip_burst.body.txt"), "{problems:?}");
+        assert!(problems[0].contains("attacker_country"), "{problems:?}");
+    }
+
+    #[test]
+    fn syntax_error_names_file_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("ip_burst.subject.txt"), "ok\n{{ ip }\n").unwrap();
+        let e = Renderer::new(Some(dir.path())).err().expect("syntax error");
+        assert!(e.0.contains("ip_burst.subject.txt:2"), "{}", e.0);
+    }
+
+    #[test]
+    fn attacker_text_is_inert() {
+        assert_eq!(inert("alice"), "alice");
+        assert_eq!(inert("a\r\nSubject: x"), "a<U+000D><U+000A>Subject: x");
+        assert_eq!(inert("\u{202E}gpj.exe"), "<U+202E>gpj.exe");
+        assert_eq!(inert("\x1b[31mred"), "<U+001B>[31mred");
+        assert_eq!(
+            inert("see https://evil.example/x and HTTP://X"),
+            "see hxxps://evil.example/x and HXXP://X"
+        );
+        assert_eq!(inert("ünïcode ok"), "ünïcode ok");
+    }
+
+    #[test]
+    fn subject_is_folded_to_one_line() {
+        assert_eq!(fold_subject(" a\n b\r\n\tc "), "a b c");
+    }
+}
