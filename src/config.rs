@@ -383,7 +383,15 @@ fn parse_raw(text: &str, file: &str) -> Result<RawConfig, ConfigError> {
     }
     for (s, e) in top {
         let path = key_of(lines[s]).to_string();
-        find_failing(&lines, &mut Vec::new(), (s, e), path, 0, &parse, &mut failing);
+        find_failing(
+            &lines,
+            &mut Vec::new(),
+            (s, e),
+            path,
+            0,
+            &parse,
+            &mut failing,
+        );
     }
     let mut issues: Vec<ConfigIssue> = failing
         .iter()
@@ -469,7 +477,11 @@ struct Failing {
 /// The key a block line starts with (`  - path: x` gives `path`, `detect:` gives `detect`).
 fn key_of(line: &str) -> &str {
     let t = line.trim_start().trim_start_matches('-').trim_start();
-    t.split(':').next().unwrap_or("").trim().trim_matches(['"', '\''])
+    t.split(':')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .trim_matches(['"', '\''])
 }
 
 /// Parse node `s..e` with its ancestors' header lines; when it fails, recurse into its children
@@ -614,14 +626,20 @@ impl Validator {
 
     fn path(&self, s: &str) -> PathBuf {
         let p = PathBuf::from(s);
-        if p.is_absolute() {
+        if p.is_absolute() || self.base == Path::new(".") {
             p
         } else {
             self.base.join(p)
         }
     }
 
-    fn duration(&mut self, v: &S<String>, field: &str, default: Duration, min: Duration) -> Duration {
+    fn duration(
+        &mut self,
+        v: &S<String>,
+        field: &str,
+        default: Duration,
+        min: Duration,
+    ) -> Duration {
         let Some(sp) = v else { return default };
         match parse_duration(&sp.value) {
             Ok(d) if d < min => {
@@ -661,7 +679,11 @@ impl Validator {
             }
             Some(s) => self.path(&s.value),
             None => {
-                self.issue::<()>(None, "state_dir", "is required (a folder authwatch may write)");
+                self.issue::<()>(
+                    None,
+                    "state_dir",
+                    "is required (a folder authwatch may write)",
+                );
                 PathBuf::new()
             }
         };
@@ -674,7 +696,11 @@ impl Validator {
                 Some(sp) => match sp.value.parse::<IpAddr>() {
                     Ok(ip) => Some(ip),
                     Err(_) => {
-                        self.issue(Some(sp), "host.ip", format!("not an IP address: {:?}", sp.value));
+                        self.issue(
+                            Some(sp),
+                            "host.ip",
+                            format!("not an IP address: {:?}", sp.value),
+                        );
                         None
                     }
                 },
@@ -750,7 +776,8 @@ impl Validator {
         let rt = rd.per_ip.unwrap_or_default();
         let detect = DetectConfig {
             per_ip: Threshold {
-                attempts: self.count(&rt.attempts, "detect.per_ip.attempts", 5, 1, 1_000_000) as u32,
+                attempts: self.count(&rt.attempts, "detect.per_ip.attempts", 5, 1, 1_000_000)
+                    as u32,
                 window: self.duration(
                     &rt.window,
                     "detect.per_ip.window",
@@ -830,7 +857,11 @@ impl Validator {
         let rm = rm.value;
         let mut to = Vec::new();
         match &rm.to {
-            None => self.issue(Some(&rm_span), "mail.to", "at least one recipient is required"),
+            None => self.issue(
+                Some(&rm_span),
+                "mail.to",
+                "at least one recipient is required",
+            ),
             Some(list) if list.value.is_empty() => {
                 self.issue(Some(list), "mail.to", "at least one recipient is required")
             }
@@ -940,7 +971,11 @@ impl Validator {
         let ca_file = rs.ca_file.as_ref().map(|c| {
             let p = self.path(&c.value);
             if !p.is_file() {
-                self.issue(Some(c), "mail.smtp.ca_file", format!("no such file: {}", p.display()));
+                self.issue(
+                    Some(c),
+                    "mail.smtp.ca_file",
+                    format!("no such file: {}", p.display()),
+                );
             }
             p
         });
@@ -977,7 +1012,10 @@ mod tests {
         let c = Config::embedded_example().expect("example config must load");
         assert!(!c.sources.is_empty());
         assert_eq!(c.detect.per_ip.attempts, 5);
-        assert!(c.mail.smtp.is_none(), "the example writes to the outbox folder");
+        assert!(
+            c.mail.smtp.is_none(),
+            "the example writes to the outbox folder"
+        );
     }
 
     #[test]
@@ -987,7 +1025,10 @@ mod tests {
         assert_eq!(c.detect.per_ip.window, Duration::from_secs(600));
         assert_eq!(c.alerts.cooldown, Duration::from_secs(3600));
         assert_eq!(c.sources[0].start, Start::End);
-        assert_eq!(c.mail.outbox_dir, PathBuf::from("/var/lib/authwatch/outbox"));
+        assert_eq!(
+            c.mail.outbox_dir,
+            PathBuf::from("/var/lib/authwatch/outbox")
+        );
     }
 
     #[test]
@@ -995,7 +1036,10 @@ mod tests {
         let c = load("state_dir: state\nsources: [{path: log/mainlog}]\nmail: {to: [a@b.c]}\n")
             .unwrap();
         assert_eq!(c.state_dir, PathBuf::from("/etc/authwatch/state"));
-        assert_eq!(c.sources[0].path, PathBuf::from("/etc/authwatch/log/mainlog"));
+        assert_eq!(
+            c.sources[0].path,
+            PathBuf::from("/etc/authwatch/log/mainlog")
+        );
     }
 
     #[test]

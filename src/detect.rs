@@ -19,7 +19,7 @@ pub const MAX_ACCOUNTS_PER_IP: usize = 64;
 /// Account names longer than this are cut (attackers choose them).
 pub const MAX_ACCOUNT_CHARS: usize = 128;
 /// Quoted log lines longer than this are cut.
-pub const MAX_QUOTED_LINE_CHARS: usize = 1000;
+pub const MAX_QUOTED_LINE_CHARS: usize = 500;
 
 /// Settings for [`IpDetector`].
 #[derive(Debug, Clone)]
@@ -209,7 +209,11 @@ impl IpDetector {
         accounts.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         let distinct = accounts.len() as u64 + st.overflow_names;
         let listed: Vec<(String, u64)> = accounts.iter().take(s.top_accounts).cloned().collect();
-        let other = accounts.iter().skip(s.top_accounts).map(|a| a.1).sum::<u64>()
+        let other = accounts
+            .iter()
+            .skip(s.top_accounts)
+            .map(|a| a.1)
+            .sum::<u64>()
             + st.overflow_attempts;
         Some(IpAlert {
             ip: hit.ip,
@@ -267,7 +271,11 @@ mod tests {
         let clock = ManualClock::new(t0());
         let mut d = IpDetector::new(settings());
         for i in 0..4 {
-            assert_eq!(d.observe(&hit("203.0.113.7", Some("a")), "l", clock.now()), None, "{i}");
+            assert_eq!(
+                d.observe(&hit("203.0.113.7", Some("a")), "l", clock.now()),
+                None,
+                "{i}"
+            );
             clock.advance(SignedDuration::from_secs(60));
         }
         let a = d
@@ -277,7 +285,10 @@ mod tests {
         assert_eq!(a.attempts_total, 5);
         assert_eq!(a.alert_number, 1);
         assert_eq!(a.first_seen, t0());
-        assert_eq!(a.top_accounts, vec![("a".to_string(), 4), ("b".to_string(), 1)]);
+        assert_eq!(
+            a.top_accounts,
+            vec![("a".to_string(), 4), ("b".to_string(), 1)]
+        );
     }
 
     #[test]
@@ -343,7 +354,9 @@ mod tests {
         let mut d = IpDetector::new(settings());
         let mut h = hit("192.0.2.77", Some("alice"));
         h.attempts = 5;
-        let a = d.observe(&h, "l", t0()).expect("one line with 5 attempts crosses");
+        let a = d
+            .observe(&h, "l", t0())
+            .expect("one line with 5 attempts crosses");
         assert_eq!(a.attempts_total, 5);
     }
 
@@ -362,7 +375,10 @@ mod tests {
     fn other_ips_do_not_add_up() {
         let mut d = IpDetector::new(settings());
         for i in 0..20 {
-            assert_eq!(d.observe(&hit(&format!("192.0.2.{i}"), None), "l", t0()), None);
+            assert_eq!(
+                d.observe(&hit(&format!("192.0.2.{i}"), None), "l", t0()),
+                None
+            );
         }
     }
 
@@ -392,11 +408,18 @@ mod tests {
         let mut d = IpDetector::new(s);
         let long = "u".repeat(10_000);
         for i in 0..1000 {
-            d.observe(&hit("203.0.113.60", Some(&format!("{i}{long}"))), &long, t0());
+            d.observe(
+                &hit("203.0.113.60", Some(&format!("{i}{long}"))),
+                &long,
+                t0(),
+            );
         }
         let st = d.ips.peek(&"203.0.113.60".parse().unwrap()).unwrap();
         assert_eq!(st.accounts.len(), MAX_ACCOUNTS_PER_IP);
-        assert!(st.accounts.keys().all(|k| k.chars().count() <= MAX_ACCOUNT_CHARS + 1));
+        assert!(st
+            .accounts
+            .keys()
+            .all(|k| k.chars().count() <= MAX_ACCOUNT_CHARS + 1));
         assert_eq!(st.lines.len(), 3);
         assert_eq!(st.overflow_names, 1000 - MAX_ACCOUNTS_PER_IP as u64);
     }

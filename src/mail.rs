@@ -10,8 +10,11 @@
 use crate::config::{MailConfig, TlsMode};
 use crate::render::Rendered;
 use anyhow::{Context, Result};
-use lettre::message::header::{ContentType, Header, HeaderName, HeaderValue};
+use lettre::message::header::{
+    ContentTransferEncoding, ContentType, Header, HeaderName, HeaderValue,
+};
 use lettre::message::Mailbox;
+use lettre::message::{Body, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
@@ -37,6 +40,26 @@ impl Header for AutoSubmitted {
     fn display(&self) -> HeaderValue {
         HeaderValue::new(Self::name(), "auto-generated".to_string())
     }
+}
+
+/// The body as 8bit text when it is valid as such (RFC 5322: lines of at most 998 bytes, no
+/// NUL, no bare CR), so the mail stays readable as a plain file; `None` lets lettre pick
+/// quoted-printable or base64 instead. lettre itself would quote any line over 76 characters,
+/// which mangles the quoted log lines in an `.eml` opened in an editor.
+fn eight_bit_body(text: &str) -> Option<Body> {
+    let mut out = String::with_capacity(text.len() + text.len() / 40);
+    for line in text.split('\n') {
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        if line.len() > 998 || line.bytes().any(|b| b == 0 || b == b'\r') {
+            return None;
+        }
+        out.push_str(line);
+        out.push_str("\r\n");
+    }
+    Some(Body::dangerous_pre_encoded(
+        out.into_bytes(),
+        ContentTransferEncoding::EightBit,
+    ))
 }
 
 /// Where messages go.
@@ -111,10 +134,14 @@ impl Mailer {
                 if s.tls != TlsMode::None {
                     let mut tp = TlsParameters::builder(s.host.clone());
                     if let Some(ca) = &s.ca_file {
-                        let pem = std::fs::read(ca)
-                            .with_context(|| format!("cannot read mail.smtp.ca_file {}", ca.display()))?;
+                        let pem = std::fs::read(ca).with_context(|| {
+                            format!("cannot read mail.smtp.ca_file {}", ca.display())
+                        })?;
                         let cert = Certificate::from_pem(&pem).with_context(|| {
-                            format!("mail.smtp.ca_file {} is not a PEM certificate", ca.display())
+                            format!(
+                                "mail.smtp.ca_file {} is not a PEM certificate",
+                                ca.display()
+                            )
                         })?;
                         tp = tp.add_root_certificate(cert);
                     }
@@ -159,12 +186,16 @@ impl Mailer {
             .subject(r.subject.clone())
             .date_now()
             .message_id(None)
-            .header(AutoSubmitted)
-            .header(ContentType::TEXT_PLAIN);
+            .header(AutoSubmitted);
         for t in &self.to {
             b = b.to(t.clone());
         }
-        b.body(r.text.clone()).context("building the alert mail")
+        let part = SinglePart::builder().header(ContentType::TEXT_PLAIN);
+        let part = match eight_bit_body(&r.text) {
+            Some(body) => part.body(body),
+            None => part.body(r.text.clone()),
+        };
+        b.singlepart(part).context("building the alert mail")
     }
 
     /// Deliver once.
@@ -221,7 +252,9 @@ impl Mailer {
     fn save_failed(&self, msg: &Message) {
         match write_atomic(&self.failed_dir, &unique_name("failed"), &msg.formatted()) {
             Ok(p) => error!(file = %p.display(), "undelivered alert saved"),
-            Err(e) => error!(error = %e, dir = %self.failed_dir.display(), "undelivered alert could not even be saved"),
+            Err(e) => {
+                error!(error = %e, dir = %self.failed_dir.display(), "undelivered alert could not even be saved")
+            }
         }
     }
 }
@@ -257,7 +290,9 @@ pub async fn run_mailer(mailer: Mailer, mut rx: mpsc::Receiver<Rendered>, retry:
             Ok(msg) => {
                 mailer.deliver(&msg, &retry).await;
             }
-            Err(e) => error!(error = %format!("{e:#}"), subject = %r.subject, "cannot build the alert mail"),
+            Err(e) => {
+                error!(error = %format!("{e:#}"), subject = %r.subject, "cannot build the alert mail")
+            }
         }
     }
 }
@@ -291,9 +326,34 @@ mod tests {
         let headers = raw.split("\r\n\r\n").next().unwrap();
         assert!(headers.contains("\r\nMessage-ID: <"), "{headers}");
         assert!(headers.contains("\r\nDate: "), "{headers}");
-        assert!(headers.contains("Auto-Submitted: auto-generated"), "{headers}");
-        assert!(headers.contains("To: a@example.com, b@example.com"), "{headers}");
-        assert!(!headers.contains("\r\nBcc:"), "CR/LF in a subject must not make a header: {headers}");
+        assert!(
+            headers.contains("Auto-Submitted: auto-generated"),
+            "{headers}"
+        );
+        assert!(
+            headers.contains("To: a@example.com, b@example.com"),
+            "{headers}"
+        );
+        assert!(
+            !headers.contains("\r\nBcc:"),
+            "CR/LF in a subject must not make a header: {headers}"
+        );
+        assert!(
+            headers.contains("Content-Transfer-Encoding: 8bit"),
+            "{headers}"
+        );
+        assert!(
+            raw.contains("\r\n\r\nAutomatic alert from authwatch - DO NOT reply\r\n"),
+            "{raw}"
+        );
+    }
+
+    #[test]
+    fn bodies_that_are_not_valid_8bit_are_encoded() {
+        assert!(eight_bit_body(&"x".repeat(998)).is_some());
+        assert!(eight_bit_body(&"x".repeat(999)).is_none());
+        assert!(eight_bit_body("a\0b").is_none());
+        assert!(eight_bit_body("a\rb").is_none());
     }
 
     #[tokio::test]

@@ -140,7 +140,9 @@ impl IpAlertContext {
 
     /// Plausible values for previews and `check`.
     pub fn sample() -> Self {
-        let t: Timestamp = "2026-11-23T03:14:00Z".parse().unwrap_or(Timestamp::UNIX_EPOCH);
+        let t: Timestamp = "2026-11-23T03:14:00Z"
+            .parse()
+            .unwrap_or(Timestamp::UNIX_EPOCH);
         let alert = IpAlert {
             ip: IpAddr::from([203, 0, 113, 47]),
             service: "exim",
@@ -260,7 +262,10 @@ impl Renderer {
         for (name, builtin) in BUILTIN_TEMPLATES {
             let (text, origin) = match dir.map(|d| d.join(name)) {
                 Some(p) if p.exists() => match std::fs::read_to_string(&p) {
-                    Ok(t) => (t, format!("{}/", p.parent().unwrap_or(Path::new("")).display())),
+                    Ok(t) => (
+                        t,
+                        format!("{}/", p.parent().unwrap_or(Path::new("")).display()),
+                    ),
                     Err(e) => {
                         errors.push(format!("{}: cannot read: {e}", p.display()));
                         continue;
@@ -363,7 +368,9 @@ mod tests {
     fn default_alert_has_what_the_admin_needs() {
         let r = Renderer::new(None).unwrap();
         let out = r.render_ip_alert(&IpAlertContext::sample()).unwrap();
-        assert!(out.text.starts_with("Automatic alert from authwatch - DO NOT reply\n"));
+        assert!(out
+            .text
+            .starts_with("Automatic alert from authwatch - DO NOT reply\n"));
         for needle in [
             "Host Name:  mx1.example.com",
             "IP Address: 192.0.2.25",
@@ -376,7 +383,11 @@ mod tests {
             "apf -d 203.0.113.47",
             "SMTP AUTH on port 25",
         ] {
-            assert!(out.text.contains(needle), "missing {needle:?} in\n{}", out.text);
+            assert!(
+                out.text.contains(needle),
+                "missing {needle:?} in\n{}",
+                out.text
+            );
         }
         assert_eq!(
             out.subject,
@@ -392,7 +403,9 @@ mod tests {
         ctx.ip_version = 6;
         let out = r.render_ip_alert(&ctx).unwrap();
         assert!(out.text.contains("ip6 saddr 2001:db8::7 drop"));
-        assert!(out.text.contains("ip6tables -I INPUT -s 2001:db8::7 -j DROP"));
+        assert!(out
+            .text
+            .contains("ip6tables -I INPUT -s 2001:db8::7 -j DROP"));
     }
 
     #[test]

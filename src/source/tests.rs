@@ -1,0 +1,682 @@
+//! Tests for the tailer: start positions, partial and over-long lines, encoding, rename
+//! rotation, copytruncate, vanished or unreadable paths, checkpoints, and two concurrent
+//! writer/rotator scenarios that check every line arrives exactly once, in order, unsplit.
+
+use super::{Checkpoint, StartAt, Tailer};
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const MAX: usize = 4096;
+
+/// A temp dir with the log path in it; tracing output goes to the test's captured output.
+fn setup() -> (tempfile::TempDir, PathBuf) {
+    let _ = tracing_subscriber::fmt()
+        .with_test_writer()
+        .with_ansi(false)
+        .with_max_level(tracing::Level::INFO)
+        .try_init();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mainlog");
+    (dir, path)
+}
+
+fn append(path: &Path, bytes: impl AsRef<[u8]>) {
+    let mut f = OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)
+        .unwrap();
+    f.write_all(bytes.as_ref()).unwrap();
+}
+
+fn poll(t: &mut Tailer) -> Vec<String> {
+    let mut out = Vec::new();
+    let n = t.poll(&mut |l| out.push(l.to_owned()));
+    assert_eq!(n, out.len(), "poll's count matches the lines delivered");
+    out
+}
+
+fn sibling(path: &Path, suffix: &str) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+fn truncate(path: &Path) {
+    OpenOptions::new()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+}
+
+// 1. Start positions and files that appear later.
+
+#[test]
+fn start_beginning_reads_existing_content() {
+    let (_d, path) = setup();
+    append(&path, "one\ntwo\n");
+    let mut t = Tailer::new(&path, StartAt::Beginning, MAX);
+    assert_eq!(poll(&mut t), ["one", "two"]);
+    append(&path, "three\n");
+    assert_eq!(poll(&mut t), ["three"]);
+    assert!(poll(&mut t).is_empty());
+    assert_eq!(t.path(), path);
+}
+
+#[test]
+fn start_end_skips_existing_content() {
+    let (_d, path) = setup();
+    append(&path, "old one\nold two\n");
+    let mut t = Tailer::new(&path, StartAt::End, MAX);
+    append(&path, "new\n");
+    assert_eq!(poll(&mut t), ["new"]);
+}
+
+#[test]
+fn start_end_delivers_the_line_being_written_whole() {
+    let (_d, path) = setup();
+    append(&path, "old\nhalf of a ");
+    let mut t = Tailer::new(&path, StartAt::End, MAX);
+    assert!(poll(&mut t).is_empty());
+    append(&path, "line\nnext\n");
+    assert_eq!(poll(&mut t), ["half of a line", "next"]);
+}
+
+#[test]
+fn missing_file_is_waited_for_then_read_from_its_beginning() {
+    let (_d, path) = setup();
+    let mut t = Tailer::new(&path, StartAt::End, MAX);
+    assert!(poll(&mut t).is_empty());
+    assert!(t.checkpoint().is_none());
+    assert!(poll(&mut t).is_empty());
+    append(&path, "first\nsecond\n");
+    assert_eq!(poll(&mut t), ["first", "second"]);
+}
+
+// 2. Partial lines.
+
+#[test]
+fn partial_line_is_held_until_its_newline() {
+    let (_d, path) = setup();
+    let mut t = Tailer::new(&path, StartAt::Beginning, MAX);
+    append(
+        &path,
+        "2026-11-23 15:59:08 PLAIN authenticator failed for [203.0.",
+    );
+    assert!(poll(&mut t).is_empty());
+    assert!(poll(&mut t).is_empty());
+    append(&path, "113.5]: 535\r");
+    assert!(poll(&mut t).is_empty());
+    append(&path, "\nnext\npart");
+    assert_eq!(
+        poll(&mut t),
+        [
+            "2026-11-23 15:59:08 PLAIN authenticator failed for [203.0.113.5]: 535",
+            "next"
+        ]
+    );
+    let size = fs::metadata(&path).unwrap().len();
+    assert_eq!(
+        t.checkpoint().unwrap().offset,
+        size - 4,
+        "offset stops before the partial line"
+    );
+}
+
+#[test]
+fn crlf_and_empty_lines() {
+    let (_d, path) = setup();
+    append(&path, "a\r\n\nb\r\r\n\r\nc\n");
+    let mut t = Tailer::new(&path, StartAt::Beginning, MAX);
+    assert_eq!(poll(&mut t), ["a", "", "b\r", "", "c"]);
+}
+
+// 3. Encoding.
+
+#[test]
+fn invalid_utf8_is_replaced_and_nul_kept() {
+    let (_d, path) = setup();
+    append(
+        &path,
+        b"user=\xff\xfe caf\xc3\xa9\n\x00nul\x00\ncut \xe4\xb8\n\xe4\xb8\xad\n",
+    );
+    let mut t = Tailer::new(&path, StartAt::Beginning, MAX);
+    assert_eq!(
+        poll(&mut t),
+        [
+            "user=\u{fffd}\u{fffd} café",
+            "\0nul\0",
+            "cut \u{fffd}",
+            "中"
+        ]
+    );
+}
+
+#[test]
+fn long_lines_are_cut_and_the_rest_discarded() {
+    let (_d, path) = setup();
+    let mut t = Tailer::new(&path, StartAt::Beginning, 10);
+    append(&path, "0123456789abcdef\nshort\n0123456789\r\n");
+    assert_eq!(poll(&mut t), ["0123456789", "short", "0123456789"]);
+    // Arriving in pieces over several polls.
+    append(&path, "ABCDEFGH");
+    assert!(poll(&mut t).is_empty());
+    append(&path, "IJKLMNOP");
+    assert!(poll(&mut t).is_empty());
+    append(&path, "QRSTUVWXYZ".repeat(1000));
+    assert!(poll(&mut t).is_empty());
+    append(&path, "!\nafter\n");
+    assert_eq!(poll(&mut t), ["ABCDEFGHIJ", "after"]);
+    // A cut through a multi-byte character leaves the character out.
+    append(&path, "123456789中文\n");
+    assert_eq!(poll(&mut t), ["123456789"]);
+    let cp = t.checkpoint().unwrap();
+    assert_eq!(cp.offset, fs::metadata(&path).unwrap().len());
+}
+
+#[test]
+fn lines_crossing_read_chunks_stay_whole() {
+    let (_d, path) = setup();
+    let lines: Vec<String> = (0..40_000)
+        .map(|i| format!("{i} é中{}", "x".repeat(i % 37)))
+        .collect();
+    append(&path, lines.join("\n") + "\n");
+    let mut t = Tailer::new(&path, StartAt::Beginning, MAX);
+    assert_eq!(poll(&mut t), lines);
+    assert!(t.caught_up());
+}
+
+#[test]
+fn per_poll_byte_cap_leaves_the_rest_for_the_next_poll() {
+    let (_d, path) = setup();
+    append(&path, "aaaa\nbbbb\ncccc\n");
+    let mut t = Tailer::new(&path, StartAt::Beginning, MAX);
+    t.set_max_bytes_per_poll(7);
+    assert_eq!(poll(&mut t), ["aaaa"]);
+    assert!(!t.caught_up());
+    assert_eq!(poll(&mut t), ["bbbb"]);
+    assert_eq!(poll(&mut t), ["cccc"]);
+    assert!(poll(&mut t).is_empty());
+    assert!(t.caught_up());
+}
+
+// 4. Rename rotation.
+
+#[test]
+fn rename_rotation_drains_the_old_file_first() {
+    let (_d, path) = setup();
+    append(&path, "o1\n");
+    let mut t = Tailer::new(&path, StartAt::Beginning, MAX).with_rotation_grace(Duration::ZERO);
+    let mut writer = OpenOptions::new().append(true).open(&path).unwrap();
+    assert_eq!(poll(&mut t), ["o1"]);
+    fs::rename(&path, sibling(&path, ".1")).unwrap();
+    append(&path, "n1\n");
+    writer.write_all(b"o2\n").unwrap(); // daemon still on the old descriptor
+    assert_eq!(poll(&mut t), ["o2", "n1"]);
+    assert!(poll(&mut t).is_empty());
+}
+
+#[test]
+fn rename_rotation_waits_for_the_old_file_to_be_quiet() {
+    let (_d, path) = setup();
+    let mut t =
+        Tailer::new(&path, StartAt::Beginning, MAX).with_rotation_grace(Duration::from_secs(3600));
+    append(&path, "o1\n");
+    let mut old = OpenOptions::new().append(true).open(&path).unwrap();
+    assert_eq!(poll(&mut t), ["o1"]);
+    fs::rename(&path, sibling(&path, ".1")).unwrap();
+    append(&path, "n1\n");
+    for i in 2..6 {
+        old.write_all(format!("o{i}\n").as_bytes()).unwrap();
+        assert_eq!(
+            poll(&mut t),
+            [format!("o{i}")],
+            "old file still read during the grace"
+        );
+    }
+    old.write_all(b"o-unterminated").unwrap();
+    assert!(poll(&mut t).is_empty());
+    let cp = t.checkpoint().unwrap();
+    assert_eq!(cp.offset, 15, "checkpoint still on the old file");
+    t.set_rotation_grace(Duration::ZERO);
+    // The old file is final: its unterminated last line is delivered, then the new file.
+    assert_eq!(poll(&mut t), ["o-unterminated", "n1"]);
+    append(&path, "n2\n");
+    old.write_all(b"lost\n").unwrap();
+    assert_eq!(poll(&mut t), ["n2"]);
+}
+
+// 5. copytruncate.
+
+#[test]
+fn copytruncate_regrown_past_offset_reads_the_rest_from_the_copy() {
+    let (_d, path) = setup();
+    let mut t = Tailer::new(&path, StartAt::Beginning, MAX);
+    for i in 0..10 {
+        append(&path, format!("old {i}\n"));
+    }
+    assert_eq!(poll(&mut t).len(), 10);
+    append(&path, "old 10\nold 11\nold 1"); // not read before the copy
+    fs::copy(&path, sibling(&path, ".1")).unwrap();
+    truncate(&path);
+    append(&path, "2 (rest of the cut line)\n");
+    let new: Vec<String> = (0..50).map(|i| format!("new line {i}")).collect();
+    append(&path, new.join("\n") + "\n");
+    assert!(
+        fs::metadata(&path).unwrap().len() > 90,
+        "regrew past the old offset"
+    );
+    let mut want = vec![
+        "old 10".to_owned(),
+        "old 11".into(),
+        "old 12 (rest of the cut line)".into(),
+    ];
+    want.extend(new);
+    assert_eq!(poll(&mut t), want);
+    assert!(poll(&mut t).is_empty());
+}
+
+#[test]
+fn copytruncate_shrunk_reads_the_rest_from_the_copy() {
+    let (_d, path) = setup();
+    let mut t = Tailer::new(&path, StartAt::Beginning, MAX);
+    append(&path, "a long first line of the log\nsecond\n");
+    assert_eq!(poll(&mut t).len(), 2);
+    append(&path, "third\n");
+    fs::copy(&path, sibling(&path, ".1")).unwrap();
+    truncate(&path);
+    append(&path, "x\n");
+    assert_eq!(poll(&mut t), ["third", "x"]);
+    // Truncated again with nothing unread and nothing new.
+    fs::copy(&path, sibling(&path, ".1")).unwrap();
+    truncate(&path);
+    assert!(poll(&mut t).is_empty());
+    append(&path, "y\n");
+    assert_eq!(poll(&mut t), ["y"]);
+}
+
+#[test]
+fn copytruncate_picks_the_copy_that_matches() {
+    let (_d, path) = setup();
+    let mut t = Tailer::new(&path, StartAt::Beginning, MAX);
+    append(&path, "gen2 first line\n");
+    assert_eq!(poll(&mut t).len(), 1);
+    append(&path, "gen2 second line\n");
+    // A compressed copy with the same start is never read; a stale copy does not match.
+    fs::write(
+        sibling(&path, ".2.gz"),
+        "gen2 first line\nWRONG (compressed)\n",
+    )
+    .unwrap();
+    fs::copy(&path, sibling(&path, "-20261123")).unwrap();
+    fs::write(
+        sibling(&path, ".1"),
+        "gen1 first line\ngen1 second line\nmore\n",
+    )
+    .unwrap();
+    truncate(&path);
+    append(&path, "gen3\n");
+    assert_eq!(poll(&mut t), ["gen2 second line", "gen3"]);
+}
+
+#[test]
+fn truncation_without_a_copy_continues_from_the_start() {
+    let (_d, path) = setup();
+    let mut t = Tailer::new(&path, StartAt::Beginning, MAX);
+    append(&path, "one\ntwo\n");
+    assert_eq!(poll(&mut t).len(), 2);
+    append(&path, "lost\n");
+    truncate(&path);
+    append(&path, "after truncation, longer than before\n");
+    assert_eq!(poll(&mut t), ["after truncation, longer than before"]);
+}
+
+// 6. Deleted, replaced, unreadable.
+
+#[test]
+fn deleted_file_is_recovered_when_a_new_one_appears() {
+    let (_d, path) = setup();
+    let mut t = Tailer::new(&path, StartAt::Beginning, MAX).with_rotation_grace(Duration::ZERO);
+    append(&path, "a\n");
+    assert_eq!(poll(&mut t), ["a"]);
+    let mut old = OpenOptions::new().append(true).open(&path).unwrap();
+    fs::remove_file(&path).unwrap();
+    old.write_all(b"b\n").unwrap();
+    assert_eq!(poll(&mut t), ["b"], "the deleted file is drained");
+    assert!(t.checkpoint().is_none());
+    assert!(poll(&mut t).is_empty());
+    append(&path, "c\n");
+    assert_eq!(poll(&mut t), ["c"]);
+}
+
+#[test]
+fn path_replaced_by_a_directory_then_a_file() {
+    let (_d, path) = setup();
+    let mut t = Tailer::new(&path, StartAt::Beginning, MAX).with_rotation_grace(Duration::ZERO);
+    append(&path, "a\n");
+    assert_eq!(poll(&mut t), ["a"]);
+    fs::remove_file(&path).unwrap();
+    fs::create_dir(&path).unwrap();
+    for _ in 0..3 {
+        assert!(poll(&mut t).is_empty());
+    }
+    fs::remove_dir(&path).unwrap();
+    append(&path, "b\n");
+    assert_eq!(poll(&mut t), ["b"]);
+}
+
+#[cfg(unix)]
+#[test]
+fn unopenable_path_is_retried_until_readable() {
+    use std::os::unix::fs::PermissionsExt;
+    let (_d, path) = setup();
+    // A symlink loop fails to open even for root.
+    std::os::unix::fs::symlink(&path, &path).unwrap();
+    let mut t = Tailer::new(&path, StartAt::End, MAX);
+    for _ in 0..3 {
+        assert!(poll(&mut t).is_empty());
+    }
+    fs::remove_file(&path).unwrap();
+    append(&path, "a\n");
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o000)).unwrap();
+    let root = File::open(&path).is_ok();
+    if !root {
+        for _ in 0..3 {
+            assert!(poll(&mut t).is_empty(), "permission denied");
+        }
+    }
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+    assert_eq!(poll(&mut t), ["a"]);
+}
+
+// Checkpoints.
+
+#[test]
+fn checkpoint_round_trips_through_json() {
+    let cp = Checkpoint {
+        dev: 2049,
+        inode: 1234567,
+        fingerprint: b"2026-11-23 \x00\xff".to_vec(),
+        offset: 42,
+    };
+    let json = serde_json::to_string(&cp).unwrap();
+    assert!(
+        json.contains("\"fingerprint\":\"323032362d31312d32332000ff\""),
+        "{json}"
+    );
+    assert_eq!(serde_json::from_str::<Checkpoint>(&json).unwrap(), cp);
+    assert!(serde_json::from_str::<Checkpoint>(&json.replace("ff\"", "fg\"")).is_err());
+}
+
+#[test]
+fn resume_same_file_continues_at_the_offset() {
+    let (_d, path) = setup();
+    let mut t = Tailer::new(&path, StartAt::Beginning, MAX);
+    append(&path, "a\nb\npart");
+    assert_eq!(poll(&mut t), ["a", "b"]);
+    let cp = t.checkpoint().unwrap();
+    assert_eq!(cp.offset, 4);
+    assert_eq!(cp.fingerprint, b"a\nb\npart");
+    drop(t);
+    append(&path, "ial\nc\n");
+    let mut t = Tailer::resume(&path, cp, MAX);
+    assert_eq!(poll(&mut t), ["partial", "c"]);
+}
+
+#[test]
+fn resume_on_a_new_file_starts_at_its_beginning() {
+    let (_d, path) = setup();
+    let mut t = Tailer::new(&path, StartAt::Beginning, MAX);
+    append(&path, "old a\nold b\n");
+    assert_eq!(poll(&mut t).len(), 2);
+    let cp = t.checkpoint().unwrap();
+    drop(t);
+    fs::remove_file(&path).unwrap();
+    append(&path, "new a\nnew b\nnew c\n"); // may even reuse the inode number
+    let mut t = Tailer::resume(&path, cp, MAX);
+    assert_eq!(poll(&mut t), ["new a", "new b", "new c"]);
+}
+
+#[test]
+fn resume_after_rename_rotation_finishes_the_old_file() {
+    let (_d, path) = setup();
+    let mut t = Tailer::new(&path, StartAt::Beginning, MAX);
+    append(&path, "a\nb\n");
+    assert_eq!(poll(&mut t).len(), 2);
+    let cp = t.checkpoint().unwrap();
+    drop(t);
+    append(&path, "c\n");
+    fs::rename(&path, sibling(&path, ".1")).unwrap();
+    append(&path, "d\n");
+    let mut t = Tailer::resume(&path, cp, MAX).with_rotation_grace(Duration::ZERO);
+    assert_eq!(poll(&mut t), ["c", "d"]);
+}
+
+#[test]
+fn resume_after_copytruncate_reads_the_copy() {
+    let (_d, path) = setup();
+    let mut t = Tailer::new(&path, StartAt::Beginning, MAX);
+    append(&path, "a\nb\n");
+    assert_eq!(poll(&mut t).len(), 2);
+    let cp = t.checkpoint().unwrap();
+    drop(t);
+    append(&path, "c\n");
+    fs::copy(&path, sibling(&path, ".1")).unwrap();
+    truncate(&path);
+    append(&path, "d\n");
+    let mut t = Tailer::resume(&path, cp, MAX);
+    assert_eq!(poll(&mut t), ["c", "d"]);
+}
+
+// Concurrent scenarios: a writer thread, a rotating party, and the reader polling in the test
+// thread. Hand-offs between them use atomics (never sleeps), so each run takes the same path
+// through the interesting states; only the reader's exact offsets vary.
+
+const N: u64 = 200_000;
+
+fn numbered(i: u64) -> String {
+    format!(
+        "{i:08} PLAIN authenticator failed for [203.0.113.{}]: 535 (set_id=usér{} 中) {}",
+        i % 256,
+        i % 97,
+        "x".repeat((i % 41) as usize)
+    )
+}
+
+/// Writes line `i`; every fifth line in two `write()` calls, cut at a varying byte (sometimes
+/// inside a multi-byte character), calling `between` between them. `lock`, if any, is held per
+/// `write()` call, not per line.
+fn write_numbered(f: &mut File, i: u64, lock: Option<&Mutex<()>>, between: impl FnOnce()) {
+    let line = numbered(i) + "\n";
+    let bytes = line.as_bytes();
+    let write = |f: &mut File, part: &[u8]| {
+        let _guard = lock.map(|l| l.lock().unwrap());
+        f.write_all(part).unwrap();
+    };
+    if i.is_multiple_of(5) {
+        let cut = 1 + (i as usize * 7) % (bytes.len() - 1);
+        write(f, &bytes[..cut]);
+        between();
+        write(f, &bytes[cut..]);
+    } else {
+        write(f, bytes);
+    }
+}
+
+fn wait_until(cond: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !cond() {
+        assert!(Instant::now() < deadline, "scenario stalled");
+        std::thread::yield_now();
+    }
+}
+
+/// Polls until all N lines arrived, checking each is the next expected one, whole; then checks
+/// that nothing more comes. `each_poll` runs before every poll (the scenario's hook).
+fn read_all(t: &mut Tailer, delivered: &AtomicU64, mut each_poll: impl FnMut(&mut Tailer)) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut next = 0u64;
+    while next < N {
+        each_poll(t);
+        let got = t.poll(&mut |line| {
+            assert!(next < N, "extra line delivered: {line:?}");
+            assert_eq!(
+                line,
+                numbered(next),
+                "line {next} lost, repeated, split or garbled"
+            );
+            next += 1;
+        });
+        delivered.store(next, Ordering::Release);
+        assert!(Instant::now() < deadline, "stalled at line {next}");
+        if got == 0 {
+            std::thread::yield_now();
+        }
+    }
+    assert_eq!(
+        t.poll(&mut |l| panic!("extra line after the last: {l:?}")),
+        0
+    );
+}
+
+/// logrotate `create`: the log is renamed and a new empty file created; the daemon goes on
+/// writing to its old descriptor (also after the reader has noticed the rotation), then reopens.
+#[cfg(unix)]
+#[test]
+fn concurrent_rename_rotation_loses_and_repeats_nothing() {
+    use std::os::unix::fs::MetadataExt;
+    const ROTATE_AT: u64 = N / 2;
+    const BEFORE_NOTICED: u64 = 10_000; // lines on the old descriptor before the reader notices
+    const AFTER_NOTICED: u64 = 10_000; // and after
+    let (_d, path) = setup();
+    File::create(&path).unwrap();
+    let old_inode = fs::metadata(&path).unwrap().ino();
+    // The grace is what keeps the old descriptor's last lines; to make the outcome independent
+    // of scheduling it is shortened only once the writer has left the old file.
+    let mut t =
+        Tailer::new(&path, StartAt::Beginning, MAX).with_rotation_grace(Duration::from_secs(3600));
+    let noticed = Arc::new(AtomicBool::new(false));
+    let reopened = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (path, noticed, reopened) = (path.clone(), noticed.clone(), reopened.clone());
+        std::thread::spawn(move || {
+            let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+            for i in 0..N {
+                if i == ROTATE_AT {
+                    fs::rename(&path, sibling(&path, ".1")).unwrap();
+                    File::create(&path).unwrap();
+                }
+                if i == ROTATE_AT + BEFORE_NOTICED {
+                    wait_until(|| noticed.load(Ordering::Acquire));
+                }
+                if i == ROTATE_AT + BEFORE_NOTICED + AFTER_NOTICED {
+                    f = OpenOptions::new().append(true).open(&path).unwrap();
+                    reopened.store(true, Ordering::Release);
+                }
+                write_numbered(&mut f, i, None, || {});
+            }
+        })
+    };
+    read_all(&mut t, &AtomicU64::new(0), |t| {
+        let left_old = t.checkpoint().is_some_and(|cp| cp.inode != old_inode);
+        if t.rotation_pending() || left_old {
+            noticed.store(true, Ordering::Release);
+        }
+        if reopened.load(Ordering::Acquire) {
+            t.set_rotation_grace(Duration::from_millis(50));
+        }
+    });
+    writer.join().unwrap();
+}
+
+/// logrotate `copytruncate`, twice (`.1` becomes `.2` before the second copy). It cannot be
+/// atomic against a real writer: bytes written between the copy and the truncation are lost
+/// whatever the reader does. Here writer and rotator share a mutex per `write()` call, so the
+/// copy and truncation happen between two writes. Each rotation happens while the writer is
+/// between the two halves of a split line (its start ends the copy, its end starts the truncated
+/// file) and while the reader is paused with lines unread (they are only in the copy). Before
+/// the second one the reader is early in the file, and stays paused until the truncated file
+/// has regrown past its offset: only the fingerprint can tell it was truncated.
+#[test]
+fn concurrent_copytruncate_loses_and_repeats_nothing() {
+    const ROTATIONS: [u64; 2] = [70_000, 100_000]; // split lines (multiples of 5)
+    let (_d, path) = setup();
+    File::create(&path).unwrap();
+    let mut t = Tailer::new(&path, StartAt::Beginning, MAX);
+    let lock = Arc::new(Mutex::new(()));
+    let written = Arc::new(AtomicU64::new(0));
+    let parked_at = Arc::new(AtomicU64::new(0)); // writer waits mid-line at this line
+    let rotated = Arc::new(AtomicU64::new(0)); // last line the rotator is done with
+    let delivered = Arc::new(AtomicU64::new(0));
+    let pause = Arc::new(AtomicBool::new(false));
+    let paused = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (path, lock, written) = (path.clone(), lock.clone(), written.clone());
+        let (parked_at, rotated) = (parked_at.clone(), rotated.clone());
+        std::thread::spawn(move || {
+            let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+            for i in 0..N {
+                write_numbered(&mut f, i, Some(&lock), || {
+                    if ROTATIONS.contains(&i) {
+                        parked_at.store(i, Ordering::Release);
+                        wait_until(|| rotated.load(Ordering::Acquire) == i);
+                    }
+                });
+                written.store(i + 1, Ordering::Release);
+            }
+        })
+    };
+    let rotator = {
+        let (path, lock, written, delivered) = (
+            path.clone(),
+            lock.clone(),
+            written.clone(),
+            delivered.clone(),
+        );
+        let (parked_at, rotated) = (parked_at.clone(), rotated.clone());
+        let (pause, paused) = (pause.clone(), paused.clone());
+        std::thread::spawn(move || {
+            let size = || fs::metadata(&path).unwrap().len();
+            for (k, at) in ROTATIONS.into_iter().enumerate() {
+                if k == 0 {
+                    wait_until(|| written.load(Ordering::Acquire) >= at - 10_000);
+                } else {
+                    // The reader has handled the first rotation and is early in the new file.
+                    wait_until(|| delivered.load(Ordering::Acquire) > ROTATIONS[0]);
+                }
+                pause.store(true, Ordering::Release);
+                wait_until(|| paused.load(Ordering::Acquire));
+                let reader_offset_at_most = size();
+                wait_until(|| parked_at.load(Ordering::Acquire) == at);
+                {
+                    let _guard = lock.lock().unwrap();
+                    if sibling(&path, ".1").exists() {
+                        fs::rename(sibling(&path, ".1"), sibling(&path, ".2")).unwrap();
+                    }
+                    fs::copy(&path, sibling(&path, ".1")).unwrap();
+                    truncate(&path);
+                }
+                rotated.store(at, Ordering::Release);
+                if k == 1 {
+                    wait_until(|| size() > reader_offset_at_most);
+                }
+                pause.store(false, Ordering::Release);
+            }
+        })
+    };
+    read_all(&mut t, &delivered, |_| {
+        if pause.load(Ordering::Acquire) {
+            paused.store(true, Ordering::Release);
+            wait_until(|| !pause.load(Ordering::Acquire));
+            paused.store(false, Ordering::Release);
+        }
+    });
+    writer.join().unwrap();
+    rotator.join().unwrap();
+}
