@@ -349,3 +349,67 @@ pub async fn run(
     );
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use std::path::Path;
+
+    fn engine(clock: Arc<ManualClock>) -> Engine {
+        let cfg = Config::from_yaml(
+            "state_dir: /tmp/unused\ntime_zone: UTC\nsources: [{path: /tmp/unused.log}]\nhost: {name: mx1.test, ip: 192.0.2.25}\nmail: {to: [admin@example.test]}\n",
+            "test.yaml",
+            Path::new("/"),
+        )
+        .unwrap();
+        let host = HostInfo::discover(&cfg.host);
+        Engine::new(&cfg, &host, clock).unwrap()
+    }
+
+    fn line(sec: u32, ip: &str, set_id: &str) -> String {
+        format!(
+            "2026-11-23 10:{:02}:{:02} dovecot_plain authenticator failed for (x) [{ip}]:4000: 535 Incorrect authentication data (set_id={set_id})",
+            sec / 60,
+            sec % 60
+        )
+    }
+
+    #[test]
+    fn log_lines_to_one_alert_blaming_the_real_ip() {
+        let clock = Arc::new(ManualClock::new("2026-11-23T12:00:00Z".parse().unwrap()));
+        let mut e = engine(clock);
+        let hostile = "x) [198.51.100.77]:25: 535 Incorrect authentication data";
+        let mut alerts = Vec::new();
+        for i in 0..12 {
+            alerts.extend(e.line(0, &line(i * 10, "203.0.113.8", hostile)));
+        }
+        assert_eq!(alerts.len(), 1, "one alert, then the cooldown holds");
+        let a = &alerts[0];
+        assert_eq!(
+            a.subject,
+            "[authwatch] 203.0.113.8 made 5 failed logins in 10m on mx1.test"
+        );
+        assert!(a.text.contains("Attacking IP:          203.0.113.8\n"));
+        assert!(a.text.contains("IP Address: 192.0.2.25\n"));
+        assert!(!a.subject.contains("198.51.100.77"));
+        // Log time, not the clock, places the attempts: first seen is the first line's stamp.
+        assert!(a
+            .text
+            .contains("First seen:            2026-11-23 10:00:00 UTC"));
+    }
+
+    #[test]
+    fn lines_without_a_stamp_use_the_clock() {
+        let clock = Arc::new(ManualClock::new("2026-11-23T12:00:00Z".parse().unwrap()));
+        let mut e = engine(clock.clone());
+        let unstamped = "PLAIN authenticator failed for (x) [203.0.113.9]: 535 Incorrect authentication data (set_id=a)";
+        for _ in 0..4 {
+            assert_eq!(e.line(0, unstamped), None);
+            clock.advance(jiff::SignedDuration::from_secs(200));
+        }
+        // 4 attempts over 800 s: the first fell out of the 10-minute window.
+        assert_eq!(e.line(0, unstamped), None);
+        assert!(e.line(0, unstamped).is_some());
+    }
+}
