@@ -13,8 +13,7 @@ use crate::detect::{DetectorSettings, IpDetector};
 use crate::hostinfo::HostInfo;
 use crate::mail::{run_mailer, Mailer, RetryPolicy};
 use crate::render::{AlertEnv, IpAlertContext, Rendered, Renderer};
-use crate::rules::exim::EximRule;
-use crate::rules::{Hit, ParseCtx};
+use crate::rules::{Hit, ParseCtx, RuleSet};
 use crate::source::{StartAt, Tailer};
 use anyhow::{Context, Result};
 use std::path::PathBuf;
@@ -77,8 +76,8 @@ pub fn check(cfg: &Config) -> std::result::Result<String, String> {
 
 /// Lines → hits → alerts. Synchronous and clock-injected, so it is tested without threads.
 pub struct Engine {
-    services: Vec<String>,
-    exim: EximRule,
+    /// Rules per source, by source index.
+    rules: Vec<RuleSet>,
     detector: IpDetector,
     renderer: Renderer,
     env: AlertEnv,
@@ -95,8 +94,11 @@ impl Engine {
             .map_err(|e| anyhow::anyhow!("alert templates: {}", e.0))?;
         let now = clock.now();
         Ok(Engine {
-            services: cfg.sources.iter().map(|s| s.service.clone()).collect(),
-            exim: EximRule::new(),
+            rules: cfg
+                .sources
+                .iter()
+                .map(|s| RuleSet::named(std::slice::from_ref(&s.service)))
+                .collect(),
             detector: IpDetector::new(DetectorSettings {
                 attempts: cfg.detect.per_ip.attempts,
                 window: cfg.detect.per_ip.window,
@@ -122,11 +124,8 @@ impl Engine {
         })
     }
 
-    fn parse(&self, source: usize, line: &str) -> Option<Hit> {
-        match self.services.get(source).map(String::as_str) {
-            Some("exim") | None => self.exim.parse(line, &self.ctx),
-            Some(_) => None,
-        }
+    fn parse(&mut self, source: usize, line: &str) -> Option<Hit> {
+        self.rules.get_mut(source)?.parse(line, &self.ctx)
     }
 
     /// Refresh "now" for year inference; call once per batch of lines.

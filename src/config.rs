@@ -280,7 +280,7 @@ struct RawSmtp {
 // Loading
 
 /// Known services (rule sets) a source may name.
-pub const SERVICES: &[&str] = &["exim"];
+pub const SERVICES: &[&str] = crate::rules::BUILTIN;
 
 impl Config {
     /// Read and validate a config file. Relative paths in it are taken relative to the file's

@@ -55,6 +55,15 @@ impl Default for EximRule {
     }
 }
 
+impl super::Rule for EximRule {
+    fn service(&self) -> &'static str {
+        SERVICE
+    }
+    fn parse(&mut self, line: &str, ctx: &ParseCtx) -> Option<Hit> {
+        EximRule::parse(self, line, ctx)
+    }
+}
+
 impl EximRule {
     pub fn new() -> Self {
         EximRule {

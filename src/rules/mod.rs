@@ -8,6 +8,57 @@ use std::net::IpAddr;
 pub mod exim;
 pub mod time;
 
+/// One service's recogniser. Rules may keep a little bounded state (Dovecot pairs per-attempt
+/// lines with the summary line of the same session), hence `&mut self`.
+pub trait Rule: Send {
+    /// The service name, as in the config (`exim`, `dovecot`, ...).
+    fn service(&self) -> &'static str;
+    /// One line (without its newline) to a hit, or `None`. Must be cheap for lines that are not
+    /// candidates: a literal prefilter before anything else, no allocation.
+    fn parse(&mut self, line: &str, ctx: &ParseCtx) -> Option<Hit>;
+}
+
+/// Names of the built-in rules, in the order they are tried.
+pub const BUILTIN: &[&str] = &["exim"];
+
+/// A built-in rule by service name.
+pub fn builtin(name: &str) -> Option<Box<dyn Rule>> {
+    match name {
+        "exim" => Some(Box::new(exim::EximRule::new())),
+        _ => None,
+    }
+}
+
+/// The rules applied to one source: each line is offered to each rule until one matches.
+pub struct RuleSet {
+    rules: Vec<Box<dyn Rule>>,
+}
+
+impl RuleSet {
+    pub fn new(rules: Vec<Box<dyn Rule>>) -> Self {
+        RuleSet { rules }
+    }
+
+    /// All built-in rules.
+    pub fn all_builtin() -> Self {
+        RuleSet::new(BUILTIN.iter().filter_map(|n| builtin(n)).collect())
+    }
+
+    /// The named built-in rules; unknown names are skipped (the config has checked them).
+    pub fn named<S: AsRef<str>>(names: &[S]) -> Self {
+        RuleSet::new(names.iter().filter_map(|n| builtin(n.as_ref())).collect())
+    }
+
+    pub fn parse(&mut self, line: &str, ctx: &ParseCtx) -> Option<Hit> {
+        self.rules.iter_mut().find_map(|r| r.parse(line, ctx))
+    }
+
+    /// The services in this set.
+    pub fn services(&self) -> Vec<&'static str> {
+        self.rules.iter().map(|r| r.service()).collect()
+    }
+}
+
 /// Whether the line reports a failed or a successful login.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
