@@ -5,8 +5,19 @@
 use jiff::{tz::TimeZone, Timestamp};
 use std::net::IpAddr;
 
+pub mod courier;
+pub mod cyrus;
+pub mod dovecot;
 pub mod exim;
+pub mod horde;
+pub mod opensmtpd;
+pub mod postfix;
+pub mod roundcube;
+pub mod sendmail;
+pub mod sogo;
+pub mod squirrelmail;
 pub mod time;
+pub mod uwimap;
 
 /// One service's recogniser. Rules may keep a little bounded state (Dovecot pairs per-attempt
 /// lines with the summary line of the same session), hence `&mut self`.
@@ -19,12 +30,36 @@ pub trait Rule: Send {
 }
 
 /// Names of the built-in rules, in the order they are tried.
-pub const BUILTIN: &[&str] = &["exim"];
+pub const BUILTIN: &[&str] = &[
+    "exim",
+    "postfix",
+    "dovecot",
+    "courier",
+    "cyrus",
+    "sendmail",
+    "uwimap",
+    "opensmtpd",
+    "roundcube",
+    "sogo",
+    "horde",
+    "squirrelmail",
+];
 
 /// A built-in rule by service name.
 pub fn builtin(name: &str) -> Option<Box<dyn Rule>> {
     match name {
         "exim" => Some(Box::new(exim::EximRule::new())),
+        "postfix" => Some(Box::new(postfix::PostfixRule::new())),
+        "dovecot" => Some(Box::new(dovecot::DovecotRule::new())),
+        "courier" => Some(Box::new(courier::CourierRule::new())),
+        "cyrus" => Some(Box::new(cyrus::CyrusRule::new())),
+        "sendmail" => Some(Box::new(sendmail::SendmailRule::new())),
+        "uwimap" => Some(Box::new(uwimap::UwImapRule::new())),
+        "opensmtpd" => Some(Box::new(opensmtpd::OpenSmtpdRule::new())),
+        "roundcube" => Some(Box::new(roundcube::RoundcubeRule::new())),
+        "sogo" => Some(Box::new(sogo::SogoRule::new())),
+        "horde" => Some(Box::new(horde::HordeRule::new())),
+        "squirrelmail" => Some(Box::new(squirrelmail::SquirrelmailRule::new())),
         _ => None,
     }
 }
