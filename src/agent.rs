@@ -97,7 +97,7 @@ impl Engine {
             rules: cfg
                 .sources
                 .iter()
-                .map(|s| RuleSet::named(std::slice::from_ref(&s.service)))
+                .map(|s| RuleSet::for_services(&s.services, &cfg.custom_rules))
                 .collect(),
             detector: IpDetector::new(DetectorSettings {
                 attempts: cfg.detect.per_ip.attempts,
@@ -288,7 +288,7 @@ pub async fn run(
     let (line_tx, mut line_rx) = mpsc::channel::<Batch>(64);
     let mut threads = Vec::new();
     for (i, s) in cfg.sources.iter().enumerate() {
-        info!(path = %s.path.display(), service = %s.service, start = ?s.start, "following");
+        info!(path = %s.path.display(), services = ?s.services, start = ?s.start, "following");
         let start = match s.start {
             Start::Beginning => StartAt::Beginning,
             Start::End => StartAt::End,

@@ -36,6 +36,8 @@ pub struct Config {
     pub time_zone: TimeZone,
     pub detect: DetectConfig,
     pub alerts: AlertsConfig,
+    /// Rules written by the administrator.
+    pub custom_rules: Vec<crate::rules::custom::CustomRule>,
     /// Folder with the administrator's own templates; `None` uses the built-in ones.
     pub templates_dir: Option<PathBuf>,
     pub mail: MailConfig,
@@ -58,8 +60,8 @@ pub enum Start {
 pub struct SourceConfig {
     pub path: PathBuf,
     pub start: Start,
-    /// Rule set applied to this source's lines.
-    pub service: String,
+    /// Rules applied to this source's lines (built-in or custom names); empty means all.
+    pub services: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -204,6 +206,7 @@ struct RawConfig {
     time_zone: S<String>,
     detect: Option<RawDetect>,
     alerts: Option<RawAlerts>,
+    custom_rules: Option<Vec<RawCustomRule>>,
     templates_dir: S<String>,
     mail: Option<Spanned<RawMail>>,
 }
@@ -221,6 +224,15 @@ struct RawSource {
     path: Spanned<String>,
     start: Option<Start>,
     service: S<String>,
+    services: Option<Spanned<Vec<Spanned<String>>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCustomRule {
+    name: Spanned<String>,
+    literal: Spanned<String>,
+    regex: Spanned<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -322,6 +334,7 @@ impl Config {
             issues: Vec::new(),
         };
         let cfg = v.build(raw);
+        v.issues.sort_by_key(|i| (i.line.unwrap_or(0), i.column.unwrap_or(0)));
         match cfg {
             Some(cfg) if v.issues.is_empty() => Ok(cfg),
             _ => Err(ConfigError { issues: v.issues }),
@@ -707,6 +720,9 @@ impl Validator {
             },
         };
 
+        let custom_rules = self.custom_rules(raw.custom_rules.as_deref().unwrap_or_default());
+        let custom_names: Vec<String> =
+            custom_rules.iter().map(|c| c.name().to_string()).collect();
         let mut sources = Vec::new();
         match &raw.sources {
             None => self.issue::<()>(None, "sources", "at least one source is required"),
@@ -719,26 +735,51 @@ impl Validator {
                     if s.path.value.trim().is_empty() {
                         self.issue(Some(&s.path), &format!("{field}.path"), "must not be empty");
                     }
-                    let service = match &s.service {
-                        None => "exim".to_string(),
-                        Some(sv) if SERVICES.contains(&sv.value.as_str()) => sv.value.clone(),
-                        Some(sv) => {
+                    let mut services = Vec::new();
+                    let named: Vec<&Spanned<String>> = match (&s.service, &s.services) {
+                        (Some(one), Some(_)) => {
+                            self.issue(
+                                Some(one),
+                                &format!("{field}.service"),
+                                "give service or services, not both",
+                            );
+                            Vec::new()
+                        }
+                        (Some(one), None) => vec![one],
+                        (None, Some(list)) => list.value.iter().collect(),
+                        (None, None) => Vec::new(),
+                    };
+                    for (k, sv) in named.into_iter().enumerate() {
+                        let known = SERVICES.contains(&sv.value.as_str())
+                            || custom_names.iter().any(|c| c == &sv.value);
+                        if known {
+                            services.push(sv.value.clone());
+                        } else {
+                            let f = if s.service.is_some() {
+                                format!("{field}.service")
+                            } else {
+                                format!("{field}.services[{k}]")
+                            };
                             self.issue(
                                 Some(sv),
-                                &format!("{field}.service"),
+                                &f,
                                 format!(
-                                    "unknown service {:?}; known: {}",
+                                    "unknown service {:?}; known: {}{}",
                                     sv.value,
-                                    SERVICES.join(", ")
+                                    SERVICES.join(", "),
+                                    if custom_names.is_empty() {
+                                        String::new()
+                                    } else {
+                                        format!(" (custom: {})", custom_names.join(", "))
+                                    }
                                 ),
                             );
-                            "exim".to_string()
                         }
-                    };
+                    }
                     sources.push(SourceConfig {
                         path: self.path(&s.path.value),
                         start: s.start.unwrap_or(Start::End),
-                        service,
+                        services,
                     });
                 }
             }
@@ -827,9 +868,49 @@ impl Validator {
             time_zone,
             detect,
             alerts,
+            custom_rules,
             templates_dir,
             mail,
         })
+    }
+
+    fn custom_rules(&mut self, raw: &[RawCustomRule]) -> Vec<crate::rules::custom::CustomRule> {
+        use crate::rules::custom::{CustomRule, CustomRuleError};
+        let mut out: Vec<CustomRule> = Vec::new();
+        for (i, r) in raw.iter().enumerate() {
+            let field = format!("custom_rules[{i}]");
+            let name = r.name.value.trim();
+            let name_ok = !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+            if !name_ok {
+                self.issue(
+                    Some(&r.name),
+                    &format!("{field}.name"),
+                    "use letters, digits, - and _ only",
+                );
+                continue;
+            }
+            if SERVICES.contains(&name) || out.iter().any(|c| c.name() == name) {
+                self.issue(
+                    Some(&r.name),
+                    &format!("{field}.name"),
+                    format!("{name:?} is already a rule name"),
+                );
+                continue;
+            }
+            match CustomRule::new(name, &r.literal.value, &r.regex.value) {
+                Ok(c) => out.push(c),
+                Err(CustomRuleError::EmptyLiteral) => self.issue(
+                    Some(&r.literal),
+                    &format!("{field}.literal"),
+                    CustomRuleError::EmptyLiteral.to_string(),
+                ),
+                Err(e) => self.issue(Some(&r.regex), &format!("{field}.regex"), e.to_string()),
+            }
+        }
+        out
     }
 
     fn mailbox(&mut self, sp: &Spanned<String>, field: &str) {
@@ -1111,6 +1192,31 @@ mod tests {
         assert_eq!(smtp.password.as_ref().unwrap().0, "s3cret");
         assert_eq!(smtp.port, 587);
         assert!(!format!("{smtp:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn custom_rules_are_checked_and_usable_as_services() {
+        let ok = load(&format!(
+            "{MIN}custom_rules:\n  - name: myapp\n    literal: 'login failed'\n    regex: 'login failed from (?P<ip>\\S+)'\n"
+        ))
+        .unwrap();
+        assert_eq!(ok.custom_rules.len(), 1);
+        let bad = load(
+            "state_dir: /x\nsources: [{path: /l, services: [exim, myapp, nope]}]\nmail: {to: [a@b.c]}\ncustom_rules:\n  - {name: myapp, literal: x, regex: 'from (?P<addr>\\S+)'}\n  - {name: exim, literal: x, regex: '(?P<ip>x)'}\n  - {name: other, literal: '', regex: '(?P<ip>x)'}\n",
+        )
+        .unwrap_err();
+        let fields: Vec<_> = bad.issues.iter().map(|i| i.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            vec![
+                "sources[0].services[1]",
+                "sources[0].services[2]",
+                "custom_rules[0].regex",
+                "custom_rules[1].name",
+                "custom_rules[2].literal"
+            ],
+            "{bad}"
+        );
     }
 
     #[test]

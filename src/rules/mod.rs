@@ -6,6 +6,7 @@ use jiff::{tz::TimeZone, Timestamp};
 use std::net::IpAddr;
 
 pub mod courier;
+pub mod custom;
 pub mod cyrus;
 pub mod dovecot;
 pub mod exim;
@@ -82,6 +83,22 @@ impl RuleSet {
     /// The named built-in rules; unknown names are skipped (the config has checked them).
     pub fn named<S: AsRef<str>>(names: &[S]) -> Self {
         RuleSet::new(names.iter().filter_map(|n| builtin(n.as_ref())).collect())
+    }
+
+    /// The named rules, built-in or custom; an empty list means every built-in and custom rule.
+    pub fn for_services<S: AsRef<str>>(names: &[S], custom: &[custom::CustomRule]) -> Self {
+        let wanted = |n: &str| names.is_empty() || names.iter().any(|w| w.as_ref() == n);
+        let mut rules: Vec<Box<dyn Rule>> = BUILTIN
+            .iter()
+            .filter(|n| wanted(n))
+            .filter_map(|n| builtin(n))
+            .collect();
+        for c in custom {
+            if wanted(c.name()) {
+                rules.push(Box::new(c.clone()));
+            }
+        }
+        RuleSet::new(rules)
     }
 
     pub fn parse(&mut self, line: &str, ctx: &ParseCtx) -> Option<Hit> {
