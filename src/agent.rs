@@ -11,7 +11,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, Start};
 use crate::detect::{DetectorSettings, IpDetector};
 use crate::hostinfo::HostInfo;
-use crate::mail::{run_mailer, Mailer, RetryPolicy};
+use crate::mail::{run_mailer, Composer, Sender, Spool};
 use crate::render::{AlertEnv, IpAlertContext, Rendered, Renderer};
 use crate::rules::{Hit, ParseCtx, RuleSet};
 use crate::source::{StartAt, Tailer};
@@ -47,7 +47,7 @@ pub fn check(cfg: &Config) -> std::result::Result<String, String> {
         Ok(r) => problems.extend(r.check()),
         Err(e) => problems.push(e.0),
     }
-    if let Err(e) = Mailer::new(&cfg.mail, &cfg.state_dir, "localhost") {
+    if let Err(e) = Sender::new(&cfg.mail, "localhost") {
         problems.push(format!("{e:#}"));
     }
     if problems.is_empty() {
@@ -174,11 +174,26 @@ impl Engine {
     }
 }
 
-/// Hand an alert to the mail task (waits when its queue is full: lines stay in the log files
-/// meanwhile, so nothing is lost).
-async fn queue(tx: &mpsc::Sender<Rendered>, r: Rendered) {
-    if tx.send(r).await.is_err() {
-        error!("the mail task has stopped; alert not sent");
+/// Put an alert into the durable spool and wake the mail task. A spool that cannot be written
+/// (full disk, permissions) is logged loudly; the alert text goes to the log so it is not lost.
+fn queue(composer: &Composer, spool: &Spool, notify: &tokio::sync::Notify, r: Rendered) {
+    match composer.build(&r) {
+        Ok(msg) => match spool.put(&msg) {
+            Ok(p) => {
+                debug!(file = %p.display(), "alert spooled");
+                notify.notify_one();
+            }
+            Err(e) => error!(
+                dir = %spool.dir().display(),
+                error = %e,
+                subject = %r.subject,
+                body = %r.text,
+                "cannot write the alert to the spool"
+            ),
+        },
+        Err(e) => {
+            error!(error = %format!("{e:#}"), subject = %r.subject, "cannot build the alert mail")
+        }
     }
 }
 
@@ -229,6 +244,9 @@ fn prepare_state_dir(cfg: &Config) -> Result<()> {
     Ok(())
 }
 
+/// How long shutdown waits for spooled alerts to be sent before leaving them for the next start.
+const SHUTDOWN_MAIL_GRACE: Duration = Duration::from_secs(5);
+
 /// `authwatch run` on a fresh tokio runtime, until SIGTERM or Ctrl-C.
 pub fn run_blocking(cfg: Config) -> Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -272,17 +290,33 @@ pub async fn run(
     prepare_state_dir(&cfg)?;
     let host = HostInfo::discover(&cfg.host);
     let mut engine = Engine::new(&cfg, &host, clock)?;
-    let mailer = Mailer::new(&cfg.mail, &cfg.state_dir, &host.name)?;
+    let composer = Composer::new(&cfg.mail)?;
+    let sender = Sender::new(&cfg.mail, &host.name)?;
+    let spool = Spool::open(&cfg.state_dir).with_context(|| {
+        format!(
+            "state_dir {}: cannot open the spool",
+            cfg.state_dir.display()
+        )
+    })?;
+    let spooled = spool.pending().map(|v| v.len()).unwrap_or(0);
     info!(
         config = %cfg.origin,
         host = %host.name,
         host_ip = %host.ip_text(),
-        mail = %mailer.target(),
+        mail = %sender.target(),
         sources = cfg.sources.len(),
+        spooled,
         "authwatch started"
     );
-    let (mail_tx, mail_rx) = mpsc::channel(1024);
-    let mail_task = tokio::spawn(run_mailer(mailer, mail_rx, RetryPolicy::default()));
+    let notify = Arc::new(tokio::sync::Notify::new());
+    let (stop_mail, stop_mail_rx) = tokio::sync::watch::channel(false);
+    let mail_task = tokio::spawn(run_mailer(
+        sender,
+        Spool::open(&cfg.state_dir)?,
+        notify.clone(),
+        stop_mail_rx,
+        cfg.mail.retry.clone(),
+    ));
 
     let stop = Arc::new(AtomicBool::new(false));
     let (line_tx, mut line_rx) = mpsc::channel::<Batch>(64);
@@ -313,7 +347,7 @@ pub async fn run(
                 engine.tick();
                 for l in &batch.lines {
                     if let Some(r) = engine.line(batch.source, l) {
-                        queue(&mail_tx, r).await;
+                        queue(&composer, &spool, &notify, r);
                     }
                 }
             }
@@ -331,12 +365,21 @@ pub async fn run(
         engine.tick();
         for l in &batch.lines {
             if let Some(r) = engine.line(batch.source, l) {
-                queue(&mail_tx, r).await;
+                queue(&composer, &spool, &notify, r);
             }
         }
     }
     let _ = joiner.await;
-    drop(mail_tx);
+    // Give the mail task a short while to send what was just spooled, then stop it; whatever
+    // is left stays in the spool for the next start.
+    notify.notify_one();
+    let drain = async {
+        while spool.pending().map(|v| !v.is_empty()).unwrap_or(false) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    let _ = tokio::time::timeout(SHUTDOWN_MAIL_GRACE, drain).await;
+    let _ = stop_mail.send(true);
     if let Err(e) = mail_task.await {
         error!(error = %e, "mail task failed");
     }

@@ -132,6 +132,8 @@ pub struct MailConfig {
     pub smtp: Option<SmtpConfig>,
     /// Folder where `.eml` files are written when no SMTP server is configured.
     pub outbox_dir: PathBuf,
+    /// How delivery is retried.
+    pub retry: crate::mail::RetryPolicy,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -272,6 +274,9 @@ struct RawMail {
     subject_prefix: Option<String>,
     smtp: Option<Spanned<RawSmtp>>,
     outbox_dir: S<String>,
+    retry_for: S<String>,
+    retry_first_delay: S<String>,
+    retry_max_delay: S<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -334,7 +339,8 @@ impl Config {
             issues: Vec::new(),
         };
         let cfg = v.build(raw);
-        v.issues.sort_by_key(|i| (i.line.unwrap_or(0), i.column.unwrap_or(0)));
+        v.issues
+            .sort_by_key(|i| (i.line.unwrap_or(0), i.column.unwrap_or(0)));
         match cfg {
             Some(cfg) if v.issues.is_empty() => Ok(cfg),
             _ => Err(ConfigError { issues: v.issues }),
@@ -721,8 +727,7 @@ impl Validator {
         };
 
         let custom_rules = self.custom_rules(raw.custom_rules.as_deref().unwrap_or_default());
-        let custom_names: Vec<String> =
-            custom_rules.iter().map(|c| c.name().to_string()).collect();
+        let custom_names: Vec<String> = custom_rules.iter().map(|c| c.name().to_string()).collect();
         let mut sources = Vec::new();
         match &raw.sources {
             None => self.issue::<()>(None, "sources", "at least one source is required"),
@@ -932,6 +937,7 @@ impl Validator {
                 subject_prefix: String::new(),
                 smtp: None,
                 outbox_dir: state_dir.join("outbox"),
+                retry: crate::mail::RetryPolicy::default(),
             };
         };
         let rm_span = Spanned::new((), rm.referenced, rm.defined);
@@ -972,12 +978,34 @@ impl Validator {
             Some(p) => self.path(&p.value),
             None => state_dir.join("outbox"),
         };
+        let d = crate::mail::RetryPolicy::default();
+        let retry = crate::mail::RetryPolicy {
+            first_delay: self.duration(
+                &rm.retry_first_delay,
+                "mail.retry_first_delay",
+                d.first_delay,
+                Duration::from_millis(10),
+            ),
+            max_delay: self.duration(
+                &rm.retry_max_delay,
+                "mail.retry_max_delay",
+                d.max_delay,
+                Duration::from_millis(10),
+            ),
+            give_up_after: self.duration(
+                &rm.retry_for,
+                "mail.retry_for",
+                d.give_up_after,
+                Duration::from_secs(1),
+            ),
+        };
         MailConfig {
             from,
             to,
             subject_prefix: rm.subject_prefix.unwrap_or_else(|| "[authwatch]".into()),
             smtp,
             outbox_dir,
+            retry,
         }
     }
 

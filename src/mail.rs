@@ -2,14 +2,22 @@
 //! delivers it, over SMTP with lettre (plain, STARTTLS or implicit TLS, optional AUTH) or, when
 //! no SMTP server is configured, as an `.eml` file in the outbox folder.
 //!
-//! Delivery runs in its own task so a slow relay never holds up log reading. Transient SMTP
-//! failures are retried with exponential backoff; a message that still cannot be sent (or is
-//! refused permanently) is written to `<state_dir>/failed/` and logged, never silently dropped.
-//! The SMTP password is never logged.
+//! Every alert is first written to the spool (`<state_dir>/spool`: temp file, fsync, rename),
+//! then delivered by its own task, so a slow or absent relay never holds up log reading and a
+//! restart sends what is still spooled. Transient SMTP failures (timeouts, refused connections,
+//! 4xx) are retried with exponential backoff and full jitter for `mail.retry_for`; a permanent
+//! refusal (5xx), or a message undelivered for that long, is moved to `<state_dir>/failed/` and
+//! logged loudly, never silently dropped. The SMTP password is never logged.
+//!
+//! Duplicates: a message is removed from the spool only after the server accepted it. If
+//! authwatch dies between the server's acceptance and that removal, the message is sent again
+//! at the next start (with the same Message-ID, so mail software can tell). We prefer this rare
+//! duplicate to a loss.
 
 use crate::config::{MailConfig, TlsMode};
 use crate::render::Rendered;
 use anyhow::{Context, Result};
+use lettre::address::Envelope;
 use lettre::message::header::{
     ContentTransferEncoding, ContentType, Header, HeaderName, HeaderValue,
 };
@@ -22,8 +30,9 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{watch, Notify};
 use tracing::{error, info, warn};
 
 /// `Auto-Submitted: auto-generated` (RFC 3834): tells mail software not to auto-reply.
@@ -68,16 +77,6 @@ enum Delivery {
     Outbox(PathBuf),
 }
 
-/// Builds and delivers alert mails.
-pub struct Mailer {
-    delivery: Delivery,
-    from: Mailbox,
-    to: Vec<Mailbox>,
-    failed_dir: PathBuf,
-    /// A short description of the delivery target for logs (never the password).
-    target: String,
-}
-
 static FILE_SEQ: AtomicU64 = AtomicU64::new(0);
 
 /// Write `bytes` to `dir/name` atomically: temp file, fsync, rename.
@@ -94,19 +93,26 @@ pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<Pat
     Ok(dst)
 }
 
+/// A file name that sorts in creation order and is unique across processes and restarts.
 fn unique_name(prefix: &str) -> String {
     let now = jiff::Timestamp::now();
     let seq = FILE_SEQ.fetch_add(1, Ordering::Relaxed);
     format!(
-        "{}-{}-{}-{seq}.eml",
+        "{}-{:010}-{}-{seq:06}.eml",
         now.strftime("%Y%m%dT%H%M%S%.6fZ"),
         std::process::id(),
         prefix
     )
 }
 
-impl Mailer {
-    pub fn new(cfg: &MailConfig, state_dir: &Path, host_name: &str) -> Result<Mailer> {
+/// Builds alert mails.
+pub struct Composer {
+    from: Mailbox,
+    to: Vec<Mailbox>,
+}
+
+impl Composer {
+    pub fn new(cfg: &MailConfig) -> Result<Composer> {
         let from: Mailbox = cfg
             .from
             .parse()
@@ -119,6 +125,149 @@ impl Mailer {
                     .with_context(|| format!("mail.to: not a mail address: {t:?}"))
             })
             .collect::<Result<Vec<_>>>()?;
+        Ok(Composer { from, to })
+    }
+
+    /// Build the mail for a rendered alert.
+    pub fn build(&self, r: &Rendered) -> Result<Message> {
+        let mut b = Message::builder()
+            .from(self.from.clone())
+            .subject(r.subject.clone())
+            .date_now()
+            .message_id(None)
+            .header(AutoSubmitted);
+        for t in &self.to {
+            b = b.to(t.clone());
+        }
+        let part = SinglePart::builder().header(ContentType::TEXT_PLAIN);
+        let part = match eight_bit_body(&r.text) {
+            Some(body) => part.body(body),
+            None => part.body(r.text.clone()),
+        };
+        b.singlepart(part).context("building the alert mail")
+    }
+
+    fn envelope(&self) -> Result<Envelope> {
+        Envelope::new(
+            Some(self.from.email.clone()),
+            self.to.iter().map(|m| m.email.clone()).collect(),
+        )
+        .context("mail envelope")
+    }
+}
+
+/// The durable outbox: every alert is written here first (temp file, fsync, rename, fsync of
+/// the folder) and removed only once the SMTP server accepted it (or it was moved into the
+/// outbox folder). Files are named so that sorting them gives the order they were made in.
+pub struct Spool {
+    dir: PathBuf,
+    failed: PathBuf,
+}
+
+fn sync_dir(dir: &Path) {
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+impl Spool {
+    /// Open (and create) `<state_dir>/spool` and `<state_dir>/failed`; leftovers of an
+    /// interrupted write (hidden temp files) are removed.
+    pub fn open(state_dir: &Path) -> std::io::Result<Spool> {
+        let dir = state_dir.join("spool");
+        let failed = state_dir.join("failed");
+        std::fs::create_dir_all(&dir)?;
+        std::fs::create_dir_all(&failed)?;
+        for e in std::fs::read_dir(&dir)?.flatten() {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with('.') && name.ends_with(".tmp") {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+        Ok(Spool { dir, failed })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Store one message durably; returns its path.
+    pub fn put(&self, msg: &Message) -> std::io::Result<PathBuf> {
+        let p = write_atomic(&self.dir, &unique_name("alert"), &msg.formatted())?;
+        sync_dir(&self.dir);
+        Ok(p)
+    }
+
+    /// Messages waiting, oldest first.
+    pub fn pending(&self) -> std::io::Result<Vec<PathBuf>> {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(&self.dir)?
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| {
+                p.extension().is_some_and(|x| x == "eml")
+                    && !p
+                        .file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+            })
+            .collect();
+        v.sort();
+        Ok(v)
+    }
+
+    fn done(&self, p: &Path) {
+        // In outbox mode the file has already been moved away.
+        if let Err(e) = std::fs::remove_file(p).or_else(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => Ok(()),
+            _ => Err(e),
+        }) {
+            error!(file = %p.display(), error = %e, "cannot remove a sent message from the spool; it may be sent again");
+        }
+        sync_dir(&self.dir);
+    }
+
+    fn fail(&self, p: &Path) {
+        let dst = self.failed.join(p.file_name().unwrap_or_default());
+        match std::fs::rename(p, &dst) {
+            Ok(()) => error!(file = %dst.display(), "undelivered alert kept under failed/"),
+            Err(e) => {
+                error!(file = %p.display(), error = %e, "cannot move an undelivered alert to failed/")
+            }
+        }
+        sync_dir(&self.dir);
+        sync_dir(&self.failed);
+    }
+}
+
+/// Move (or copy, across file systems) a file into a folder, durably.
+fn move_into(src: &Path, dir: &Path) -> std::io::Result<PathBuf> {
+    std::fs::create_dir_all(dir)?;
+    let dst = dir.join(src.file_name().unwrap_or_default());
+    if std::fs::rename(src, &dst).is_err() {
+        let bytes = std::fs::read(src)?;
+        let name = dst
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .to_string();
+        write_atomic(dir, &name, &bytes)?;
+        std::fs::remove_file(src)?;
+    }
+    sync_dir(dir);
+    Ok(dst)
+}
+
+/// Delivers spooled messages: over SMTP, or into the outbox folder.
+pub struct Sender {
+    delivery: Delivery,
+    envelope: Envelope,
+    /// A short description of the delivery target for logs (never the password).
+    target: String,
+}
+
+impl Sender {
+    pub fn new(cfg: &MailConfig, host_name: &str) -> Result<Sender> {
+        let envelope = Composer::new(cfg)?.envelope()?;
         let (delivery, target) = match &cfg.smtp {
             None => (
                 Delivery::Outbox(cfg.outbox_dir.clone()),
@@ -165,11 +314,9 @@ impl Mailer {
                 )
             }
         };
-        Ok(Mailer {
+        Ok(Sender {
             delivery,
-            from,
-            to,
-            failed_dir: state_dir.join("failed"),
+            envelope,
             target,
         })
     }
@@ -179,81 +326,29 @@ impl Mailer {
         &self.target
     }
 
-    /// Build the mail for a rendered alert.
-    pub fn build(&self, r: &Rendered) -> Result<Message> {
-        let mut b = Message::builder()
-            .from(self.from.clone())
-            .subject(r.subject.clone())
-            .date_now()
-            .message_id(None)
-            .header(AutoSubmitted);
-        for t in &self.to {
-            b = b.to(t.clone());
-        }
-        let part = SinglePart::builder().header(ContentType::TEXT_PLAIN);
-        let part = match eight_bit_body(&r.text) {
-            Some(body) => part.body(body),
-            None => part.body(r.text.clone()),
-        };
-        b.singlepart(part).context("building the alert mail")
-    }
-
-    /// Deliver once.
-    async fn deliver_once(&self, msg: &Message) -> std::result::Result<(), SendError> {
+    /// Deliver one spooled file once.
+    async fn deliver_once(&self, path: &Path) -> std::result::Result<(), SendError> {
         match &self.delivery {
             Delivery::Outbox(dir) => {
-                let dir = dir.clone();
-                let bytes = msg.formatted();
-                let name = unique_name("alert");
-                tokio::task::spawn_blocking(move || write_atomic(&dir, &name, &bytes))
+                let (src, dir) = (path.to_path_buf(), dir.clone());
+                tokio::task::spawn_blocking(move || move_into(&src, &dir))
                     .await
                     .map_err(|e| SendError::Permanent(format!("outbox writer failed: {e}")))?
                     .map(|p| info!(file = %p.display(), "alert written to the outbox"))
                     .map_err(|e| SendError::Transient(format!("cannot write to the outbox: {e}")))
             }
-            Delivery::Smtp(t) => match t.send(msg.clone()).await {
-                Ok(resp) => {
-                    info!(server = %self.target, code = %resp.code(), "alert accepted by the SMTP server");
-                    Ok(())
-                }
-                Err(e) if e.is_permanent() => Err(SendError::Permanent(e.to_string())),
-                Err(e) => Err(SendError::Transient(e.to_string())),
-            },
-        }
-    }
-
-    /// Deliver with retries; returns whether the message was delivered. A message that could
-    /// not be delivered is saved under `failed/`.
-    pub async fn deliver(&self, msg: &Message, retry: &RetryPolicy) -> bool {
-        let mut delay = retry.first_delay;
-        let started = tokio::time::Instant::now();
-        loop {
-            match self.deliver_once(msg).await {
-                Ok(()) => return true,
-                Err(SendError::Permanent(e)) => {
-                    error!(target_server = %self.target, error = %e, "alert refused permanently");
-                    break;
-                }
-                Err(SendError::Transient(e)) => {
-                    if started.elapsed() + delay > retry.give_up_after {
-                        error!(target_server = %self.target, error = %e, "alert could not be delivered; giving up");
-                        break;
+            Delivery::Smtp(t) => {
+                let bytes = tokio::fs::read(path).await.map_err(|e| {
+                    SendError::Transient(format!("cannot read the spooled alert: {e}"))
+                })?;
+                match t.send_raw(&self.envelope, &bytes).await {
+                    Ok(resp) => {
+                        info!(server = %self.target, code = %resp.code(), file = %path.display(), "alert accepted by the SMTP server");
+                        Ok(())
                     }
-                    warn!(target_server = %self.target, error = %e, retry_in = ?delay, "alert delivery failed; will retry");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(retry.max_delay);
+                    Err(e) if e.is_permanent() => Err(SendError::Permanent(e.to_string())),
+                    Err(e) => Err(SendError::Transient(e.to_string())),
                 }
-            }
-        }
-        self.save_failed(msg);
-        false
-    }
-
-    fn save_failed(&self, msg: &Message) {
-        match write_atomic(&self.failed_dir, &unique_name("failed"), &msg.formatted()) {
-            Ok(p) => error!(file = %p.display(), "undelivered alert saved"),
-            Err(e) => {
-                error!(error = %e, dir = %self.failed_dir.display(), "undelivered alert could not even be saved")
             }
         }
     }
@@ -265,34 +360,116 @@ enum SendError {
     Permanent(String),
 }
 
-/// How long delivery is retried.
+/// How long and how often delivery is retried.
 #[derive(Debug, Clone)]
 pub struct RetryPolicy {
     pub first_delay: Duration,
     pub max_delay: Duration,
+    /// A message still undelivered this long after it was spooled is moved to `failed/`.
     pub give_up_after: Duration,
 }
 
 impl Default for RetryPolicy {
     fn default() -> Self {
         RetryPolicy {
-            first_delay: Duration::from_secs(1),
-            max_delay: Duration::from_secs(60),
-            give_up_after: Duration::from_secs(600),
+            first_delay: Duration::from_secs(2),
+            max_delay: Duration::from_secs(300),
+            give_up_after: Duration::from_secs(86_400),
         }
     }
 }
 
-/// The delivery task: sends each message from the channel, in order, until the channel closes.
-pub async fn run_mailer(mailer: Mailer, mut rx: mpsc::Receiver<Rendered>, retry: RetryPolicy) {
-    while let Some(r) = rx.recv().await {
-        match mailer.build(&r) {
-            Ok(msg) => {
-                mailer.deliver(&msg, &retry).await;
-            }
+impl RetryPolicy {
+    /// Exponential backoff with full jitter: a random delay in [0, min(max, first * 2^n)].
+    pub fn delay(&self, failures: u32) -> Duration {
+        let cap = self
+            .first_delay
+            .saturating_mul(1u32 << failures.min(20))
+            .min(self.max_delay);
+        let ms = cap.as_millis().min(u128::from(u64::MAX)) as u64;
+        Duration::from_millis(fastrand::u64(0..=ms))
+    }
+}
+
+fn spooled_age(p: &Path) -> Duration {
+    std::fs::metadata(p)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .unwrap_or_default()
+}
+
+/// The delivery task: sends what is in the spool, oldest first, until `shutdown` turns true.
+/// New messages are announced through `notify`. When the server is unreachable, it waits with
+/// backoff and full jitter and tries again; each message is given up (moved to `failed/`) only
+/// after `retry.give_up_after`. At shutdown, what is still spooled stays for the next start.
+pub async fn run_mailer(
+    sender: Sender,
+    spool: Spool,
+    notify: Arc<Notify>,
+    mut shutdown: watch::Receiver<bool>,
+    retry: RetryPolicy,
+) {
+    let mut failures: u32 = 0;
+    let mut down_since: Option<tokio::time::Instant> = None;
+    loop {
+        let pending = match spool.pending() {
+            Ok(p) => p,
             Err(e) => {
-                error!(error = %format!("{e:#}"), subject = %r.subject, "cannot build the alert mail")
+                error!(dir = %spool.dir().display(), error = %e, "cannot read the spool");
+                Vec::new()
             }
+        };
+        let mut transient = false;
+        for p in &pending {
+            if *shutdown.borrow() {
+                break;
+            }
+            match sender.deliver_once(p).await {
+                Ok(()) => {
+                    spool.done(p);
+                    if let Some(since) = down_since.take() {
+                        info!(server = %sender.target(), down_for = ?since.elapsed(), "mail delivery works again");
+                    }
+                    failures = 0;
+                }
+                Err(SendError::Permanent(e)) => {
+                    error!(server = %sender.target(), file = %p.display(), error = %e, "alert refused permanently");
+                    spool.fail(p);
+                }
+                Err(SendError::Transient(e)) => {
+                    if spooled_age(p) >= retry.give_up_after {
+                        error!(server = %sender.target(), file = %p.display(), error = %e, "alert undelivered for too long; giving up");
+                        spool.fail(p);
+                        continue;
+                    }
+                    down_since.get_or_insert_with(tokio::time::Instant::now);
+                    let delay = retry.delay(failures);
+                    failures = failures.saturating_add(1);
+                    warn!(server = %sender.target(), error = %e, pending = pending.len(), retry_in = ?delay, "alert delivery failed; will retry");
+                    transient = true;
+                    // Keep the order: try the oldest again before the newer ones.
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = shutdown.changed() => {}
+                    }
+                    break;
+                }
+            }
+        }
+        if *shutdown.borrow() {
+            let left = spool.pending().map(|v| v.len()).unwrap_or(0);
+            if left > 0 {
+                warn!(pending = left, dir = %spool.dir().display(), "stopping with alerts still spooled; they are sent at the next start");
+            }
+            return;
+        }
+        if transient {
+            continue;
+        }
+        tokio::select! {
+            _ = notify.notified() => {}
+            _ = shutdown.changed() => {}
         }
     }
 }
@@ -309,13 +486,14 @@ mod tests {
             subject_prefix: "[authwatch]".into(),
             smtp: None,
             outbox_dir: dir.join("outbox"),
+            retry: RetryPolicy::default(),
         }
     }
 
     #[test]
     fn message_has_ids_dates_and_encoded_subject() {
         let dir = tempfile::tempdir().unwrap();
-        let m = Mailer::new(&cfg(dir.path()), dir.path(), "mx1").unwrap();
+        let m = Composer::new(&cfg(dir.path())).unwrap();
         let msg = m
             .build(&Rendered {
                 subject: "x\r\nBcc: victim@example.com".into(),
@@ -357,21 +535,73 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn outbox_delivery_writes_an_eml_file() {
+    async fn spooled_alert_moves_to_the_outbox_folder() {
         let dir = tempfile::tempdir().unwrap();
-        let m = Mailer::new(&cfg(dir.path()), dir.path(), "mx1").unwrap();
-        let msg = m
+        let c = cfg(dir.path());
+        let spool = Spool::open(dir.path()).unwrap();
+        let msg = Composer::new(&c)
+            .unwrap()
             .build(&Rendered {
                 subject: "s".into(),
                 text: "body".into(),
             })
             .unwrap();
-        assert!(m.deliver(&msg, &RetryPolicy::default()).await);
+        let p = spool.put(&msg).unwrap();
+        assert_eq!(spool.pending().unwrap(), vec![p.clone()]);
+        let sender = Sender::new(&c, "mx1").unwrap();
+        sender.deliver_once(&p).await.unwrap();
+        spool.done(&p);
+        assert!(spool.pending().unwrap().is_empty());
         let files: Vec<_> = std::fs::read_dir(dir.path().join("outbox"))
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
             .collect();
         assert_eq!(files.len(), 1, "{files:?}");
         assert!(files[0].ends_with(".eml"));
+        let text = std::fs::read_to_string(dir.path().join("outbox").join(&files[0])).unwrap();
+        assert!(text.contains("Subject: s\r\n"));
+    }
+
+    #[test]
+    fn spool_keeps_order_and_drops_temp_leftovers() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("spool")).unwrap();
+        std::fs::write(dir.path().join("spool/.x.eml.tmp"), b"half").unwrap();
+        let spool = Spool::open(dir.path()).unwrap();
+        assert!(!dir.path().join("spool/.x.eml.tmp").exists());
+        let msg = Composer::new(&cfg(dir.path()))
+            .unwrap()
+            .build(&Rendered {
+                subject: "s".into(),
+                text: "b".into(),
+            })
+            .unwrap();
+        let a = spool.put(&msg).unwrap();
+        let b = spool.put(&msg).unwrap();
+        assert_eq!(spool.pending().unwrap(), vec![a.clone(), b]);
+        spool.fail(&a);
+        assert!(dir
+            .path()
+            .join("failed")
+            .join(a.file_name().unwrap())
+            .exists());
+    }
+
+    #[test]
+    fn backoff_has_full_jitter_under_a_cap() {
+        let r = RetryPolicy {
+            first_delay: Duration::from_millis(100),
+            max_delay: Duration::from_secs(2),
+            give_up_after: Duration::from_secs(60),
+        };
+        for n in 0..30 {
+            let cap = Duration::from_millis(100u64 << n.min(20)).min(Duration::from_secs(2));
+            let d = r.delay(n);
+            assert!(d <= cap, "{n}: {d:?} > {cap:?}");
+        }
+        // Full jitter: delays spread over the range rather than sitting at the cap.
+        let samples: Vec<_> = (0..200).map(|_| r.delay(10)).collect();
+        assert!(samples.iter().any(|d| *d < Duration::from_millis(1000)));
+        assert!(samples.iter().any(|d| *d > Duration::from_millis(1000)));
     }
 }
