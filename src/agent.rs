@@ -14,7 +14,8 @@ use crate::hostinfo::HostInfo;
 use crate::mail::{run_mailer, Composer, Sender, Spool};
 use crate::render::{AlertEnv, IpAlertContext, Rendered, Renderer};
 use crate::rules::{Hit, ParseCtx, RuleSet};
-use crate::source::{StartAt, Tailer};
+use crate::source::{Checkpoint, StartAt, Tailer};
+use crate::state::{self, SourceState, State, STATE_VERSION};
 use anyhow::{Context, Result};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -168,6 +169,16 @@ impl Engine {
         }
     }
 
+    /// The detector's state, for `state.json`.
+    pub fn snapshot(&self) -> crate::detect::DetectorSnapshot {
+        self.detector.snapshot()
+    }
+
+    /// Continue from a saved detector state.
+    pub fn restore(&mut self, snap: crate::detect::DetectorSnapshot) {
+        self.detector.restore(snap);
+    }
+
     /// IPs currently tracked.
     pub fn tracked_ips(&self) -> usize {
         self.detector.tracked()
@@ -197,16 +208,19 @@ fn queue(composer: &Composer, spool: &Spool, notify: &tokio::sync::Notify, r: Re
     }
 }
 
-/// A batch of lines from one source.
+/// A batch of lines from one source, and where the source stands after them.
 struct Batch {
     source: usize,
     lines: Vec<String>,
+    checkpoint: Option<Checkpoint>,
 }
 
+#[allow(clippy::too_many_arguments)]
 fn spawn_tailer(
     idx: usize,
     path: PathBuf,
     start: StartAt,
+    resume: Option<Checkpoint>,
     max_line_bytes: usize,
     poll: Duration,
     stop: Arc<AtomicBool>,
@@ -215,14 +229,31 @@ fn spawn_tailer(
     std::thread::Builder::new()
         .name(format!("tail-{idx}"))
         .spawn(move || {
-            let mut tailer = Tailer::new(path, start, max_line_bytes);
+            let mut tailer = match resume {
+                Some(cp) => {
+                    info!(path = %path.display(), offset = cp.offset, "resuming from the saved checkpoint");
+                    Tailer::resume(path, cp, max_line_bytes)
+                }
+                None => Tailer::new(path, start, max_line_bytes),
+            };
+            let mut last_cp = None;
             loop {
                 let stopping = stop.load(Ordering::SeqCst);
                 let mut lines = Vec::new();
                 tailer.poll(&mut |l| lines.push(l.to_string()));
-                if !lines.is_empty() && tx.blocking_send(Batch { source: idx, lines }).is_err() {
+                let checkpoint = tailer.checkpoint();
+                if (!lines.is_empty() || checkpoint != last_cp)
+                    && tx
+                        .blocking_send(Batch {
+                            source: idx,
+                            lines,
+                            checkpoint: checkpoint.clone(),
+                        })
+                        .is_err()
+                {
                     return;
                 }
+                last_cp = checkpoint;
                 if stopping {
                     return;
                 }
@@ -318,6 +349,43 @@ pub async fn run(
         cfg.mail.retry.clone(),
     ));
 
+    let saved = state::load(&cfg.state_dir);
+    if let Some(st) = &saved {
+        info!(
+            sources = st.sources.len(),
+            tracked_ips = st.detector.len(),
+            "continuing from the saved state"
+        );
+    }
+    let mut positions: Vec<Option<Checkpoint>> = cfg
+        .sources
+        .iter()
+        .map(|s| saved.as_ref().and_then(|st| st.checkpoint_for(&s.path)))
+        .collect();
+    if let Some(st) = saved {
+        engine.restore(st.detector);
+    }
+    let save_state = |engine: &Engine, positions: &[Option<Checkpoint>]| {
+        let st = State {
+            version: STATE_VERSION,
+            sources: cfg
+                .sources
+                .iter()
+                .zip(positions)
+                .filter_map(|(s, cp)| {
+                    cp.clone().map(|checkpoint| SourceState {
+                        path: s.path.clone(),
+                        checkpoint,
+                    })
+                })
+                .collect(),
+            detector: engine.snapshot(),
+        };
+        if let Err(e) = state::save(&cfg.state_dir, &st) {
+            error!(dir = %cfg.state_dir.display(), error = %e, "cannot save the state (checkpoints, windows); a restart would re-read lines");
+        }
+    };
+
     let stop = Arc::new(AtomicBool::new(false));
     let (line_tx, mut line_rx) = mpsc::channel::<Batch>(64);
     let mut threads = Vec::new();
@@ -331,6 +399,7 @@ pub async fn run(
             i,
             s.path.clone(),
             start,
+            positions[i].clone(),
             cfg.follow.max_line_bytes,
             cfg.follow.poll_interval,
             stop.clone(),
@@ -340,6 +409,9 @@ pub async fn run(
     drop(line_tx);
 
     tokio::pin!(shutdown);
+    let mut save_tick = tokio::time::interval(cfg.follow.checkpoint_interval);
+    save_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut dirty = false;
     loop {
         tokio::select! {
             batch = line_rx.recv() => {
@@ -349,6 +421,15 @@ pub async fn run(
                     if let Some(r) = engine.line(batch.source, l) {
                         queue(&composer, &spool, &notify, r);
                     }
+                }
+                // Only now are these lines processed: the checkpoint may move past them.
+                positions[batch.source] = batch.checkpoint;
+                dirty = true;
+            }
+            _ = save_tick.tick() => {
+                if dirty {
+                    save_state(&engine, &positions);
+                    dirty = false;
                 }
             }
             _ = &mut shutdown => break,
@@ -368,8 +449,10 @@ pub async fn run(
                 queue(&composer, &spool, &notify, r);
             }
         }
+        positions[batch.source] = batch.checkpoint;
     }
     let _ = joiner.await;
+    save_state(&engine, &positions);
     // Give the mail task a short while to send what was just spooled, then stop it; whatever
     // is left stays in the spool for the next start.
     notify.notify_one();

@@ -68,6 +68,8 @@ pub struct SourceConfig {
 pub struct FollowConfig {
     pub poll_interval: Duration,
     pub max_line_bytes: usize,
+    /// How often checkpoints and windows are saved to `state_dir/state.json`.
+    pub checkpoint_interval: Duration,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -242,6 +244,7 @@ struct RawCustomRule {
 struct RawFollow {
     poll_interval: S<String>,
     max_line_bytes: S<u64>,
+    checkpoint_interval: S<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -805,6 +808,12 @@ impl Validator {
                 256,
                 16 * 1024 * 1024,
             ) as usize,
+            checkpoint_interval: self.duration(
+                &rf.checkpoint_interval,
+                "follow.checkpoint_interval",
+                Duration::from_secs(5),
+                Duration::from_millis(10),
+            ),
         };
 
         let time_zone = match &raw.time_zone {

@@ -61,7 +61,7 @@ pub struct IpAlert {
     pub previous_alert: Option<Timestamp>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 struct IpState {
     /// (second, attempts) buckets inside the window, oldest first; at most one per second.
     buckets: VecDeque<(i64, u64)>,
@@ -69,7 +69,7 @@ struct IpState {
     total: u64,
     first_seen: Timestamp,
     last_seen: Timestamp,
-    service: &'static str,
+    service: ServiceName,
     accounts: HashMap<String, u64>,
     /// Attempts against names not kept because of the cap.
     overflow_attempts: u64,
@@ -81,11 +81,48 @@ struct IpState {
     total_at_last_alert: u64,
 }
 
+/// A service name; it survives a restart as text and comes back as the rule's `&'static str`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ServiceName(&'static str);
+
+impl serde::Serialize for ServiceName {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.0)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for ServiceName {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = <String as serde::Deserialize>::deserialize(d)?;
+        Ok(ServiceName(crate::rules::intern_service(&name)))
+    }
+}
+
+/// The detector's state as saved in `state.json`: tracked IPs, least recently seen first.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct DetectorSnapshot {
+    ips: Vec<(IpAddr, IpState)>,
+    evictions: u64,
+}
+
+impl DetectorSnapshot {
+    /// Number of IPs in the snapshot.
+    pub fn len(&self) -> usize {
+        self.ips.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ips.is_empty()
+    }
+}
+
 /// Sliding windows per IP with cooldown, bounded in memory.
 pub struct IpDetector {
     s: DetectorSettings,
     ips: LruCache<IpAddr, IpState>,
     evictions: u64,
+    /// The latest hit time seen (log time), the reference for what a snapshot keeps.
+    latest: Option<Timestamp>,
 }
 
 fn cut(s: &str, max_chars: usize) -> String {
@@ -102,6 +139,40 @@ impl IpDetector {
             s,
             ips: LruCache::new(cap),
             evictions: 0,
+            latest: None,
+        }
+    }
+
+    /// What is worth keeping across a restart: the IPs seen within the window or the cooldown
+    /// of the latest hit (older ones would neither alert nor be held back by a cooldown).
+    pub fn snapshot(&self) -> DetectorSnapshot {
+        let keep = self.s.window.max(self.s.cooldown).as_secs() as i64;
+        let horizon = self
+            .latest
+            .map_or(i64::MIN, |t| t.as_second().saturating_sub(keep));
+        let mut ips: Vec<(IpAddr, IpState)> = self
+            .ips
+            .iter()
+            .filter(|(_, st)| st.last_seen.as_second() >= horizon)
+            .map(|(ip, st)| (*ip, st.clone()))
+            .collect();
+        ips.reverse();
+        DetectorSnapshot {
+            ips,
+            evictions: self.evictions,
+        }
+    }
+
+    /// Continue from a snapshot (the settings are this detector's own; the cap applies).
+    pub fn restore(&mut self, snap: DetectorSnapshot) {
+        self.evictions = snap.evictions;
+        for (ip, st) in snap.ips {
+            self.latest = self.latest.max(Some(st.last_seen));
+            if let Some((old, _)) = self.ips.push(ip, st) {
+                if old != ip {
+                    self.evictions += 1;
+                }
+            }
         }
     }
 
@@ -122,6 +193,7 @@ impl IpDetector {
             return None;
         }
         let attempts = u64::from(hit.attempts.max(1));
+        self.latest = self.latest.max(Some(at));
         if !self.ips.contains(&hit.ip) {
             let fresh = IpState {
                 buckets: VecDeque::new(),
@@ -129,7 +201,7 @@ impl IpDetector {
                 total: 0,
                 first_seen: at,
                 last_seen: at,
-                service: hit.service,
+                service: ServiceName(hit.service),
                 accounts: HashMap::new(),
                 overflow_attempts: 0,
                 overflow_names: 0,
@@ -217,7 +289,7 @@ impl IpDetector {
             + st.overflow_attempts;
         Some(IpAlert {
             ip: hit.ip,
-            service: st.service,
+            service: st.service.0,
             attempts_in_window: st.in_window,
             attempts_total: st.total,
             attempts_since_last_alert: since,
@@ -399,6 +471,63 @@ mod tests {
         assert!(d.tracked() <= 100);
         assert!(d.evictions() >= 9_900);
         assert!(alerted, "the persistent attacker stays tracked");
+    }
+
+    #[test]
+    fn snapshot_restores_windows_and_cooldowns() {
+        let mut d = IpDetector::new(settings());
+        for k in 0..4 {
+            d.observe(
+                &hit("203.0.113.70", Some("a")),
+                "l",
+                t0() + SignedDuration::from_secs(k),
+            );
+        }
+        for k in 0..5 {
+            d.observe(
+                &hit("203.0.113.71", Some("a")),
+                "l",
+                t0() + SignedDuration::from_secs(k),
+            );
+        }
+        let json = serde_json::to_string(&d.snapshot()).unwrap();
+        let mut d2 = IpDetector::new(settings());
+        d2.restore(serde_json::from_str(&json).unwrap());
+        // The fifth attempt after the restart crosses: the four before it were kept.
+        let a = d2.observe(
+            &hit("203.0.113.70", Some("a")),
+            "l",
+            t0() + SignedDuration::from_secs(9),
+        );
+        assert_eq!(a.map(|a| a.attempts_total), Some(5));
+        // The other IP is in its cooldown: no second alert.
+        let b = d2.observe(
+            &hit("203.0.113.71", Some("a")),
+            "l",
+            t0() + SignedDuration::from_secs(9),
+        );
+        assert_eq!(b, None);
+        assert_eq!(
+            d2.ips
+                .peek(&"203.0.113.71".parse().unwrap())
+                .unwrap()
+                .service
+                .0,
+            "exim"
+        );
+    }
+
+    #[test]
+    fn snapshot_drops_ips_older_than_window_and_cooldown() {
+        let mut d = IpDetector::new(settings());
+        d.observe(&hit("203.0.113.80", None), "l", t0());
+        d.observe(
+            &hit("203.0.113.81", None),
+            "l",
+            t0() + SignedDuration::from_secs(7200),
+        );
+        let snap = d.snapshot();
+        assert_eq!(snap.len(), 1);
     }
 
     #[test]

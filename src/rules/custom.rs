@@ -44,7 +44,10 @@ impl std::fmt::Display for CustomRuleError {
                 write!(f, "the regex needs a named group `ip`, e.g. (?P<ip>\\S+)")
             }
             CustomRuleError::EmptyLiteral => {
-                write!(f, "must not be empty: give text that every matching line contains")
+                write!(
+                    f,
+                    "must not be empty: give text that every matching line contains"
+                )
             }
         }
     }
@@ -64,7 +67,7 @@ impl CustomRule {
         let group = |g: &str| re.capture_names().position(|n| n == Some(g));
         let ip = group("ip").ok_or(CustomRuleError::NoIpGroup)?;
         Ok(CustomRule {
-            name: Box::leak(name.to_string().into_boxed_str()),
+            name: super::intern_service(name),
             literal: Finder::new(literal.as_bytes()).into_owned(),
             ip,
             user: group("user"),
@@ -144,19 +147,21 @@ mod tests {
 
     #[test]
     fn time_group_and_non_ip_text() {
-        let mut r = CustomRule::new(
-            "app2",
-            "FAIL",
-            r"^\S+ FAIL (?P<ip>\S+) at (?P<time>\S+)$",
-        )
-        .unwrap();
+        let mut r =
+            CustomRule::new("app2", "FAIL", r"^\S+ FAIL (?P<ip>\S+) at (?P<time>\S+)$").unwrap();
         let h = r
             .parse("x FAIL 198.51.100.1 at 2026-11-20T01:02:03+01:00", &ctx())
             .unwrap();
         assert_eq!(h.time, Some("2026-11-20T00:02:03Z".parse().unwrap()));
-        assert_eq!(r.parse("x FAIL attacker.example at 2026-11-20T01:02:03Z", &ctx()), None);
+        assert_eq!(
+            r.parse("x FAIL attacker.example at 2026-11-20T01:02:03Z", &ctx()),
+            None
+        );
         // Without the literal the regex is never tried.
-        assert_eq!(r.parse("x fail 198.51.100.1 at 2026-11-20T01:02:03Z", &ctx()), None);
+        assert_eq!(
+            r.parse("x fail 198.51.100.1 at 2026-11-20T01:02:03Z", &ctx()),
+            None
+        );
     }
 
     #[test]

@@ -65,6 +65,23 @@ pub fn builtin(name: &str) -> Option<Box<dyn Rule>> {
     }
 }
 
+/// A service name as a `&'static str`: the built-in one, or a leaked copy for custom rules
+/// (a handful per process, made at config load or state restore).
+pub fn intern_service(name: &str) -> &'static str {
+    use std::sync::Mutex;
+    static CUSTOM: Mutex<Vec<&'static str>> = Mutex::new(Vec::new());
+    if let Some(b) = BUILTIN.iter().find(|b| **b == name) {
+        return b;
+    }
+    let mut known = CUSTOM.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(k) = known.iter().find(|k| **k == name) {
+        return k;
+    }
+    let leaked: &'static str = Box::leak(name.to_string().into_boxed_str());
+    known.push(leaked);
+    leaked
+}
+
 /// The rules applied to one source: each line is offered to each rule until one matches.
 pub struct RuleSet {
     rules: Vec<Box<dyn Rule>>,
