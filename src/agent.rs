@@ -179,6 +179,11 @@ impl Engine {
         self.detector.restore(snap);
     }
 
+    /// IPs forgotten because of the cap, since start (and before, when restored).
+    pub fn evictions(&self) -> u64 {
+        self.detector.evictions()
+    }
+
     /// IPs currently tracked.
     pub fn tracked_ips(&self) -> usize {
         self.detector.tracked()
@@ -274,6 +279,9 @@ fn prepare_state_dir(cfg: &Config) -> Result<()> {
     let _ = std::fs::remove_file(probe);
     Ok(())
 }
+
+/// How often evictions from the per-IP map are reported (once per interval, never silently).
+const EVICTION_REPORT_INTERVAL: Duration = Duration::from_secs(60);
 
 /// How long shutdown waits for spooled alerts to be sent before leaving them for the next start.
 const SHUTDOWN_MAIL_GRACE: Duration = Duration::from_secs(5);
@@ -412,8 +420,21 @@ pub async fn run(
     let mut save_tick = tokio::time::interval(cfg.follow.checkpoint_interval);
     save_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut dirty = false;
+    let mut eviction_tick = tokio::time::interval(EVICTION_REPORT_INTERVAL);
+    let mut evictions_reported = engine.evictions();
     loop {
         tokio::select! {
+            _ = eviction_tick.tick() => {
+                let now = engine.evictions();
+                if now > evictions_reported {
+                    warn!(
+                        evicted = now - evictions_reported,
+                        cap = cfg.detect.max_tracked_ips,
+                        "tracked IPs reached detect.max_tracked_ips; the least recently seen were forgotten"
+                    );
+                    evictions_reported = now;
+                }
+            }
             batch = line_rx.recv() => {
                 let Some(batch) = batch else { break };
                 engine.tick();

@@ -5,6 +5,7 @@
 //! then prints the captured output.
 
 mod harness;
+mod packaging;
 
 use harness::*;
 use std::fs;
