@@ -107,6 +107,7 @@ impl Engine {
                 max_tracked_ips: cfg.detect.max_tracked_ips,
                 top_accounts: cfg.alerts.top_accounts,
                 log_lines: cfg.alerts.log_lines,
+                min_distinct_members: 0,
             }),
             renderer,
             env: AlertEnv {
@@ -144,7 +145,7 @@ impl Engine {
         debug!(ip = %hit.ip, user = ?hit.user, service = hit.service, attempts = hit.attempts, "hit");
         let alert = self.detector.observe(&hit, line, at)?;
         info!(
-            ip = %alert.ip,
+            ip = %alert.key,
             attempts_in_window = alert.attempts_in_window,
             attempts_total = alert.attempts_total,
             alert_number = alert.alert_number,
@@ -154,7 +155,7 @@ impl Engine {
         match self.renderer.render_ip_alert(&ctx) {
             Ok(r) => Some(r),
             Err(e) => {
-                error!(error = %e, ip = %alert.ip, "alert template failed; sending a plain fallback");
+                error!(error = %e, ip = %alert.key, "alert template failed; sending a plain fallback");
                 Some(Rendered {
                     subject: format!(
                         "{} {} made {} failed logins on {}",

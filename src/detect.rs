@@ -1,68 +1,90 @@
-//! Detection: a bounded sliding window per attacking IP, and the cooldown that decides whether
-//! a crossing sends mail now or is only counted.
+//! Detection: bounded sliding windows per key, and the cooldown that decides whether a
+//! crossing sends mail now or is only counted. One engine, [`KeyDetector`], serves three views
+//! of the same failures: per attacking IP (members: the accounts tried), per subnet (IPv6 /64,
+//! optionally IPv4 /24; members: the addresses seen), and per account (members: the IPs that
+//! tried it, for distributed attacks that stay under the per-IP threshold).
 //!
 //! Pure logic: the caller passes the time of each hit (log time, or the clock's "now" when the
 //! line carried no stamp), so tests move time instead of sleeping. Every map here has a cap:
-//! attackers choose the keys (think IPv6), so the least recently seen IP is evicted beyond
-//! `max_tracked_ips`, and per-IP lists (accounts, quoted lines, window buckets) are capped too.
+//! attackers choose the keys (think IPv6), so the least recently seen key is evicted beyond
+//! `max_keys`, and per-key lists (members, quoted lines, window buckets, history) are capped.
 
 use crate::rules::{Hit, HitKind};
 use jiff::Timestamp;
 use lru::LruCache;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use std::collections::{HashMap, VecDeque};
+use std::hash::Hash;
 use std::net::IpAddr;
 use std::num::NonZeroUsize;
 use std::time::Duration;
 
-/// Distinct accounts remembered per IP; further names are only counted.
-pub const MAX_ACCOUNTS_PER_IP: usize = 64;
-/// Account names longer than this are cut (attackers choose them).
+/// Distinct members (accounts, addresses) remembered per key; further ones are only counted.
+pub const MAX_MEMBERS_PER_KEY: usize = 256;
+/// Kept for the per-IP view: the account list is the member list.
+pub const MAX_ACCOUNTS_PER_IP: usize = MAX_MEMBERS_PER_KEY;
+/// Member names (account names) longer than this are cut (attackers choose them).
 pub const MAX_ACCOUNT_CHARS: usize = 128;
 /// Quoted log lines longer than this are cut.
 pub const MAX_QUOTED_LINE_CHARS: usize = 500;
+/// Earlier alerts remembered per key (repeat offenders).
+pub const MAX_EARLIER_ALERTS: usize = 10;
 
-/// Settings for [`IpDetector`].
+/// Settings for a [`KeyDetector`].
 #[derive(Debug, Clone)]
 pub struct DetectorSettings {
     pub attempts: u32,
     pub window: Duration,
     pub cooldown: Duration,
+    /// Cap on tracked keys (IPs, subnets, accounts).
     pub max_tracked_ips: usize,
+    /// Members listed by name in an alert.
     pub top_accounts: usize,
     pub log_lines: usize,
+    /// An alert also needs this many distinct members inside the window (0 or 1: no condition).
+    pub min_distinct_members: usize,
 }
 
-/// What an alert about one IP says.
+/// What an alert about one key says.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IpAlert {
-    pub ip: IpAddr,
+pub struct KeyAlert<K> {
+    pub key: K,
     pub service: &'static str,
     /// Attempts inside the window when the alert was decided.
     pub attempts_in_window: u64,
-    /// All attempts from this IP since it was first seen (while tracked).
+    /// All attempts for this key since it was first seen (while tracked).
     pub attempts_total: u64,
-    /// Attempts since the previous alert for this IP (all of them for the first alert).
+    /// Attempts since the previous alert for this key (all of them for the first alert).
     pub attempts_since_last_alert: u64,
     pub first_seen: Timestamp,
     pub last_seen: Timestamp,
-    /// The most tried accounts, most first, with their counts.
-    pub top_accounts: Vec<(String, u64)>,
-    /// How many distinct accounts were tried in all (as far as counted).
-    pub distinct_accounts: u64,
-    /// Attempts against accounts not listed in `top_accounts`.
-    pub other_account_attempts: u64,
-    /// Attempts that named no account.
-    pub attempts_without_account: u64,
+    /// The most frequent members (accounts for an IP; IPs for an account or subnet), most
+    /// first, with their counts.
+    pub top_members: Vec<(String, u64)>,
+    /// How many distinct members were seen in all (as far as counted).
+    pub distinct_members: u64,
+    /// Distinct members seen inside the window.
+    pub distinct_members_in_window: u64,
+    /// Attempts of members not listed in `top_members`.
+    pub other_member_attempts: u64,
+    /// Attempts that named no member.
+    pub attempts_without_member: u64,
     /// The last few matching log lines, oldest first (raw; render makes them inert).
     pub recent_lines: Vec<String>,
-    /// 1 for the first alert about this IP, 2 for the next after the cooldown, ...
+    /// 1 for the first alert about this key, 2 for the next after the cooldown, ...
     pub alert_number: u32,
-    /// When the previous alert was sent, if any.
+    /// When the previous alert was decided, if any.
     pub previous_alert: Option<Timestamp>,
+    /// Earlier alerts (most recent last), for repeat offenders.
+    pub earlier_alerts: Vec<Timestamp>,
 }
 
+/// An alert about one attacking IP.
+pub type IpAlert = KeyAlert<IpAddr>;
+
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-struct IpState {
+struct KeyState {
     /// (second, attempts) buckets inside the window, oldest first; at most one per second.
     buckets: VecDeque<(i64, u64)>,
     in_window: u64,
@@ -70,15 +92,18 @@ struct IpState {
     first_seen: Timestamp,
     last_seen: Timestamp,
     service: ServiceName,
-    accounts: HashMap<String, u64>,
-    /// Attempts against names not kept because of the cap.
+    /// member → (attempts, last second seen)
+    members: HashMap<String, (u64, i64)>,
+    /// Attempts of members not kept because of the cap.
     overflow_attempts: u64,
     overflow_names: u64,
-    no_account: u64,
+    no_member: u64,
     lines: VecDeque<String>,
     last_alert: Option<Timestamp>,
     alerts_sent: u32,
     total_at_last_alert: u64,
+    #[serde(default)]
+    earlier_alerts: VecDeque<Timestamp>,
 }
 
 /// A service name; it survives a restart as text and comes back as the rule's `&'static str`.
@@ -98,15 +123,25 @@ impl<'de> serde::Deserialize<'de> for ServiceName {
     }
 }
 
-/// The detector's state as saved in `state.json`: tracked IPs, least recently seen first.
-#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
-pub struct DetectorSnapshot {
-    ips: Vec<(IpAddr, IpState)>,
+/// A detector's state as saved in `state.json`: tracked keys, least recently seen first.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(bound(serialize = "K: Serialize", deserialize = "K: DeserializeOwned"))]
+pub struct DetectorSnapshot<K = IpAddr> {
+    ips: Vec<(K, KeyState)>,
     evictions: u64,
 }
 
-impl DetectorSnapshot {
-    /// Number of IPs in the snapshot.
+impl<K> Default for DetectorSnapshot<K> {
+    fn default() -> Self {
+        DetectorSnapshot {
+            ips: Vec::new(),
+            evictions: 0,
+        }
+    }
+}
+
+impl<K> DetectorSnapshot<K> {
+    /// Number of keys in the snapshot.
     pub fn len(&self) -> usize {
         self.ips.len()
     }
@@ -116,14 +151,17 @@ impl DetectorSnapshot {
     }
 }
 
-/// Sliding windows per IP with cooldown, bounded in memory.
-pub struct IpDetector {
+/// Sliding windows per key with cooldown, bounded in memory.
+pub struct KeyDetector<K: Hash + Eq> {
     s: DetectorSettings,
-    ips: LruCache<IpAddr, IpState>,
+    ips: LruCache<K, KeyState>,
     evictions: u64,
     /// The latest hit time seen (log time), the reference for what a snapshot keeps.
     latest: Option<Timestamp>,
 }
+
+/// Per-IP detection.
+pub type IpDetector = KeyDetector<IpAddr>;
 
 fn cut(s: &str, max_chars: usize) -> String {
     match s.char_indices().nth(max_chars) {
@@ -132,10 +170,10 @@ fn cut(s: &str, max_chars: usize) -> String {
     }
 }
 
-impl IpDetector {
+impl<K: Hash + Eq + Clone> KeyDetector<K> {
     pub fn new(s: DetectorSettings) -> Self {
         let cap = NonZeroUsize::new(s.max_tracked_ips.max(1)).unwrap_or(NonZeroUsize::MIN);
-        IpDetector {
+        KeyDetector {
             s,
             ips: LruCache::new(cap),
             evictions: 0,
@@ -143,18 +181,18 @@ impl IpDetector {
         }
     }
 
-    /// What is worth keeping across a restart: the IPs seen within the window or the cooldown
+    /// What is worth keeping across a restart: the keys seen within the window or the cooldown
     /// of the latest hit (older ones would neither alert nor be held back by a cooldown).
-    pub fn snapshot(&self) -> DetectorSnapshot {
+    pub fn snapshot(&self) -> DetectorSnapshot<K> {
         let keep = self.s.window.max(self.s.cooldown).as_secs() as i64;
         let horizon = self
             .latest
             .map_or(i64::MIN, |t| t.as_second().saturating_sub(keep));
-        let mut ips: Vec<(IpAddr, IpState)> = self
+        let mut ips: Vec<(K, KeyState)> = self
             .ips
             .iter()
             .filter(|(_, st)| st.last_seen.as_second() >= horizon)
-            .map(|(ip, st)| (*ip, st.clone()))
+            .map(|(k, st)| (k.clone(), st.clone()))
             .collect();
         ips.reverse();
         DetectorSnapshot {
@@ -164,61 +202,86 @@ impl IpDetector {
     }
 
     /// Continue from a snapshot (the settings are this detector's own; the cap applies).
-    pub fn restore(&mut self, snap: DetectorSnapshot) {
+    pub fn restore(&mut self, snap: DetectorSnapshot<K>) {
         self.evictions = snap.evictions;
-        for (ip, st) in snap.ips {
+        for (k, st) in snap.ips {
             self.latest = self.latest.max(Some(st.last_seen));
-            if let Some((old, _)) = self.ips.push(ip, st) {
-                if old != ip {
+            if let Some((old, _)) = self.ips.push(k.clone(), st) {
+                if old != k {
                     self.evictions += 1;
                 }
             }
         }
     }
 
-    /// Number of IPs currently tracked.
+    /// Number of keys currently tracked.
     pub fn tracked(&self) -> usize {
         self.ips.len()
     }
 
-    /// IPs forgotten because the cap was reached.
+    /// Keys forgotten because the cap was reached.
     pub fn evictions(&self) -> u64 {
         self.evictions
     }
 
-    /// Count one hit seen at `at`; returns an alert when one is due now.
-    /// `line` is the log line the hit came from (quoted in the alert).
-    pub fn observe(&mut self, hit: &Hit, line: &str, at: Timestamp) -> Option<IpAlert> {
-        if hit.kind != HitKind::Failure {
-            return None;
-        }
-        let attempts = u64::from(hit.attempts.max(1));
+    /// Attempts inside the window ending at `at` for `key`, without counting anything.
+    pub fn attempts_within(&self, key: &K, at: Timestamp) -> u64 {
+        let Some(st) = self.ips.peek(key) else {
+            return 0;
+        };
+        let from = at.as_second().saturating_sub(self.s.window.as_secs() as i64);
+        st.buckets
+            .iter()
+            .filter(|(t, _)| *t >= from && *t <= at.as_second())
+            .map(|(_, n)| *n)
+            .sum()
+    }
+
+    /// Forget a key (for example after a successful login, when configured).
+    pub fn forget(&mut self, key: &K) {
+        self.ips.pop(key);
+    }
+
+    /// Count `attempts` for `key` at `at`; `member` is the account (or address) involved.
+    /// Returns an alert when one is due now. `line` is quoted in the alert.
+    #[allow(clippy::too_many_arguments)]
+    pub fn observe_key(
+        &mut self,
+        key: K,
+        member: Option<&str>,
+        attempts: u64,
+        service: &'static str,
+        line: &str,
+        at: Timestamp,
+    ) -> Option<KeyAlert<K>> {
+        let attempts = attempts.max(1);
         self.latest = self.latest.max(Some(at));
-        if !self.ips.contains(&hit.ip) {
-            let fresh = IpState {
+        if !self.ips.contains(&key) {
+            let fresh = KeyState {
                 buckets: VecDeque::new(),
                 in_window: 0,
                 total: 0,
                 first_seen: at,
                 last_seen: at,
-                service: ServiceName(hit.service),
-                accounts: HashMap::new(),
+                service: ServiceName(service),
+                members: HashMap::new(),
                 overflow_attempts: 0,
                 overflow_names: 0,
-                no_account: 0,
+                no_member: 0,
                 lines: VecDeque::new(),
                 last_alert: None,
                 alerts_sent: 0,
                 total_at_last_alert: 0,
+                earlier_alerts: VecDeque::new(),
             };
-            if let Some((old_ip, _)) = self.ips.push(hit.ip, fresh) {
-                if old_ip != hit.ip {
+            if let Some((old, _)) = self.ips.push(key.clone(), fresh) {
+                if old != key {
                     self.evictions += 1;
                 }
             }
         }
         let s = &self.s;
-        let st = self.ips.get_mut(&hit.ip)?;
+        let st = self.ips.get_mut(&key)?;
 
         // Window: add this hit's second, drop what fell out of [at - window, at].
         let sec = at.as_second();
@@ -241,19 +304,20 @@ impl IpDetector {
         st.total += attempts;
         st.first_seen = st.first_seen.min(at);
         st.last_seen = st.last_seen.max(at);
-        match &hit.user {
+        match member {
             Some(u) => {
                 let name = cut(u, MAX_ACCOUNT_CHARS);
-                if let Some(n) = st.accounts.get_mut(&name) {
-                    *n += attempts;
-                } else if st.accounts.len() < MAX_ACCOUNTS_PER_IP {
-                    st.accounts.insert(name, attempts);
+                if let Some(n) = st.members.get_mut(&name) {
+                    n.0 += attempts;
+                    n.1 = n.1.max(sec);
+                } else if st.members.len() < MAX_MEMBERS_PER_KEY {
+                    st.members.insert(name, (attempts, sec));
                 } else {
                     st.overflow_attempts += attempts;
                     st.overflow_names += 1;
                 }
             }
-            None => st.no_account += attempts,
+            None => st.no_member += attempts,
         }
         if s.log_lines > 0 {
             if st.lines.len() == s.log_lines {
@@ -270,39 +334,72 @@ impl IpDetector {
         if !(crossed && cooled) {
             return None;
         }
+        let distinct_in_window = st
+            .members
+            .values()
+            .filter(|(_, last)| *last >= oldest_kept)
+            .count() as u64;
+        if s.min_distinct_members > 1 && distinct_in_window < s.min_distinct_members as u64 {
+            return None;
+        }
         let previous_alert = st.last_alert;
+        if let Some(prev) = previous_alert {
+            if st.earlier_alerts.len() == MAX_EARLIER_ALERTS {
+                st.earlier_alerts.pop_front();
+            }
+            st.earlier_alerts.push_back(prev);
+        }
         st.last_alert = Some(at);
         st.alerts_sent += 1;
         let since = st.total - st.total_at_last_alert;
         st.total_at_last_alert = st.total;
 
-        let mut accounts: Vec<(String, u64)> =
-            st.accounts.iter().map(|(k, v)| (k.clone(), *v)).collect();
-        accounts.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-        let distinct = accounts.len() as u64 + st.overflow_names;
-        let listed: Vec<(String, u64)> = accounts.iter().take(s.top_accounts).cloned().collect();
-        let other = accounts
+        let mut members: Vec<(String, u64)> =
+            st.members.iter().map(|(k, v)| (k.clone(), v.0)).collect();
+        members.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        let distinct = members.len() as u64 + st.overflow_names;
+        let listed: Vec<(String, u64)> = members.iter().take(s.top_accounts).cloned().collect();
+        let other = members
             .iter()
             .skip(s.top_accounts)
             .map(|a| a.1)
             .sum::<u64>()
             + st.overflow_attempts;
-        Some(IpAlert {
-            ip: hit.ip,
+        Some(KeyAlert {
+            key,
             service: st.service.0,
             attempts_in_window: st.in_window,
             attempts_total: st.total,
             attempts_since_last_alert: since,
             first_seen: st.first_seen,
             last_seen: st.last_seen,
-            top_accounts: listed,
-            distinct_accounts: distinct,
-            other_account_attempts: other,
-            attempts_without_account: st.no_account,
+            top_members: listed,
+            distinct_members: distinct,
+            distinct_members_in_window: distinct_in_window,
+            other_member_attempts: other,
+            attempts_without_member: st.no_member,
             recent_lines: st.lines.iter().cloned().collect(),
             alert_number: st.alerts_sent,
             previous_alert,
+            earlier_alerts: st.earlier_alerts.iter().copied().collect(),
         })
+    }
+}
+
+impl KeyDetector<IpAddr> {
+    /// Count one failed-login hit against its IP (successes are not counted).
+    pub fn observe(&mut self, hit: &Hit, line: &str, at: Timestamp) -> Option<IpAlert> {
+        if hit.kind != HitKind::Failure {
+            return None;
+        }
+        self.observe_key(
+            hit.ip,
+            hit.user.as_deref(),
+            u64::from(hit.attempts),
+            hit.service,
+            line,
+            at,
+        )
     }
 }
 
@@ -320,6 +417,7 @@ mod tests {
             max_tracked_ips: 1000,
             top_accounts: 2,
             log_lines: 3,
+            min_distinct_members: 0,
         }
     }
 
@@ -358,7 +456,7 @@ mod tests {
         assert_eq!(a.alert_number, 1);
         assert_eq!(a.first_seen, t0());
         assert_eq!(
-            a.top_accounts,
+            a.top_members,
             vec![("a".to_string(), 4), ("b".to_string(), 1)]
         );
     }
@@ -544,12 +642,12 @@ mod tests {
             );
         }
         let st = d.ips.peek(&"203.0.113.60".parse().unwrap()).unwrap();
-        assert_eq!(st.accounts.len(), MAX_ACCOUNTS_PER_IP);
+        assert_eq!(st.members.len(), MAX_MEMBERS_PER_KEY);
         assert!(st
-            .accounts
+            .members
             .keys()
             .all(|k| k.chars().count() <= MAX_ACCOUNT_CHARS + 1));
         assert_eq!(st.lines.len(), 3);
-        assert_eq!(st.overflow_names, 1000 - MAX_ACCOUNTS_PER_IP as u64);
+        assert_eq!(st.overflow_names, 1000 - MAX_MEMBERS_PER_KEY as u64);
     }
 }

@@ -102,8 +102,8 @@ impl IpAlertContext {
             subject_prefix: env.subject_prefix.clone(),
             host_name: env.host_name.clone(),
             host_ip: env.host_ip.clone(),
-            ip: a.ip.to_string(),
-            ip_version: match a.ip {
+            ip: a.key.to_string(),
+            ip_version: match a.key {
                 IpAddr::V4(_) => 4,
                 IpAddr::V6(_) => 6,
             },
@@ -118,16 +118,16 @@ impl IpAlertContext {
             first_seen: human_time(a.first_seen, &env.tz),
             last_seen: human_time(a.last_seen, &env.tz),
             accounts: a
-                .top_accounts
+                .top_members
                 .iter()
                 .map(|(n, c)| AccountCount {
                     name: inert(n),
                     count: *c,
                 })
                 .collect(),
-            accounts_distinct: a.distinct_accounts,
-            accounts_other_attempts: a.other_account_attempts,
-            attempts_without_account: a.attempts_without_account,
+            accounts_distinct: a.distinct_members,
+            accounts_other_attempts: a.other_member_attempts,
+            attempts_without_account: a.attempts_without_member,
             log_lines: a.recent_lines.iter().map(|l| inert(l)).collect(),
             alert_number: a.alert_number,
             previous_alert: a
@@ -144,22 +144,24 @@ impl IpAlertContext {
             .parse()
             .unwrap_or(Timestamp::UNIX_EPOCH);
         let alert = IpAlert {
-            ip: IpAddr::from([203, 0, 113, 47]),
+            key: IpAddr::from([203, 0, 113, 47]),
             service: "exim",
             attempts_in_window: 5,
             attempts_total: 48,
             attempts_since_last_alert: 43,
             first_seen: t,
             last_seen: t,
-            top_accounts: vec![("info@example.com".into(), 30), ("admin".into(), 12)],
-            distinct_accounts: 4,
-            other_account_attempts: 6,
-            attempts_without_account: 0,
+            top_members: vec![("info@example.com".into(), 30), ("admin".into(), 12)],
+            distinct_members: 4,
+            distinct_members_in_window: 2,
+            other_member_attempts: 6,
+            attempts_without_member: 0,
             recent_lines: vec![
                 "2026-11-23 03:14:00 dovecot_login authenticator failed for (User) [203.0.113.47]:50111: 535 Incorrect authentication data (set_id=info@example.com)".into(),
             ],
             alert_number: 2,
             previous_alert: Some(t),
+            earlier_alerts: vec![t],
         };
         let env = AlertEnv {
             subject_prefix: "[authwatch]".into(),
