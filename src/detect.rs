@@ -229,7 +229,9 @@ impl<K: Hash + Eq + Clone> KeyDetector<K> {
         let Some(st) = self.ips.peek(key) else {
             return 0;
         };
-        let from = at.as_second().saturating_sub(self.s.window.as_secs() as i64);
+        let from = at
+            .as_second()
+            .saturating_sub(self.s.window.as_secs() as i64);
         st.buckets
             .iter()
             .filter(|(t, _)| *t >= from && *t <= at.as_second())
