@@ -16,7 +16,8 @@ use std::net::IpAddr;
 use std::path::Path;
 use std::time::Duration;
 
-/// Built-in templates: (file name, text).
+/// Built-in templates: (file name, text). A file `KIND.subject.txt` / `KIND.body.txt` belongs
+/// to the alert kind `KIND`.
 pub const BUILTIN_TEMPLATES: &[(&str, &str)] = &[
     (
         "ip_burst.subject.txt",
@@ -26,7 +27,198 @@ pub const BUILTIN_TEMPLATES: &[(&str, &str)] = &[
         "ip_burst.body.txt",
         include_str!("../alert-templates/ip_burst.body.txt"),
     ),
+    (
+        "subnet_burst.subject.txt",
+        include_str!("../alert-templates/subnet_burst.subject.txt"),
+    ),
+    (
+        "subnet_burst.body.txt",
+        include_str!("../alert-templates/subnet_burst.body.txt"),
+    ),
+    (
+        "account_attack.subject.txt",
+        include_str!("../alert-templates/account_attack.subject.txt"),
+    ),
+    (
+        "account_attack.body.txt",
+        include_str!("../alert-templates/account_attack.body.txt"),
+    ),
+    (
+        "compromised.subject.txt",
+        include_str!("../alert-templates/compromised.subject.txt"),
+    ),
+    (
+        "compromised.body.txt",
+        include_str!("../alert-templates/compromised.body.txt"),
+    ),
 ];
+
+/// The alert kinds, each with a subject and a body template.
+pub const KINDS: &[&str] = &["ip_burst", "subnet_burst", "account_attack", "compromised"];
+
+/// An alert about a subnet or an account: many sources, or many addresses, one target.
+#[derive(Debug, Clone, Serialize)]
+pub struct GroupAlertContext {
+    pub subject_prefix: String,
+    pub host_name: String,
+    pub host_ip: String,
+    /// The subnet (`2001:db8:a11:77::/64`) or the account name (inert).
+    pub target: String,
+    pub service: String,
+    pub service_label: String,
+    pub attempts_window: u64,
+    pub attempts_total: u64,
+    pub threshold: u32,
+    pub window: String,
+    pub cooldown: String,
+    pub first_seen: String,
+    pub last_seen: String,
+    /// Top members: the addresses (subnet) or the IPs (account), with counts.
+    pub members: Vec<AccountCount>,
+    pub members_distinct: u64,
+    pub members_in_window: u64,
+    pub members_other_attempts: u64,
+    pub log_lines: Vec<String>,
+    pub alert_number: u32,
+    pub previous_alert: String,
+    pub generated_at: String,
+}
+
+impl GroupAlertContext {
+    pub fn new<K: std::fmt::Display>(
+        a: &crate::detect::KeyAlert<K>,
+        env: &AlertEnv,
+        threshold: u32,
+        window: Duration,
+        now: Timestamp,
+    ) -> Self {
+        GroupAlertContext {
+            subject_prefix: env.subject_prefix.clone(),
+            host_name: env.host_name.clone(),
+            host_ip: env.host_ip.clone(),
+            target: inert(&a.key.to_string()),
+            service: a.service.to_string(),
+            service_label: service_label(a.service),
+            attempts_window: a.attempts_in_window,
+            attempts_total: a.attempts_total,
+            threshold,
+            window: format_duration(window),
+            cooldown: format_duration(env.cooldown),
+            first_seen: human_time(a.first_seen, &env.tz),
+            last_seen: human_time(a.last_seen, &env.tz),
+            members: a
+                .top_members
+                .iter()
+                .map(|(n, c)| AccountCount {
+                    name: inert(n),
+                    count: *c,
+                })
+                .collect(),
+            members_distinct: a.distinct_members,
+            members_in_window: a.distinct_members_in_window,
+            members_other_attempts: a.other_member_attempts,
+            log_lines: a.recent_lines.iter().map(|l| inert(l)).collect(),
+            alert_number: a.alert_number,
+            previous_alert: a
+                .previous_alert
+                .map(|t| human_time(t, &env.tz))
+                .unwrap_or_default(),
+            generated_at: human_time(now, &env.tz),
+        }
+    }
+
+    fn sample(target: &str, members: &[(&str, u64)]) -> Self {
+        GroupAlertContext {
+            subject_prefix: "[authwatch]".into(),
+            host_name: "mx1.example.com".into(),
+            host_ip: "192.0.2.25".into(),
+            target: target.into(),
+            service: "exim".into(),
+            service_label: service_label("exim"),
+            attempts_window: 12,
+            attempts_total: 40,
+            threshold: 10,
+            window: "10m".into(),
+            cooldown: "1h".into(),
+            first_seen: "2026-11-23 03:14:00 UTC".into(),
+            last_seen: "2026-11-23 03:20:00 UTC".into(),
+            members: members
+                .iter()
+                .map(|(n, c)| AccountCount {
+                    name: n.to_string(),
+                    count: *c,
+                })
+                .collect(),
+            members_distinct: 7,
+            members_in_window: 5,
+            members_other_attempts: 9,
+            log_lines: vec!["2026-11-23 03:20:00 dovecot_login authenticator failed for (User) [2001:db8:a11:77::5]:50111: 535 Incorrect authentication data (set_id=info@example.com)".into()],
+            alert_number: 1,
+            previous_alert: String::new(),
+            generated_at: "2026-11-23 03:20:01 UTC".into(),
+        }
+    }
+}
+
+/// A successful login after failures: the account may be compromised.
+#[derive(Debug, Clone, Serialize)]
+pub struct CompromiseContext {
+    pub subject_prefix: String,
+    pub host_name: String,
+    pub host_ip: String,
+    pub ip: String,
+    pub ip_version: u8,
+    pub account: String,
+    pub service: String,
+    pub service_label: String,
+    /// Failed attempts from this IP inside the window before the login.
+    pub failures_from_ip: u64,
+    /// Failed attempts against this account inside the window before the login (all IPs).
+    pub failures_on_account: u64,
+    pub window: String,
+    pub login_time: String,
+    pub log_line: String,
+    pub generated_at: String,
+}
+
+impl CompromiseContext {
+    fn sample() -> Self {
+        CompromiseContext {
+            subject_prefix: "[authwatch]".into(),
+            host_name: "mx1.example.com".into(),
+            host_ip: "192.0.2.25".into(),
+            ip: "203.0.113.7".into(),
+            ip_version: 4,
+            account: "alice".into(),
+            service: "dovecot".into(),
+            service_label: service_label("dovecot"),
+            failures_from_ip: 37,
+            failures_on_account: 41,
+            window: "10m".into(),
+            login_time: "2026-11-23 03:20:00 UTC".into(),
+            log_line: "Nov 23 03:20:00 mx1 dovecot: imap-login: Login: user=<alice>, method=PLAIN, rip=203.0.113.7, lip=192.0.2.25".into(),
+            generated_at: "2026-11-23 03:20:01 UTC".into(),
+        }
+    }
+}
+
+/// A sample context for each kind, for `check` and `authwatch render --sample KIND`.
+pub fn sample_context(kind: &str) -> Option<serde_json::Value> {
+    let v = match kind {
+        "ip_burst" => serde_json::to_value(IpAlertContext::sample()),
+        "subnet_burst" => serde_json::to_value(GroupAlertContext::sample(
+            "2001:db8:a11:77::/64",
+            &[("2001:db8:a11:77::5", 3), ("2001:db8:a11:77::9", 2)],
+        )),
+        "account_attack" => serde_json::to_value(GroupAlertContext::sample(
+            "info@example.com",
+            &[("203.0.113.7", 3), ("198.51.100.4", 2)],
+        )),
+        "compromised" => serde_json::to_value(CompromiseContext::sample()),
+        _ => return None,
+    };
+    v.ok()
+}
 
 /// A rendered alert, ready for the mailer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,6 +284,14 @@ pub fn human_time(t: Timestamp, tz: &TimeZone) -> String {
 fn service_label(service: &str) -> String {
     match service {
         "exim" => "SMTP server (Exim)".to_string(),
+        "postfix" => "SMTP server (Postfix)".to_string(),
+        "dovecot" => "IMAP/POP3 server (Dovecot)".to_string(),
+        "courier" => "IMAP/POP3 server (Courier)".to_string(),
+        "cyrus" => "IMAP server (Cyrus)".to_string(),
+        "sendmail" => "SMTP server (Sendmail)".to_string(),
+        "uwimap" => "IMAP server (UW-IMAP)".to_string(),
+        "opensmtpd" => "SMTP server (OpenSMTPD)".to_string(),
+        "roundcube" | "sogo" | "horde" | "squirrelmail" => format!("webmail ({service})"),
         other => other.to_string(),
     }
 }
@@ -304,9 +504,14 @@ impl Renderer {
 
     /// Render the alert about one IP.
     pub fn render_ip_alert(&self, ctx: &IpAlertContext) -> Result<Rendered, TemplateError> {
+        self.render("ip_burst", ctx)
+    }
+
+    /// Render an alert of `kind` (one of [`KINDS`]) from its context.
+    pub fn render<C: Serialize>(&self, kind: &str, ctx: &C) -> Result<Rendered, TemplateError> {
         let value = minijinja::Value::from(minijinja::value::Serde(ctx));
-        let subject = self.render_one("ip_burst.subject.txt", &value)?;
-        let text = self.render_one("ip_burst.body.txt", &value)?;
+        let subject = self.render_one(&format!("{kind}.subject.txt"), &value)?;
+        let text = self.render_one(&format!("{kind}.body.txt"), &value)?;
         Ok(Rendered {
             subject: fold_subject(&subject),
             text,
@@ -317,14 +522,15 @@ impl Renderer {
     /// alert provides (also in branches the sample does not reach). Returns every problem.
     pub fn check(&self) -> Vec<String> {
         let mut problems = Vec::new();
-        let sample = IpAlertContext::sample();
-        let known: BTreeSet<String> = match serde_json::to_value(&sample) {
-            Ok(serde_json::Value::Object(m)) => m.keys().cloned().collect(),
-            _ => BTreeSet::new(),
-        };
         let globals: BTreeSet<String> = self.env.globals().map(|(k, _)| k.to_string()).collect();
-        let value = minijinja::Value::from(minijinja::value::Serde(&sample));
         for (name, _) in BUILTIN_TEMPLATES {
+            let kind = name.split('.').next().unwrap_or_default();
+            let sample = sample_context(kind).unwrap_or(serde_json::Value::Null);
+            let known: BTreeSet<String> = match &sample {
+                serde_json::Value::Object(m) => m.keys().cloned().collect(),
+                _ => BTreeSet::new(),
+            };
+            let value = minijinja::Value::from(minijinja::value::Serde(&sample));
             match self.env.get_template(name) {
                 Ok(t) => {
                     let mut unknown: Vec<String> = t
@@ -394,6 +600,42 @@ mod tests {
         assert_eq!(
             out.subject,
             "[authwatch] 203.0.113.47 made 5 failed logins in 10m on mx1.example.com"
+        );
+    }
+
+    #[test]
+    fn every_kind_renders_its_sample() {
+        let r = Renderer::new(None).unwrap();
+        for kind in KINDS {
+            let ctx = sample_context(kind).unwrap();
+            let out = r.render(kind, &ctx).unwrap();
+            assert!(
+                out.text
+                    .starts_with("Automatic alert from authwatch - DO NOT reply\n"),
+                "{kind}"
+            );
+            assert!(!out.subject.contains('\n'), "{kind}");
+        }
+        let sub = r
+            .render("subnet_burst", &sample_context("subnet_burst").unwrap())
+            .unwrap();
+        assert!(
+            sub.text.contains("ip6 saddr 2001:db8:a11:77::/64 drop"),
+            "{}",
+            sub.text
+        );
+        let acc = r
+            .render("account_attack", &sample_context("account_attack").unwrap())
+            .unwrap();
+        assert!(acc
+            .subject
+            .contains("account info@example.com attacked from 5 addresses"));
+        let c = r
+            .render("compromised", &sample_context("compromised").unwrap())
+            .unwrap();
+        assert_eq!(
+            c.subject,
+            "[authwatch] URGENT: 203.0.113.7 logged in as alice after 37 failed attempts on mx1.example.com"
         );
     }
 
