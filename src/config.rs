@@ -35,6 +35,7 @@ pub struct Config {
     /// Zone for log stamps that carry none.
     pub time_zone: TimeZone,
     pub detect: DetectConfig,
+    pub allowlist: AllowlistConfig,
     pub alerts: AlertsConfig,
     /// Rules written by the administrator.
     pub custom_rules: Vec<crate::rules::custom::CustomRule>,
@@ -81,8 +82,46 @@ pub struct Threshold {
 #[derive(Debug, Clone)]
 pub struct DetectConfig {
     pub per_ip: Threshold,
-    /// Cap on tracked IPs; the least recently seen is evicted beyond it.
+    /// Cap on tracked keys per map (IPs, subnets, accounts); the least recently seen is
+    /// evicted beyond it.
     pub max_tracked_ips: usize,
+    pub per_subnet: Option<SubnetConfig>,
+    pub per_account: Option<AccountConfig>,
+    /// Failures within `per_ip.window` before a successful login that make it urgent.
+    /// `None`: compromised-account alerts are off.
+    pub compromised_min_failures: Option<u64>,
+}
+
+/// Attempts summed over a prefix.
+#[derive(Debug, Clone)]
+pub struct SubnetConfig {
+    pub threshold: Threshold,
+    pub ipv6_prefix: u8,
+    /// `None`: IPv4 addresses are not grouped.
+    pub ipv4_prefix: Option<u8>,
+    /// Distinct addresses within the window needed for a subnet alert.
+    pub min_addresses: usize,
+}
+
+/// Many IPs against one account.
+#[derive(Debug, Clone)]
+pub struct AccountConfig {
+    pub threshold: Threshold,
+    pub distinct_ips: usize,
+}
+
+/// Addresses that are never counted.
+#[derive(Debug, Clone, Default)]
+pub struct AllowlistConfig {
+    pub nets: Vec<ipnet::IpNet>,
+    /// A successful login from an IP clears its failure count (for users who mistype).
+    pub reset_on_success: bool,
+}
+
+impl AllowlistConfig {
+    pub fn contains(&self, ip: &IpAddr) -> bool {
+        self.nets.iter().any(|n| n.contains(ip))
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -209,6 +248,7 @@ struct RawConfig {
     follow: Option<RawFollow>,
     time_zone: S<String>,
     detect: Option<RawDetect>,
+    allowlist: Option<RawAllowlist>,
     alerts: Option<RawAlerts>,
     custom_rules: Option<Vec<RawCustomRule>>,
     templates_dir: S<String>,
@@ -251,7 +291,45 @@ struct RawFollow {
 #[serde(deny_unknown_fields)]
 struct RawDetect {
     per_ip: Option<RawThreshold>,
+    per_subnet: Option<RawSubnet>,
+    per_account: Option<RawAccount>,
+    compromised: Option<RawCompromised>,
     max_tracked_ips: S<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSubnet {
+    enabled: Option<bool>,
+    attempts: S<u64>,
+    window: S<String>,
+    ipv6_prefix: S<u64>,
+    ipv4_prefix: S<u64>,
+    min_addresses: S<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAccount {
+    enabled: Option<bool>,
+    attempts: S<u64>,
+    window: S<String>,
+    distinct_ips: S<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCompromised {
+    enabled: Option<bool>,
+    min_failures: S<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAllowlist {
+    addresses: Option<Vec<Spanned<String>>>,
+    files: Option<Vec<Spanned<String>>>,
+    reset_on_success: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -564,6 +642,17 @@ struct Validator {
     issues: Vec<ConfigIssue>,
 }
 
+const MAX_MEMBERS: usize = crate::detect::MAX_MEMBERS_PER_KEY;
+
+/// An address (as a /32 or /128) or a CIDR range; `::ffff:a.b.c.d` counts as IPv4.
+fn parse_net(s: &str) -> Option<ipnet::IpNet> {
+    let s = s.trim();
+    if let Ok(ip) = s.parse::<IpAddr>() {
+        return Some(ipnet::IpNet::from(crate::rules::canonical_ip(ip)));
+    }
+    s.parse::<ipnet::IpNet>().ok().map(|n| n.trunc())
+}
+
 /// Parse a duration written like `30s`, `10m`, `1h`, `1h30m` or `2d`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let t = s.trim();
@@ -847,7 +936,129 @@ impl Validator {
                 10,
                 100_000_000,
             ) as usize,
+            per_subnet: None,
+            per_account: None,
+            compromised_min_failures: None,
         };
+        let mut detect = detect;
+        let sn = rd.per_subnet.unwrap_or_default();
+        if sn.enabled.unwrap_or(true) {
+            detect.per_subnet = Some(SubnetConfig {
+                threshold: Threshold {
+                    attempts: self.count(
+                        &sn.attempts,
+                        "detect.per_subnet.attempts",
+                        10,
+                        1,
+                        1_000_000,
+                    ) as u32,
+                    window: self.duration(
+                        &sn.window,
+                        "detect.per_subnet.window",
+                        Duration::from_secs(600),
+                        Duration::from_secs(1),
+                    ),
+                },
+                ipv6_prefix: self.count(
+                    &sn.ipv6_prefix,
+                    "detect.per_subnet.ipv6_prefix",
+                    64,
+                    16,
+                    128,
+                ) as u8,
+                ipv4_prefix: sn.ipv4_prefix.as_ref().map(|_| {
+                    self.count(&sn.ipv4_prefix, "detect.per_subnet.ipv4_prefix", 24, 8, 32) as u8
+                }),
+                min_addresses: self.count(
+                    &sn.min_addresses,
+                    "detect.per_subnet.min_addresses",
+                    2,
+                    1,
+                    MAX_MEMBERS as u64,
+                ) as usize,
+            });
+        }
+        let ac = rd.per_account.unwrap_or_default();
+        if ac.enabled.unwrap_or(true) {
+            detect.per_account = Some(AccountConfig {
+                threshold: Threshold {
+                    attempts: self.count(
+                        &ac.attempts,
+                        "detect.per_account.attempts",
+                        20,
+                        1,
+                        1_000_000,
+                    ) as u32,
+                    window: self.duration(
+                        &ac.window,
+                        "detect.per_account.window",
+                        Duration::from_secs(3600),
+                        Duration::from_secs(1),
+                    ),
+                },
+                distinct_ips: self.count(
+                    &ac.distinct_ips,
+                    "detect.per_account.distinct_ips",
+                    5,
+                    1,
+                    MAX_MEMBERS as u64,
+                ) as usize,
+            });
+        }
+        let co = rd.compromised.unwrap_or_default();
+        if co.enabled.unwrap_or(true) {
+            detect.compromised_min_failures = Some(self.count(
+                &co.min_failures,
+                "detect.compromised.min_failures",
+                u64::from(detect.per_ip.attempts),
+                1,
+                1_000_000,
+            ));
+        }
+
+        let ral = raw.allowlist.unwrap_or_default();
+        let mut allowlist = AllowlistConfig {
+            nets: Vec::new(),
+            reset_on_success: ral.reset_on_success.unwrap_or(false),
+        };
+        for (i, a) in ral.addresses.iter().flatten().enumerate() {
+            match parse_net(&a.value) {
+                Some(n) => allowlist.nets.push(n),
+                None => self.issue(
+                    Some(a),
+                    &format!("allowlist.addresses[{i}]"),
+                    format!("not an address or CIDR range: {:?}", a.value),
+                ),
+            }
+        }
+        for (i, f) in ral.files.iter().flatten().enumerate() {
+            let p = self.path(&f.value);
+            match std::fs::read_to_string(&p) {
+                Ok(text) => {
+                    for (n, line) in text.lines().enumerate() {
+                        let entry = line.split('#').next().unwrap_or("").trim();
+                        if entry.is_empty() {
+                            continue;
+                        }
+                        match parse_net(entry) {
+                            Some(net) => allowlist.nets.push(net),
+                            None => self.issues.push(ConfigIssue {
+                                file: p.display().to_string(),
+                                line: Some(n as u64 + 1),
+                                column: None,
+                                field: format!("allowlist.files[{i}]"),
+                                message: format!("not an address or CIDR range: {entry:?}"),
+                            }),
+                        }
+                    }
+                }
+                Err(e) => self.issue(
+                    Some(f),
+                    &format!("allowlist.files[{i}]"),
+                    format!("cannot read {}: {e}", p.display()),
+                ),
+            }
+        }
 
         let ra = raw.alerts.unwrap_or_default();
         let alerts = AlertsConfig {
@@ -881,6 +1092,7 @@ impl Validator {
             follow,
             time_zone,
             detect,
+            allowlist,
             alerts,
             custom_rules,
             templates_dir,
@@ -1254,6 +1466,60 @@ mod tests {
             ],
             "{bad}"
         );
+    }
+
+    #[test]
+    fn allowlist_addresses_ranges_and_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("allow.txt");
+        std::fs::write(
+            &f,
+            "# office\n198.51.100.0/24\n\n2001:db8::/32 # v6\nnonsense\n",
+        )
+        .unwrap();
+        let text = format!(
+            "{MIN}allowlist:\n  addresses: [192.0.2.1, '10.0.0.0/8']\n  files: ['{}']\n",
+            f.display()
+        );
+        let err = load(&text).unwrap_err();
+        assert_eq!(err.issues.len(), 1, "{err}");
+        assert_eq!(err.issues[0].line, Some(5));
+        assert!(err.issues[0].file.ends_with("allow.txt"));
+        std::fs::write(&f, "198.51.100.0/24\n2001:db8::/32\n").unwrap();
+        let c = load(&text).unwrap();
+        for yes in [
+            "192.0.2.1",
+            "10.1.2.3",
+            "198.51.100.77",
+            "2001:db8::5",
+            "::ffff:10.0.0.1",
+        ] {
+            let ip = crate::rules::canonical_ip(yes.parse().unwrap());
+            assert!(c.allowlist.contains(&ip), "{yes}");
+        }
+        assert!(!c.allowlist.contains(&"203.0.113.1".parse().unwrap()));
+        let bad = load(&format!("{MIN}allowlist: {{addresses: ['300.1.1.1']}}\n")).unwrap_err();
+        assert_eq!(bad.issues[0].field, "allowlist.addresses[0]");
+    }
+
+    #[test]
+    fn detection_defaults_and_switches() {
+        let c = load(MIN).unwrap();
+        let sn = c.detect.per_subnet.unwrap();
+        assert_eq!((sn.ipv6_prefix, sn.ipv4_prefix), (64, None));
+        assert_eq!(c.detect.per_account.unwrap().distinct_ips, 5);
+        assert_eq!(c.detect.compromised_min_failures, Some(5));
+        let off = load(&format!(
+            "{MIN}detect:\n  per_subnet: {{enabled: false}}\n  per_account: {{enabled: false}}\n  compromised: {{enabled: false}}\n"
+        ))
+        .unwrap();
+        assert!(off.detect.per_subnet.is_none() && off.detect.per_account.is_none());
+        assert_eq!(off.detect.compromised_min_failures, None);
+        let v4 = load(&format!(
+            "{MIN}detect: {{per_subnet: {{ipv4_prefix: 24}}}}\n"
+        ))
+        .unwrap();
+        assert_eq!(v4.detect.per_subnet.unwrap().ipv4_prefix, Some(24));
     }
 
     #[test]

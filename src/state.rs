@@ -10,11 +10,12 @@
 
 use crate::detect::DetectorSnapshot;
 use crate::source::Checkpoint;
+use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use tracing::warn;
 
-pub const STATE_VERSION: u32 = 1;
+pub const STATE_VERSION: u32 = 2;
 const FILE: &str = "state.json";
 
 /// One source's position.
@@ -24,12 +25,22 @@ pub struct SourceState {
     pub checkpoint: Checkpoint,
 }
 
+/// The windows of every detector.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct Detectors {
+    pub ips: DetectorSnapshot<std::net::IpAddr>,
+    #[serde(default)]
+    pub subnets: DetectorSnapshot<IpNet>,
+    #[serde(default)]
+    pub accounts: DetectorSnapshot<String>,
+}
+
 /// Everything that survives a restart.
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
 pub struct State {
     pub version: u32,
     pub sources: Vec<SourceState>,
-    pub detector: DetectorSnapshot,
+    pub detector: Detectors,
 }
 
 impl State {
@@ -104,7 +115,7 @@ mod tests {
                     offset: 42,
                 },
             }],
-            detector: DetectorSnapshot::default(),
+            detector: Detectors::default(),
         };
         save(dir.path(), &st).unwrap();
         let back = load(dir.path()).unwrap();
