@@ -12,6 +12,7 @@ use crate::config::{Config, Start};
 use crate::detect::{DetectorSettings, IpDetector, KeyDetector};
 use crate::hostinfo::HostInfo;
 use crate::mail::{run_mailer, Composer, Sender, Spool};
+use crate::policy::{Notice, Outgoing, Policy, PolicySettings};
 use crate::render::{
     AlertEnv, CompromiseContext, GroupAlertContext, IpAlertContext, Rendered, Renderer,
 };
@@ -93,6 +94,9 @@ pub struct Engine {
     compromise_sent: lru::LruCache<(IpAddr, String), Timestamp>,
     allowlist: crate::config::AllowlistConfig,
     per_ip_window: Duration,
+    policy: Policy,
+    max_per_hour: u32,
+    group_interval: Duration,
     renderer: Renderer,
     env: AlertEnv,
     clock: Arc<dyn Clock>,
@@ -152,6 +156,9 @@ impl Engine {
             ),
             allowlist: cfg.allowlist.clone(),
             per_ip_window: cfg.detect.per_ip.window,
+            policy: Policy::new(policy_settings(cfg)),
+            max_per_hour: cfg.alerts.max_per_hour,
+            group_interval: cfg.alerts.group_interval,
             renderer,
             env: AlertEnv {
                 subject_prefix: cfg.mail.subject_prefix.clone(),
@@ -174,12 +181,86 @@ impl Engine {
     }
 
     /// Refresh "now" for year inference; call once per batch of lines.
-    pub fn tick(&mut self) {
+    pub fn refresh_clock(&mut self) {
         self.ctx.now = self.clock.now();
     }
 
-    /// Process one line from source number `source`; returns the alerts due now (usually none).
+    /// Process one line from source number `source`; returns the mails due now (usually none).
     pub fn line(&mut self, source: usize, line: &str) -> Vec<Rendered> {
+        let now = self.clock.now();
+        let notices = self.detect_line(source, line);
+        let mut out = Vec::new();
+        for n in notices {
+            let sent = self.policy.offer(n, now);
+            out.extend(sent.into_iter().map(|o| self.render_outgoing(o, now)));
+        }
+        out
+    }
+
+    /// Timers of the alert policy (groups, digests); call about once a second.
+    pub fn tick(&mut self) -> Vec<Rendered> {
+        let now = self.clock.now();
+        self.ctx.now = now;
+        let due = self.policy.tick(now);
+        due.into_iter()
+            .map(|o| self.render_outgoing(o, now))
+            .collect()
+    }
+
+    fn render_outgoing(&self, o: Outgoing, now: Timestamp) -> Rendered {
+        match o {
+            Outgoing::Single(r) => r,
+            Outgoing::Group(alerts) => self.render_digest(alerts, Vec::new(), 0, 0, now),
+            Outgoing::Digest {
+                incidents,
+                held,
+                held_dropped,
+            } => {
+                let n = held.len() as u64;
+                self.render_digest(held, incidents, n, held_dropped, now)
+            }
+        }
+    }
+
+    fn render_digest(
+        &self,
+        new_alerts: Vec<Rendered>,
+        incidents: Vec<crate::policy::DigestLine>,
+        held_count: u64,
+        held_dropped: u64,
+        now: Timestamp,
+    ) -> Rendered {
+        let tz = &self.env.tz;
+        let ctx = crate::render::DigestContext {
+            subject_prefix: self.env.subject_prefix.clone(),
+            host_name: self.env.host_name.clone(),
+            host_ip: self.env.host_ip.clone(),
+            new_attempts: incidents.iter().map(|i| i.new_attempts).sum(),
+            incidents: incidents
+                .into_iter()
+                .map(|i| crate::render::DigestIncident {
+                    kind: i.kind,
+                    key: i.key,
+                    new_attempts: i.new_attempts,
+                    total: i.total,
+                    opened: crate::render::human_time(i.opened, tz),
+                    last_activity: crate::render::human_time(i.last_activity, tz),
+                    repeated: i.repeated,
+                })
+                .collect(),
+            new_alerts,
+            held_count,
+            held_dropped,
+            max_per_hour: self.max_per_hour,
+            group_interval: crate::config::format_duration(self.group_interval),
+            generated_at: crate::render::human_time(now, tz),
+        };
+        let n = ctx.new_alerts.len() as u64;
+        self.render("digest", &ctx, "digest", n)
+    }
+
+    /// Rules and detectors: the alerts this line causes, before the policy.
+    fn detect_line(&mut self, source: usize, line: &str) -> Vec<Notice> {
         self.lines_seen += 1;
         let Some(hit) = self.parse(source, line) else {
             return Vec::new();
@@ -197,6 +278,9 @@ impl Engine {
             out.extend(self.success(&hit, line, at, now));
             return out;
         }
+        if self.policy.has_incidents() {
+            self.report_activity(&hit, now);
+        }
         if let Some(alert) = self.detector.observe(&hit, line, at) {
             info!(
                 ip = %alert.key,
@@ -206,12 +290,9 @@ impl Engine {
                 "login-guessing threshold crossed; alerting"
             );
             let ctx = IpAlertContext::new(&alert, &self.env, now);
-            out.push(self.render(
-                "ip_burst",
-                &ctx,
-                &alert.key.to_string(),
-                alert.attempts_in_window,
-            ));
+            let key = alert.key.to_string();
+            let r = self.render("ip_burst", &ctx, &key, alert.attempts_in_window);
+            out.push(notice("ip_burst", key, false, r, alert.attempts_total));
         }
         let attempts = u64::from(hit.attempts);
         let member = hit.ip.to_string();
@@ -229,12 +310,9 @@ impl Engine {
                     info!(subnet = %net, addresses = a.distinct_members_in_window, attempts_in_window = a.attempts_in_window, "subnet threshold crossed; alerting");
                     let (t, w) = (sc.threshold.attempts, sc.threshold.window);
                     let ctx = GroupAlertContext::new(&a, &self.env, t, w, now);
-                    out.push(self.render(
-                        "subnet_burst",
-                        &ctx,
-                        &net.to_string(),
-                        a.attempts_in_window,
-                    ));
+                    let (key, total) = (net.to_string(), a.attempts_total);
+                    let r = self.render("subnet_burst", &ctx, &key, a.attempts_in_window);
+                    out.push(notice("subnet_burst", key, false, r, total));
                 }
             }
         }
@@ -245,12 +323,9 @@ impl Engine {
                 info!(account = %crate::render::inert(user), ips = a.distinct_members_in_window, attempts_in_window = a.attempts_in_window, "account attacked from many IPs; alerting");
                 let (t, w) = (ac.threshold.attempts, ac.threshold.window);
                 let ctx = GroupAlertContext::new(&a, &self.env, t, w, now);
-                out.push(self.render(
-                    "account_attack",
-                    &ctx,
-                    &ctx.target.clone(),
-                    a.attempts_in_window,
-                ));
+                let (key, total) = (ctx.target.clone(), a.attempts_total);
+                let r = self.render("account_attack", &ctx, &key, a.attempts_in_window);
+                out.push(notice("account_attack", key, false, r, total));
             }
         }
         out
@@ -258,13 +333,7 @@ impl Engine {
 
     /// A successful login: urgent when the IP, or the account, had enough failures within the
     /// window before it; otherwise, when configured, it clears the IP's failures.
-    fn success(
-        &mut self,
-        hit: &Hit,
-        line: &str,
-        at: Timestamp,
-        now: Timestamp,
-    ) -> Option<Rendered> {
+    fn success(&mut self, hit: &Hit, line: &str, at: Timestamp, now: Timestamp) -> Option<Notice> {
         let from_ip = self.detector.attempts_within(&hit.ip, at);
         let on_account = match (&self.accounts, &hit.user) {
             (Some((d, _)), Some(u)) => d.attempts_within(u, at),
@@ -304,7 +373,45 @@ impl Engine {
             log_line: crate::render::inert(line),
             generated_at: crate::render::human_time(now, &self.env.tz),
         };
-        Some(self.render("compromised", &ctx, &ctx.ip.clone(), from_ip))
+        let r = self.render("compromised", &ctx, &ctx.ip.clone(), from_ip);
+        Some(notice(
+            "compromised",
+            format!("{} {}", ctx.ip, ctx.account),
+            true,
+            r,
+            from_ip,
+        ))
+    }
+
+    /// Tell the policy about further attempts on keys that may have open incidents.
+    fn report_activity(&mut self, hit: &Hit, now: Timestamp) {
+        let ip = hit.ip.to_string();
+        let attempts = u64::from(hit.attempts);
+        if let Some(t) = self.detector.total(&hit.ip) {
+            self.policy.activity("ip_burst", &ip, t + attempts, now);
+        }
+        if let Some((d, sc)) = &self.subnets {
+            let prefix = match hit.ip {
+                IpAddr::V6(_) => Some(sc.ipv6_prefix),
+                IpAddr::V4(_) => sc.ipv4_prefix,
+            };
+            if let Some(net) = prefix
+                .and_then(|p| IpNet::new(hit.ip, p).ok())
+                .map(|n| n.trunc())
+            {
+                if let Some(t) = d.total(&net) {
+                    self.policy
+                        .activity("subnet_burst", &net.to_string(), t + attempts, now);
+                }
+            }
+        }
+        if let (Some((d, _)), Some(user)) = (&self.accounts, &hit.user) {
+            if let Some(t) = d.total(user) {
+                let key = crate::render::inert(user);
+                self.policy
+                    .activity("account_attack", &key, t + attempts, now);
+            }
+        }
     }
 
     /// Render an alert; a template that fails still gives a plain mail with the essentials.
@@ -331,6 +438,16 @@ impl Engine {
                 }
             }
         }
+    }
+
+    /// The alert policy's state, for `state.json`.
+    pub fn policy_state(&self) -> crate::policy::PolicyState {
+        self.policy.state().clone()
+    }
+
+    /// Continue from a saved alert policy state.
+    pub fn restore_policy(&mut self, st: crate::policy::PolicyState) {
+        self.policy.restore(st);
     }
 
     /// The detectors' state, for `state.json`.
@@ -369,6 +486,27 @@ impl Engine {
     /// IPs currently tracked.
     pub fn tracked_ips(&self) -> usize {
         self.detector.tracked()
+    }
+}
+
+fn notice(kind: &str, key: String, urgent: bool, rendered: Rendered, total: u64) -> Notice {
+    Notice {
+        kind: kind.to_string(),
+        key,
+        urgent,
+        rendered,
+        total,
+    }
+}
+
+/// The alert policy's settings from the config.
+pub fn policy_settings(cfg: &Config) -> PolicySettings {
+    PolicySettings {
+        group_wait: cfg.alerts.group_wait,
+        group_interval: cfg.alerts.group_interval,
+        repeat_interval: cfg.alerts.repeat_interval,
+        max_per_hour: cfg.alerts.max_per_hour,
+        cooldown: cfg.alerts.cooldown,
     }
 }
 
@@ -554,6 +692,7 @@ pub async fn run(
         .collect();
     if let Some(st) = saved {
         engine.restore(st.detector);
+        engine.restore_policy(st.policy);
     }
     let save_state = |engine: &Engine, positions: &[Option<Checkpoint>]| {
         let st = State {
@@ -570,6 +709,7 @@ pub async fn run(
                 })
                 .collect(),
             detector: engine.snapshot(),
+            policy: engine.policy_state(),
         };
         if let Err(e) = state::save(&cfg.state_dir, &st) {
             error!(dir = %cfg.state_dir.display(), error = %e, "cannot save the state (checkpoints, windows); a restart would re-read lines");
@@ -602,10 +742,21 @@ pub async fn run(
     let mut save_tick = tokio::time::interval(cfg.follow.checkpoint_interval);
     save_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut dirty = false;
+    let mut policy_tick = tokio::time::interval(Duration::from_secs(1));
+    policy_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut eviction_tick = tokio::time::interval(EVICTION_REPORT_INTERVAL);
     let mut evictions_reported = engine.evictions();
     loop {
         tokio::select! {
+            _ = policy_tick.tick() => {
+                let due = engine.tick();
+                if !due.is_empty() {
+                    dirty = true;
+                }
+                for r in due {
+                    queue(&composer, &spool, &notify, r);
+                }
+            }
             _ = eviction_tick.tick() => {
                 let now = engine.evictions();
                 if now > evictions_reported {
@@ -619,7 +770,7 @@ pub async fn run(
             }
             batch = line_rx.recv() => {
                 let Some(batch) = batch else { break };
-                engine.tick();
+                engine.refresh_clock();
                 for l in &batch.lines {
                     for r in engine.line(batch.source, l) {
                         queue(&composer, &spool, &notify, r);
@@ -646,7 +797,7 @@ pub async fn run(
         }
     });
     while let Some(batch) = line_rx.recv().await {
-        engine.tick();
+        engine.refresh_clock();
         for l in &batch.lines {
             for r in engine.line(batch.source, l) {
                 queue(&composer, &spool, &notify, r);

@@ -127,6 +127,11 @@ impl AllowlistConfig {
 #[derive(Debug, Clone)]
 pub struct AlertsConfig {
     pub cooldown: Duration,
+    pub group_wait: Duration,
+    pub group_interval: Duration,
+    pub repeat_interval: Duration,
+    /// 0: no cap.
+    pub max_per_hour: u32,
     /// How many accounts are listed by name in an alert.
     pub top_accounts: usize,
     /// How many recent log lines an alert quotes.
@@ -343,6 +348,10 @@ struct RawThreshold {
 #[serde(deny_unknown_fields)]
 struct RawAlerts {
     cooldown: S<String>,
+    group_wait: S<String>,
+    group_interval: S<String>,
+    repeat_interval: S<String>,
+    max_per_hour: S<u64>,
     top_accounts: S<u64>,
     log_lines: S<u64>,
 }
@@ -1061,13 +1070,34 @@ impl Validator {
         }
 
         let ra = raw.alerts.unwrap_or_default();
+        let cooldown = self.duration(
+            &ra.cooldown,
+            "alerts.cooldown",
+            Duration::from_secs(3600),
+            Duration::ZERO,
+        );
         let alerts = AlertsConfig {
-            cooldown: self.duration(
-                &ra.cooldown,
-                "alerts.cooldown",
-                Duration::from_secs(3600),
+            cooldown,
+            group_wait: self.duration(
+                &ra.group_wait,
+                "alerts.group_wait",
+                Duration::ZERO,
                 Duration::ZERO,
             ),
+            group_interval: self.duration(
+                &ra.group_interval,
+                "alerts.group_interval",
+                cooldown.max(Duration::from_secs(60)),
+                Duration::from_secs(1),
+            ),
+            repeat_interval: self.duration(
+                &ra.repeat_interval,
+                "alerts.repeat_interval",
+                Duration::from_secs(4 * 3600),
+                Duration::from_secs(1),
+            ),
+            max_per_hour: self.count(&ra.max_per_hour, "alerts.max_per_hour", 30, 0, 100_000)
+                as u32,
             top_accounts: self.count(&ra.top_accounts, "alerts.top_accounts", 5, 1, 100) as usize,
             log_lines: self.count(&ra.log_lines, "alerts.log_lines", 5, 0, 100) as usize,
         };

@@ -239,6 +239,11 @@ impl<K: Hash + Eq + Clone> KeyDetector<K> {
             .sum()
     }
 
+    /// All attempts counted for `key` so far, if it is tracked.
+    pub fn total(&self, key: &K) -> Option<u64> {
+        self.ips.peek(key).map(|st| st.total)
+    }
+
     /// Forget a key (for example after a successful login, when configured).
     pub fn forget(&mut self, key: &K) {
         self.ips.pop(key);

@@ -13,6 +13,7 @@ pub mod config;
 pub mod detect;
 pub mod hostinfo;
 pub mod mail;
+pub mod policy;
 pub mod render;
 pub mod rules;
 pub mod source;

@@ -44,6 +44,14 @@ pub const BUILTIN_TEMPLATES: &[(&str, &str)] = &[
         include_str!("../alert-templates/account_attack.body.txt"),
     ),
     (
+        "digest.subject.txt",
+        include_str!("../alert-templates/digest.subject.txt"),
+    ),
+    (
+        "digest.body.txt",
+        include_str!("../alert-templates/digest.body.txt"),
+    ),
+    (
         "compromised.subject.txt",
         include_str!("../alert-templates/compromised.subject.txt"),
     ),
@@ -54,7 +62,47 @@ pub const BUILTIN_TEMPLATES: &[(&str, &str)] = &[
 ];
 
 /// The alert kinds, each with a subject and a body template.
-pub const KINDS: &[&str] = &["ip_burst", "subnet_burst", "account_attack", "compromised"];
+pub const KINDS: &[&str] = &[
+    "ip_burst",
+    "subnet_burst",
+    "account_attack",
+    "compromised",
+    "digest",
+];
+
+/// A mail that carries several alerts: a group of incidents that opened together, or the
+/// periodic digest of open incidents and of alerts the hourly cap held back.
+#[derive(Debug, Clone, Serialize)]
+pub struct DigestContext {
+    pub subject_prefix: String,
+    pub host_name: String,
+    pub host_ip: String,
+    /// Alerts carried whole: `{subject, text}`.
+    pub new_alerts: Vec<Rendered>,
+    /// Open incidents with new attempts.
+    pub incidents: Vec<DigestIncident>,
+    /// New attempts over all listed incidents.
+    pub new_attempts: u64,
+    /// How many of `new_alerts` the hourly cap had held back.
+    pub held_count: u64,
+    /// Alerts held back beyond what is kept, only counted.
+    pub held_dropped: u64,
+    pub max_per_hour: u32,
+    pub group_interval: String,
+    pub generated_at: String,
+}
+
+/// One open incident in a digest.
+#[derive(Debug, Clone, Serialize)]
+pub struct DigestIncident {
+    pub kind: String,
+    pub key: String,
+    pub new_attempts: u64,
+    pub total: u64,
+    pub opened: String,
+    pub last_activity: String,
+    pub repeated: bool,
+}
 
 /// An alert about a subnet or an account: many sources, or many addresses, one target.
 #[derive(Debug, Clone, Serialize)]
@@ -215,13 +263,38 @@ pub fn sample_context(kind: &str) -> Option<serde_json::Value> {
             &[("203.0.113.7", 3), ("198.51.100.4", 2)],
         )),
         "compromised" => serde_json::to_value(CompromiseContext::sample()),
+        "digest" => serde_json::to_value(DigestContext {
+            subject_prefix: "[authwatch]".into(),
+            host_name: "mx1.example.com".into(),
+            host_ip: "192.0.2.25".into(),
+            new_alerts: vec![Rendered {
+                subject: "[authwatch] 203.0.113.9 made 5 failed logins in 10m on mx1.example.com"
+                    .into(),
+                text: "Automatic alert from authwatch - DO NOT reply\n...".into(),
+            }],
+            incidents: vec![DigestIncident {
+                kind: "ip_burst".into(),
+                key: "203.0.113.47".into(),
+                new_attempts: 43,
+                total: 48,
+                opened: "2026-11-23 03:14:00 UTC".into(),
+                last_activity: "2026-11-23 04:10:00 UTC".into(),
+                repeated: true,
+            }],
+            new_attempts: 43,
+            held_count: 1,
+            held_dropped: 0,
+            max_per_hour: 30,
+            group_interval: "1h".into(),
+            generated_at: "2026-11-23 04:14:00 UTC".into(),
+        }),
         _ => return None,
     };
     v.ok()
 }
 
 /// A rendered alert, ready for the mailer.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Rendered {
     pub subject: String,
     pub text: String,

@@ -41,6 +41,8 @@ pub struct State {
     pub version: u32,
     pub sources: Vec<SourceState>,
     pub detector: Detectors,
+    #[serde(default)]
+    pub policy: crate::policy::PolicyState,
 }
 
 impl State {
@@ -116,6 +118,7 @@ mod tests {
                 },
             }],
             detector: Detectors::default(),
+            policy: Default::default(),
         };
         save(dir.path(), &st).unwrap();
         let back = load(dir.path()).unwrap();

@@ -1,0 +1,462 @@
+//! Alert policy: decides when the alerts that detection produces become mail, so that the
+//! administrator hears of every attack at once and the inbox stays readable.
+//!
+//! - A new incident's alert goes out at once. With `group_wait` above zero, incidents that open
+//!   within `group_wait` of the first one are sent together in one mail.
+//! - Further attempts on open incidents never send mail by themselves: a digest, at most every
+//!   `group_interval`, lists the open incidents with their new attempts; an incident still
+//!   active `repeat_interval` after it was last announced is announced again there.
+//! - `max_per_hour` caps the mails; what the cap holds back is never dropped: it goes into the
+//!   next digest that the cap allows.
+//! - Urgent alerts (a compromised account) pass grouping and the cap.
+//! - An incident closes after `cooldown` without attempts.
+//!
+//! The policy runs on the wall clock (passed in: tests move it), and its whole state (open
+//! incidents, held alerts, mails sent in the last hour) is saved with `state.json`, so a restart
+//! neither repeats nor forgets.
+
+use crate::render::Rendered;
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, VecDeque};
+use std::time::Duration;
+
+/// Open incidents remembered at most; beyond this the longest-quiet one is closed early.
+pub const MAX_INCIDENTS: usize = 10_000;
+/// Alerts held back by the cap, at most; beyond this the digest only counts them.
+pub const MAX_HELD: usize = 1_000;
+
+/// Settings of the policy.
+#[derive(Debug, Clone)]
+pub struct PolicySettings {
+    pub group_wait: Duration,
+    pub group_interval: Duration,
+    pub repeat_interval: Duration,
+    /// 0: no cap.
+    pub max_per_hour: u32,
+    /// An incident closes after this long without attempts.
+    pub cooldown: Duration,
+}
+
+/// An alert from detection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Notice {
+    /// Alert kind (`ip_burst`, `subnet_burst`, `account_attack`, `compromised`).
+    pub kind: String,
+    /// What the incident is about (an IP, a prefix, an account).
+    pub key: String,
+    pub urgent: bool,
+    pub rendered: Rendered,
+    /// Attempts so far for this key.
+    pub total: u64,
+}
+
+/// One open incident.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Incident {
+    pub kind: String,
+    pub key: String,
+    pub opened: Timestamp,
+    pub total: u64,
+    pub total_at_last_mail: u64,
+    pub last_activity: Timestamp,
+    pub last_announced: Timestamp,
+}
+
+/// A line of a digest about one incident.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DigestLine {
+    pub kind: String,
+    pub key: String,
+    pub new_attempts: u64,
+    pub total: u64,
+    pub opened: Timestamp,
+    pub last_activity: Timestamp,
+    /// Announced again because it has been active for `repeat_interval`.
+    pub repeated: bool,
+}
+
+/// What the policy wants sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outgoing {
+    /// One alert, as rendered.
+    Single(Rendered),
+    /// Several new alerts that opened within `group_wait`, in one mail.
+    Group(Vec<Rendered>),
+    /// The periodic digest: incidents with new attempts, and alerts the cap held back.
+    Digest {
+        incidents: Vec<DigestLine>,
+        held: Vec<Rendered>,
+        held_dropped: u64,
+    },
+}
+
+/// The policy's state (all of it is saved across restarts).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct PolicyState {
+    pending: Vec<Notice>,
+    group_started: Option<Timestamp>,
+    held: Vec<Notice>,
+    /// Alerts that did not fit in `held` (counted, reported in the digest).
+    held_dropped: u64,
+    incidents: BTreeMap<String, Incident>,
+    sent: VecDeque<Timestamp>,
+    last_digest: Option<Timestamp>,
+}
+
+/// The alert policy.
+pub struct Policy {
+    s: PolicySettings,
+    st: PolicyState,
+}
+
+fn incident_id(kind: &str, key: &str) -> String {
+    format!("{kind} {key}")
+}
+
+fn secs(d: Duration) -> i64 {
+    d.as_secs().min(i64::MAX as u64) as i64
+}
+
+impl Policy {
+    pub fn new(s: PolicySettings) -> Policy {
+        Policy {
+            s,
+            st: PolicyState::default(),
+        }
+    }
+
+    pub fn state(&self) -> &PolicyState {
+        &self.st
+    }
+
+    pub fn restore(&mut self, st: PolicyState) {
+        self.st = st;
+    }
+
+    /// New settings (config reload); the state is kept.
+    pub fn set_settings(&mut self, s: PolicySettings) {
+        self.s = s;
+    }
+
+    /// Open incidents, oldest first.
+    pub fn incidents(&self) -> Vec<&Incident> {
+        let mut v: Vec<&Incident> = self.st.incidents.values().collect();
+        v.sort_by_key(|i| i.opened);
+        v
+    }
+
+    /// Whether any incident is open (cheap check before reporting activity).
+    pub fn has_incidents(&self) -> bool {
+        !self.st.incidents.is_empty()
+    }
+
+    fn cap_allows(&mut self, now: Timestamp) -> bool {
+        let hour_ago = now.as_second() - 3600;
+        while self
+            .st
+            .sent
+            .front()
+            .is_some_and(|t| t.as_second() <= hour_ago)
+        {
+            self.st.sent.pop_front();
+        }
+        self.s.max_per_hour == 0 || self.st.sent.len() < self.s.max_per_hour as usize
+    }
+
+    fn record_sent(&mut self, now: Timestamp) {
+        self.st.sent.push_back(now);
+        if self.st.last_digest.is_none() {
+            self.st.last_digest = Some(now);
+        }
+    }
+
+    /// An alert from detection. Returns what to send now.
+    pub fn offer(&mut self, n: Notice, now: Timestamp) -> Vec<Outgoing> {
+        let id = incident_id(&n.kind, &n.key);
+        match self.st.incidents.get_mut(&id) {
+            Some(inc) => {
+                inc.total = inc.total.max(n.total);
+                inc.last_activity = now;
+                inc.last_announced = now;
+                inc.total_at_last_mail = inc.total;
+            }
+            None => {
+                if self.st.incidents.len() >= MAX_INCIDENTS {
+                    if let Some(oldest) = self
+                        .st
+                        .incidents
+                        .iter()
+                        .min_by_key(|(_, i)| i.last_activity)
+                        .map(|(k, _)| k.clone())
+                    {
+                        self.st.incidents.remove(&oldest);
+                    }
+                }
+                self.st.incidents.insert(
+                    id,
+                    Incident {
+                        kind: n.kind.clone(),
+                        key: n.key.clone(),
+                        opened: now,
+                        total: n.total,
+                        total_at_last_mail: n.total,
+                        last_activity: now,
+                        last_announced: now,
+                    },
+                );
+            }
+        }
+        if n.urgent {
+            self.record_sent(now);
+            return vec![Outgoing::Single(n.rendered)];
+        }
+        if self.st.pending.is_empty() {
+            self.st.group_started = Some(now);
+        }
+        self.st.pending.push(n);
+        self.tick(now)
+    }
+
+    /// Further attempts on `key`: counted for the next digest (no mail by itself).
+    pub fn activity(&mut self, kind: &str, key: &str, total: u64, now: Timestamp) {
+        if let Some(inc) = self.st.incidents.get_mut(&incident_id(kind, key)) {
+            inc.total = inc.total.max(total);
+            inc.last_activity = now;
+        }
+    }
+
+    /// Timers: flush the group after `group_wait`, send the digest every `group_interval`,
+    /// close quiet incidents. Call it every second or so.
+    pub fn tick(&mut self, now: Timestamp) -> Vec<Outgoing> {
+        let mut out = Vec::new();
+        let group_due = self
+            .st
+            .group_started
+            .is_some_and(|t| now.as_second() - t.as_second() >= secs(self.s.group_wait));
+        if !self.st.pending.is_empty() && group_due {
+            let pending = std::mem::take(&mut self.st.pending);
+            self.st.group_started = None;
+            if self.cap_allows(now) {
+                self.record_sent(now);
+                let mut rendered: Vec<Rendered> = pending.into_iter().map(|n| n.rendered).collect();
+                out.push(if rendered.len() == 1 {
+                    Outgoing::Single(rendered.remove(0))
+                } else {
+                    Outgoing::Group(rendered)
+                });
+            } else {
+                for n in pending {
+                    if self.st.held.len() < MAX_HELD {
+                        self.st.held.push(n);
+                    } else {
+                        self.st.held_dropped += 1;
+                    }
+                }
+            }
+        }
+
+        let digest_due = match self.st.last_digest {
+            Some(t) => now.as_second() - t.as_second() >= secs(self.s.group_interval),
+            None => !self.st.held.is_empty(),
+        };
+        if digest_due {
+            let repeat = secs(self.s.repeat_interval);
+            let lines: Vec<DigestLine> = self
+                .st
+                .incidents
+                .values()
+                .filter_map(|i| {
+                    let new_attempts = i.total.saturating_sub(i.total_at_last_mail);
+                    let repeated = now.as_second() - i.last_announced.as_second() >= repeat
+                        && i.last_activity > i.last_announced;
+                    (new_attempts > 0 || repeated).then(|| DigestLine {
+                        kind: i.kind.clone(),
+                        key: i.key.clone(),
+                        new_attempts,
+                        total: i.total,
+                        opened: i.opened,
+                        last_activity: i.last_activity,
+                        repeated,
+                    })
+                })
+                .collect();
+            let has_content =
+                !lines.is_empty() || !self.st.held.is_empty() || self.st.held_dropped > 0;
+            if has_content && self.cap_allows(now) {
+                for l in &lines {
+                    if let Some(i) = self.st.incidents.get_mut(&incident_id(&l.kind, &l.key)) {
+                        i.total_at_last_mail = i.total;
+                        if l.repeated {
+                            i.last_announced = now;
+                        }
+                    }
+                }
+                let held = std::mem::take(&mut self.st.held);
+                let held_dropped = std::mem::take(&mut self.st.held_dropped);
+                self.record_sent(now);
+                self.st.last_digest = Some(now);
+                out.push(Outgoing::Digest {
+                    incidents: lines,
+                    held: held.into_iter().map(|n| n.rendered).collect(),
+                    held_dropped,
+                });
+            } else if !has_content {
+                self.st.last_digest = Some(now);
+            }
+        }
+
+        let quiet = secs(self.s.cooldown);
+        self.st
+            .incidents
+            .retain(|_, i| now.as_second() - i.last_activity.as_second() < quiet);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> PolicySettings {
+        PolicySettings {
+            group_wait: Duration::ZERO,
+            group_interval: Duration::from_secs(3600),
+            repeat_interval: Duration::from_secs(4 * 3600),
+            max_per_hour: 0,
+            cooldown: Duration::from_secs(3600),
+        }
+    }
+
+    fn t(s: i64) -> Timestamp {
+        Timestamp::from_second(1_795_400_000 + s).unwrap()
+    }
+
+    fn notice(key: &str, urgent: bool) -> Notice {
+        Notice {
+            kind: if urgent { "compromised" } else { "ip_burst" }.into(),
+            key: key.into(),
+            urgent,
+            rendered: Rendered {
+                subject: format!("about {key}"),
+                text: format!("text {key}"),
+            },
+            total: 5,
+        }
+    }
+
+    fn subjects(out: &[Outgoing]) -> Vec<String> {
+        out.iter()
+            .flat_map(|o| match o {
+                Outgoing::Single(r) => vec![r.subject.clone()],
+                Outgoing::Group(v) => v.iter().map(|r| format!("group:{}", r.subject)).collect(),
+                Outgoing::Digest {
+                    incidents, held, ..
+                } => incidents
+                    .iter()
+                    .map(|i| format!("digest:{}+{}", i.key, i.new_attempts))
+                    .chain(held.iter().map(|r| format!("held:{}", r.subject)))
+                    .collect(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn without_group_wait_each_new_incident_goes_out_at_once() {
+        let mut p = Policy::new(settings());
+        assert_eq!(
+            subjects(&p.offer(notice("a", false), t(0))),
+            vec!["about a"]
+        );
+        assert_eq!(
+            subjects(&p.offer(notice("b", false), t(1))),
+            vec!["about b"]
+        );
+    }
+
+    #[test]
+    fn incidents_within_group_wait_share_one_mail() {
+        let mut s = settings();
+        s.group_wait = Duration::from_secs(10);
+        let mut p = Policy::new(s);
+        assert!(p.offer(notice("a", false), t(0)).is_empty());
+        assert!(p.offer(notice("b", false), t(4)).is_empty());
+        assert!(p.tick(t(9)).is_empty());
+        assert_eq!(
+            subjects(&p.tick(t(10))),
+            vec!["group:about a", "group:about b"]
+        );
+        // A later incident starts a new group.
+        assert!(p.offer(notice("c", false), t(30)).is_empty());
+        assert_eq!(subjects(&p.tick(t(40))), vec!["about c"]);
+    }
+
+    #[test]
+    fn new_attempts_on_open_incidents_wait_for_the_digest() {
+        let mut p = Policy::new(settings());
+        p.offer(notice("a", false), t(0));
+        p.activity("ip_burst", "a", 40, t(100));
+        assert!(p.tick(t(3599)).is_empty(), "no mail before group_interval");
+        assert_eq!(subjects(&p.tick(t(3600))), vec!["digest:a+35"]);
+        // Nothing new: no digest.
+        assert!(p.tick(t(7200)).is_empty());
+    }
+
+    #[test]
+    fn the_cap_holds_back_but_never_drops() {
+        let mut s = settings();
+        s.max_per_hour = 2;
+        let mut p = Policy::new(s);
+        let mut sent = Vec::new();
+        for (i, k) in ["a", "b", "c", "d"].iter().enumerate() {
+            sent.extend(subjects(&p.offer(notice(k, false), t(i as i64))));
+        }
+        assert_eq!(sent, vec!["about a", "about b"]);
+        // The urgent alert passes the cap.
+        assert_eq!(
+            subjects(&p.offer(notice("x", true), t(10))),
+            vec!["about x"]
+        );
+        // An hour after the first mails, the digest brings what was held back.
+        let digest = subjects(&p.tick(t(3601)));
+        assert!(digest.contains(&"held:about c".to_string()), "{digest:?}");
+        assert!(digest.contains(&"held:about d".to_string()), "{digest:?}");
+        assert!(p.state().held.is_empty());
+    }
+
+    #[test]
+    fn long_active_incidents_are_announced_again() {
+        let mut s = settings();
+        s.repeat_interval = Duration::from_secs(7200);
+        s.group_interval = Duration::from_secs(600);
+        let mut p = Policy::new(s);
+        p.offer(notice("a", false), t(0));
+        let mut repeated = false;
+        for m in 1..=15 {
+            let now = t(m * 600);
+            // Activity that does not change the total still counts as "active".
+            p.activity("ip_burst", "a", 5, now);
+            for o in p.tick(now) {
+                if let Outgoing::Digest { incidents, .. } = o {
+                    repeated |= incidents.iter().any(|i| i.repeated);
+                }
+            }
+        }
+        assert!(repeated);
+    }
+
+    #[test]
+    fn quiet_incidents_close_and_state_survives_a_restart() {
+        let mut p = Policy::new(settings());
+        p.offer(notice("a", false), t(0));
+        p.activity("ip_burst", "a", 9, t(10));
+        let saved = serde_json::to_string(p.state()).unwrap();
+        let mut q = Policy::new(settings());
+        q.restore(serde_json::from_str(&saved).unwrap());
+        assert_eq!(q.incidents().len(), 1);
+        // The restarted policy still owes the digest about the 4 new attempts.
+        assert_eq!(subjects(&q.tick(t(3600))), vec!["digest:a+4"]);
+        q.tick(t(3611));
+        assert!(!q.has_incidents(), "closed after an hour without attempts");
+    }
+}
