@@ -109,7 +109,8 @@ pub struct Engine {
 impl Engine {
     pub fn new(cfg: &Config, host: &HostInfo, clock: Arc<dyn Clock>) -> Result<Engine> {
         let renderer = Renderer::new(cfg.templates_dir.as_deref())
-            .map_err(|e| anyhow::anyhow!("alert templates: {}", e.0))?;
+            .map_err(|e| anyhow::anyhow!("alert templates: {}", e.0))?
+            .with_html(cfg.mail.html);
         let now = clock.now();
         Ok(Engine {
             rules: cfg
@@ -427,6 +428,7 @@ impl Engine {
             Err(e) => {
                 error!(error = %e, kind, target, "alert template failed; sending a plain fallback");
                 Rendered {
+                    html: None,
                     subject: format!(
                         "{} {kind}: {target} ({attempts} failed logins) on {}",
                         self.env.subject_prefix, self.env.host_name

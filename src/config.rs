@@ -180,6 +180,8 @@ pub struct MailConfig {
     pub outbox_dir: PathBuf,
     /// How delivery is retried.
     pub retry: crate::mail::RetryPolicy,
+    /// Add an HTML part (multipart/alternative) to each alert.
+    pub html: bool,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -367,6 +369,7 @@ struct RawMail {
     retry_for: S<String>,
     retry_first_delay: S<String>,
     retry_max_delay: S<String>,
+    html: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -1189,6 +1192,7 @@ impl Validator {
                 smtp: None,
                 outbox_dir: state_dir.join("outbox"),
                 retry: crate::mail::RetryPolicy::default(),
+                html: false,
             };
         };
         let rm_span = Spanned::new((), rm.referenced, rm.defined);
@@ -1257,6 +1261,7 @@ impl Validator {
             smtp,
             outbox_dir,
             retry,
+            html: rm.html.unwrap_or(false),
         }
     }
 

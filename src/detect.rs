@@ -78,6 +78,8 @@ pub struct KeyAlert<K> {
     pub previous_alert: Option<Timestamp>,
     /// Earlier alerts (most recent last), for repeat offenders.
     pub earlier_alerts: Vec<Timestamp>,
+    /// Attempts per minute over the window, oldest first (at most 60 minutes, the most recent).
+    pub per_minute: Vec<u64>,
 }
 
 /// An alert about one attacking IP.
@@ -372,6 +374,15 @@ impl<K: Hash + Eq + Clone> KeyDetector<K> {
             .map(|a| a.1)
             .sum::<u64>()
             + st.overflow_attempts;
+        let minutes = (s.window.as_secs().div_ceil(60)).clamp(1, 60) as i64;
+        let first_minute = sec.div_euclid(60) - (minutes - 1);
+        let mut per_minute = vec![0u64; minutes as usize];
+        for (t, n) in &st.buckets {
+            let m = t.div_euclid(60) - first_minute;
+            if (0..minutes).contains(&m) {
+                per_minute[m as usize] += n;
+            }
+        }
         Some(KeyAlert {
             key,
             service: st.service.0,
@@ -389,6 +400,7 @@ impl<K: Hash + Eq + Clone> KeyDetector<K> {
             alert_number: st.alerts_sent,
             previous_alert,
             earlier_alerts: st.earlier_alerts.iter().copied().collect(),
+            per_minute,
         })
     }
 }

@@ -22,7 +22,7 @@ use lettre::message::header::{
     ContentTransferEncoding, ContentType, Header, HeaderName, HeaderValue,
 };
 use lettre::message::Mailbox;
-use lettre::message::{Body, SinglePart};
+use lettre::message::{Body, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
@@ -144,7 +144,15 @@ impl Composer {
             Some(body) => part.body(body),
             None => part.body(r.text.clone()),
         };
-        b.singlepart(part).context("building the alert mail")
+        match &r.html {
+            None => b.singlepart(part),
+            Some(html) => b.multipart(
+                MultiPart::alternative()
+                    .singlepart(part)
+                    .singlepart(SinglePart::html(html.clone())),
+            ),
+        }
+        .context("building the alert mail")
     }
 
     fn envelope(&self) -> Result<Envelope> {
@@ -487,6 +495,7 @@ mod tests {
             smtp: None,
             outbox_dir: dir.join("outbox"),
             retry: RetryPolicy::default(),
+            html: false,
         }
     }
 
@@ -498,6 +507,7 @@ mod tests {
             .build(&Rendered {
                 subject: "x\r\nBcc: victim@example.com".into(),
                 text: "Automatic alert from authwatch - DO NOT reply\n".into(),
+                html: None,
             })
             .unwrap();
         let raw = String::from_utf8(msg.formatted()).unwrap();
@@ -527,6 +537,25 @@ mod tests {
     }
 
     #[test]
+    fn html_goes_in_a_multipart_alternative() {
+        let dir = tempfile::tempdir().unwrap();
+        let msg = Composer::new(&cfg(dir.path()))
+            .unwrap()
+            .build(&Rendered {
+                subject: "s".into(),
+                text: "plain".into(),
+                html: Some("<p>rich</p>".into()),
+            })
+            .unwrap();
+        let raw = String::from_utf8(msg.formatted()).unwrap();
+        assert!(raw.contains("multipart/alternative"), "{raw}");
+        assert!(
+            raw.contains("text/plain") && raw.contains("text/html"),
+            "{raw}"
+        );
+    }
+
+    #[test]
     fn bodies_that_are_not_valid_8bit_are_encoded() {
         assert!(eight_bit_body(&"x".repeat(998)).is_some());
         assert!(eight_bit_body(&"x".repeat(999)).is_none());
@@ -544,6 +573,7 @@ mod tests {
             .build(&Rendered {
                 subject: "s".into(),
                 text: "body".into(),
+                html: None,
             })
             .unwrap();
         let p = spool.put(&msg).unwrap();
@@ -574,6 +604,7 @@ mod tests {
             .build(&Rendered {
                 subject: "s".into(),
                 text: "b".into(),
+                html: None,
             })
             .unwrap();
         let a = spool.put(&msg).unwrap();

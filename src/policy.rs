@@ -340,6 +340,7 @@ mod tests {
             rendered: Rendered {
                 subject: format!("about {key}"),
                 text: format!("text {key}"),
+                html: None,
             },
             total: 5,
         }

@@ -28,6 +28,10 @@ pub const BUILTIN_TEMPLATES: &[(&str, &str)] = &[
         include_str!("../alert-templates/ip_burst.body.txt"),
     ),
     (
+        "ip_burst.body.html",
+        include_str!("../alert-templates/ip_burst.body.html"),
+    ),
+    (
         "subnet_burst.subject.txt",
         include_str!("../alert-templates/subnet_burst.subject.txt"),
     ),
@@ -129,6 +133,8 @@ pub struct GroupAlertContext {
     pub log_lines: Vec<String>,
     pub alert_number: u32,
     pub previous_alert: String,
+    /// Attempts per minute over the window as a Unicode bar chart.
+    pub sparkline: String,
     pub generated_at: String,
 }
 
@@ -171,6 +177,7 @@ impl GroupAlertContext {
                 .previous_alert
                 .map(|t| human_time(t, &env.tz))
                 .unwrap_or_default(),
+            sparkline: sparkline(&a.per_minute),
             generated_at: human_time(now, &env.tz),
         }
     }
@@ -203,6 +210,7 @@ impl GroupAlertContext {
             log_lines: vec!["2026-11-23 03:20:00 dovecot_login authenticator failed for (User) [2001:db8:a11:77::5]:50111: 535 Incorrect authentication data (set_id=info@example.com)".into()],
             alert_number: 1,
             previous_alert: String::new(),
+            sparkline: sparkline(&[0, 1, 3, 2, 0, 4, 2, 0, 0, 0]),
             generated_at: "2026-11-23 03:20:01 UTC".into(),
         }
     }
@@ -271,6 +279,7 @@ pub fn sample_context(kind: &str) -> Option<serde_json::Value> {
                 subject: "[authwatch] 203.0.113.9 made 5 failed logins in 10m on mx1.example.com"
                     .into(),
                 text: "Automatic alert from authwatch - DO NOT reply\n...".into(),
+                html: None,
             }],
             incidents: vec![DigestIncident {
                 kind: "ip_burst".into(),
@@ -294,10 +303,13 @@ pub fn sample_context(kind: &str) -> Option<serde_json::Value> {
 }
 
 /// A rendered alert, ready for the mailer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Rendered {
     pub subject: String,
     pub text: String,
+    /// The same alert as HTML, when `mail.html` is on (sent as multipart/alternative).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub html: Option<String>,
 }
 
 /// One account in an alert.
@@ -333,6 +345,10 @@ pub struct IpAlertContext {
     pub log_lines: Vec<String>,
     pub alert_number: u32,
     pub previous_alert: String,
+    /// Earlier alerts about this IP (repeat offender), oldest first.
+    pub earlier_alerts: Vec<String>,
+    /// Attempts per minute over the window as a Unicode bar chart, oldest minute first.
+    pub sparkline: String,
     pub generated_at: String,
 }
 
@@ -407,6 +423,12 @@ impl IpAlertContext {
                 .previous_alert
                 .map(|t| human_time(t, &env.tz))
                 .unwrap_or_default(),
+            earlier_alerts: a
+                .earlier_alerts
+                .iter()
+                .map(|t| human_time(*t, &env.tz))
+                .collect(),
+            sparkline: sparkline(&a.per_minute),
             generated_at: human_time(now, &env.tz),
         }
     }
@@ -435,6 +457,7 @@ impl IpAlertContext {
             alert_number: 2,
             previous_alert: Some(t),
             earlier_alerts: vec![t],
+            per_minute: vec![0, 0, 1, 0, 2, 0, 0, 1, 0, 1],
         };
         let env = AlertEnv {
             subject_prefix: "[authwatch]".into(),
@@ -447,6 +470,24 @@ impl IpAlertContext {
         };
         IpAlertContext::new(&alert, &env, t)
     }
+}
+
+/// A small Unicode bar chart (`▁▂▃▄▅▆▇█`) of counts, one character per count; a zero is a
+/// blank, so quiet minutes stand out from active ones.
+pub fn sparkline(counts: &[u64]) -> String {
+    const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+    let max = counts.iter().copied().max().unwrap_or(0);
+    counts
+        .iter()
+        .map(|&c| {
+            if c == 0 || max == 0 {
+                ' '
+            } else {
+                let i = ((c * 8).div_ceil(max) - 1).min(7) as usize;
+                BARS[i]
+            }
+        })
+        .collect()
 }
 
 /// Make attacker-chosen text harmless to show: control, bidi and zero-width characters become
@@ -520,9 +561,21 @@ fn describe(e: &minijinja::Error, origin: &str) -> String {
     s
 }
 
+/// The text alert wrapped as HTML, for kinds without an HTML template.
+fn pre_html(subject: &str, text: &str) -> String {
+    let esc = |s: &str| minijinja::HtmlEscape(s).to_string();
+    format!(
+        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{}</title></head><body><pre>{}</pre></body></html>\n",
+        esc(subject),
+        esc(text)
+    )
+}
+
 /// The template environment.
 pub struct Renderer {
     env: Environment<'static>,
+    /// Also render an HTML part.
+    html: bool,
     /// Folder prefix for messages (`/etc/authwatch/templates/` or `built-in `).
     origins: Vec<(String, String)>,
 }
@@ -556,7 +609,17 @@ impl Renderer {
         if !errors.is_empty() {
             return Err(TemplateError(errors.join("\n")));
         }
-        Ok(Renderer { env, origins })
+        Ok(Renderer {
+            env,
+            origins,
+            html: false,
+        })
+    }
+
+    /// Also render the HTML part (`KIND.body.html`, or the text in a `<pre>`).
+    pub fn with_html(mut self, on: bool) -> Self {
+        self.html = on;
+        self
     }
 
     fn origin(&self, name: &str) -> &str {
@@ -585,9 +648,20 @@ impl Renderer {
         let value = minijinja::Value::from(minijinja::value::Serde(ctx));
         let subject = self.render_one(&format!("{kind}.subject.txt"), &value)?;
         let text = self.render_one(&format!("{kind}.body.txt"), &value)?;
+        let html = if self.html {
+            let name = format!("{kind}.body.html");
+            Some(if self.env.get_template(&name).is_ok() {
+                self.render_one(&name, &value)?
+            } else {
+                pre_html(&fold_subject(&subject), &text)
+            })
+        } else {
+            None
+        };
         Ok(Rendered {
             subject: fold_subject(&subject),
             text,
+            html,
         })
     }
 
@@ -759,6 +833,40 @@ mod tests {
             "see hxxps://evil.example/x and HXXP://X"
         );
         assert_eq!(inert("ünïcode ok"), "ünïcode ok");
+    }
+
+    #[test]
+    fn html_part_is_a_table_with_escaped_attacker_text() {
+        let r = Renderer::new(None).unwrap().with_html(true);
+        let mut ctx = IpAlertContext::sample();
+        ctx.accounts[0].name = "<script>alert(1)</script>".into();
+        let out = r.render_ip_alert(&ctx).unwrap();
+        let html = out.html.unwrap();
+        assert!(html.contains("<table"), "{html}");
+        assert!(html.contains("&lt;script&gt;"), "{html}");
+        assert!(!html.contains("<script>"), "{html}");
+        let c = r
+            .render("compromised", &sample_context("compromised").unwrap())
+            .unwrap();
+        assert!(c
+            .html
+            .unwrap()
+            .contains("<pre>Automatic alert from authwatch"));
+        assert_eq!(
+            Renderer::new(None)
+                .unwrap()
+                .render_ip_alert(&ctx)
+                .unwrap()
+                .html,
+            None
+        );
+    }
+
+    #[test]
+    fn sparkline_scales_to_the_busiest_minute() {
+        assert_eq!(sparkline(&[0, 1, 2, 4, 8]), " ▁▂▄█");
+        assert_eq!(sparkline(&[3, 3]), "██");
+        assert_eq!(sparkline(&[]), "");
     }
 
     #[test]
