@@ -198,6 +198,29 @@ impl Engine {
         out
     }
 
+    /// Render a health alert.
+    fn render_health(&self, p: HealthContextParts) -> Rendered {
+        let tz = &self.env.tz;
+        let now = self.clock.now();
+        let ctx = crate::render::HealthContext {
+            subject_prefix: self.env.subject_prefix.clone(),
+            host_name: self.env.host_name.clone(),
+            host_ip: self.env.host_ip.clone(),
+            title: p.title,
+            what: p.what,
+            detail: crate::render::inert(&p.detail),
+            since: crate::render::human_time(p.since, tz),
+            until: p
+                .until
+                .map(|t| crate::render::human_time(t, tz))
+                .unwrap_or_default(),
+            advice: p.advice,
+            generated_at: crate::render::human_time(now, tz),
+        };
+        let title = ctx.title.clone();
+        self.render("health", &ctx, &title, 0)
+    }
+
     /// Timers of the alert policy (groups, digests); call about once a second.
     pub fn tick(&mut self) -> Vec<Rendered> {
         let now = self.clock.now();
@@ -512,6 +535,140 @@ pub fn policy_settings(cfg: &Config) -> PolicySettings {
     }
 }
 
+/// What the agent knows about the health of one source.
+struct SourceHealth {
+    path: String,
+    last_line: Timestamp,
+    problem: Option<(String, Timestamp)>,
+    reported_problem: bool,
+    reported_silent: bool,
+}
+
+/// Health of sources and of mail, turned into health alerts (and log lines) when problems last.
+struct Health {
+    cfg: crate::config::HealthConfig,
+    sources: Vec<SourceHealth>,
+    smtp_target: String,
+    smtp_reported: Option<(Timestamp, String)>,
+}
+
+impl Health {
+    fn new(cfg: &Config, target: &str, now: Timestamp) -> Health {
+        Health {
+            cfg: cfg.health.clone(),
+            sources: cfg
+                .sources
+                .iter()
+                .map(|s| SourceHealth {
+                    path: s.path.display().to_string(),
+                    last_line: now,
+                    problem: None,
+                    reported_problem: false,
+                    reported_silent: false,
+                })
+                .collect(),
+            smtp_target: target.to_string(),
+            smtp_reported: None,
+        }
+    }
+
+    fn batch(&mut self, b: &Batch, now: Timestamp) {
+        let Some(h) = self.sources.get_mut(b.source) else {
+            return;
+        };
+        if !b.lines.is_empty() {
+            h.last_line = now;
+            if h.reported_silent {
+                info!(path = %h.path, "source has new lines again");
+            }
+            h.reported_silent = false;
+        }
+        match (&b.problem, &h.problem) {
+            (Some(p), None) => h.problem = Some((p.clone(), now)),
+            (Some(p), Some((old, _))) if p != old => h.problem = Some((p.clone(), now)),
+            (None, Some(_)) => {
+                if h.reported_problem {
+                    info!(path = %h.path, "source can be read again");
+                }
+                h.problem = None;
+                h.reported_problem = false;
+            }
+            _ => {}
+        }
+    }
+
+    /// Problems that have lasted long enough to report: (title, what, detail, since, until, advice).
+    fn due(&mut self, mail: &crate::mail::MailStatus, now: Timestamp) -> Vec<HealthContextParts> {
+        let mut out = Vec::new();
+        let age = |t: Timestamp| now.as_second() - t.as_second();
+        for h in &mut self.sources {
+            if let Some((p, since)) = &h.problem {
+                if !h.reported_problem
+                    && age(*since) >= self.cfg.source_unreadable_after.as_secs() as i64
+                {
+                    h.reported_problem = true;
+                    error!(path = %h.path, problem = %p, "source cannot be read");
+                    out.push(HealthContextParts {
+                        title: format!("source {} cannot be read", h.path),
+                        what: h.path.clone(),
+                        detail: p.clone(),
+                        since: *since,
+                        until: None,
+                        advice: "authwatch keeps trying. Check that the file exists and that the authwatch user may read it (on Debian: group adm, or Debian-exim for Exim's logs).".into(),
+                    });
+                }
+            }
+            if let Some(silent) = self.cfg.source_silent_after {
+                if !h.reported_silent && age(h.last_line) >= silent.as_secs() as i64 {
+                    h.reported_silent = true;
+                    warn!(path = %h.path, since = %h.last_line, "source silent");
+                    out.push(HealthContextParts {
+                        title: format!("source {} is silent", h.path),
+                        what: h.path.clone(),
+                        detail: format!(
+                            "no new line for {}",
+                            crate::config::format_duration(silent)
+                        ),
+                        since: h.last_line,
+                        until: None,
+                        advice: "Is the mail service running and still logging to this file? A changed log path or a logging failure hides attacks.".into(),
+                    });
+                }
+            }
+        }
+        match (&mail.failing_since, &self.smtp_reported) {
+            (Some(since), None) if age(*since) >= self.cfg.smtp_failing_after.as_secs() as i64 => {
+                let err = mail.last_error.clone().unwrap_or_default();
+                error!(server = %self.smtp_target, since = %since, error = %err, spooled = mail.spooled, "mail delivery has been failing; alerts wait in the spool");
+                self.smtp_reported = Some((*since, err));
+            }
+            (None, Some((since, err))) => {
+                out.push(HealthContextParts {
+                    title: format!("mail delivery via {} failed for a while", self.smtp_target),
+                    what: self.smtp_target.clone(),
+                    detail: err.clone(),
+                    since: *since,
+                    until: Some(now),
+                    advice: "Alerts made meanwhile were kept in the spool and have been sent now. Check the relay if this happens often.".into(),
+                });
+                self.smtp_reported = None;
+            }
+            _ => {}
+        }
+        out
+    }
+}
+
+/// The parts of a health alert.
+struct HealthContextParts {
+    title: String,
+    what: String,
+    detail: String,
+    since: Timestamp,
+    until: Option<Timestamp>,
+    advice: String,
+}
+
 /// Put an alert into the durable spool and wake the mail task. A spool that cannot be written
 /// (full disk, permissions) is logged loudly; the alert text goes to the log so it is not lost.
 fn queue(composer: &Composer, spool: &Spool, notify: &tokio::sync::Notify, r: Rendered) {
@@ -540,6 +697,8 @@ struct Batch {
     source: usize,
     lines: Vec<String>,
     checkpoint: Option<Checkpoint>,
+    /// Why the source cannot be read right now, if it cannot.
+    problem: Option<String>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -564,23 +723,27 @@ fn spawn_tailer(
                 None => Tailer::new(path, start, max_line_bytes),
             };
             let mut last_cp = None;
+            let mut last_problem = None;
             loop {
                 let stopping = stop.load(Ordering::SeqCst);
                 let mut lines = Vec::new();
                 tailer.poll(&mut |l| lines.push(l.to_string()));
                 let checkpoint = tailer.checkpoint();
-                if (!lines.is_empty() || checkpoint != last_cp)
+                let problem = tailer.problem();
+                if (!lines.is_empty() || checkpoint != last_cp || problem != last_problem)
                     && tx
                         .blocking_send(Batch {
                             source: idx,
                             lines,
                             checkpoint: checkpoint.clone(),
+                            problem: problem.clone(),
                         })
                         .is_err()
                 {
                     return;
                 }
                 last_cp = checkpoint;
+                last_problem = problem;
                 if stopping {
                     return;
                 }
@@ -650,9 +813,11 @@ pub async fn run(
 ) -> Result<()> {
     prepare_state_dir(&cfg)?;
     let host = HostInfo::discover(&cfg.host);
-    let mut engine = Engine::new(&cfg, &host, clock)?;
+    let mut engine = Engine::new(&cfg, &host, clock.clone())?;
+    let clock_now = || clock.now();
     let composer = Composer::new(&cfg.mail)?;
     let sender = Sender::new(&cfg.mail, &host.name)?;
+    let mail_target = sender.target().to_string();
     let spool = Spool::open(&cfg.state_dir).with_context(|| {
         format!(
             "state_dir {}: cannot open the spool",
@@ -671,12 +836,16 @@ pub async fn run(
     );
     let notify = Arc::new(tokio::sync::Notify::new());
     let (stop_mail, stop_mail_rx) = tokio::sync::watch::channel(false);
+    let (mail_status_tx, mail_status) =
+        tokio::sync::watch::channel(crate::mail::MailStatus::default());
+    let mut health = Health::new(&cfg, &mail_target, clock_now());
     let mail_task = tokio::spawn(run_mailer(
         sender,
         Spool::open(&cfg.state_dir)?,
         notify.clone(),
         stop_mail_rx,
         cfg.mail.retry.clone(),
+        mail_status_tx,
     ));
 
     let saved = state::load(&cfg.state_dir);
@@ -751,6 +920,11 @@ pub async fn run(
     loop {
         tokio::select! {
             _ = policy_tick.tick() => {
+                let status = mail_status.borrow().clone();
+                for parts in health.due(&status, clock_now()) {
+                    let r = engine.render_health(parts);
+                    queue(&composer, &spool, &notify, r);
+                }
                 let due = engine.tick();
                 if !due.is_empty() {
                     dirty = true;
@@ -772,6 +946,7 @@ pub async fn run(
             }
             batch = line_rx.recv() => {
                 let Some(batch) = batch else { break };
+                health.batch(&batch, clock_now());
                 engine.refresh_clock();
                 for l in &batch.lines {
                     for r in engine.line(batch.source, l) {
@@ -862,6 +1037,67 @@ mod tests {
             sec / 60,
             sec % 60
         )
+    }
+
+    fn health_cfg() -> Config {
+        Config::from_yaml(
+            "state_dir: /tmp/unused\nsources: [{path: /var/log/a.log}, {path: /var/log/b.log}]\nmail: {to: [a@b.c], smtp: {host: relay.example, tls: none}}\nhealth: {source_unreadable_after: 10m, source_silent_after: 1h, smtp_failing_after: 15m}\n",
+            "t.yaml",
+            Path::new("/"),
+        )
+        .unwrap()
+    }
+
+    fn batch(source: usize, lines: usize, problem: Option<&str>) -> Batch {
+        Batch {
+            source,
+            lines: vec!["x".to_string(); lines],
+            checkpoint: None,
+            problem: problem.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn health_reports_unreadable_and_silent_sources_once() {
+        let t = |s: i64| Timestamp::from_second(1_795_400_000 + s).unwrap();
+        let mut h = Health::new(&health_cfg(), "SMTP relay.example:25 (plain)", t(0));
+        let ok = crate::mail::MailStatus::default();
+        h.batch(
+            &batch(0, 0, Some("cannot open the file: permission denied")),
+            t(0),
+        );
+        h.batch(&batch(1, 3, None), t(0));
+        assert!(h.due(&ok, t(599)).is_empty());
+        let due = h.due(&ok, t(600));
+        assert_eq!(due.len(), 1);
+        assert_eq!(due[0].title, "source /var/log/a.log cannot be read");
+        assert!(h.due(&ok, t(1200)).is_empty(), "reported once");
+        // Source b has no new line for an hour; source a too (it never had one).
+        h.batch(&batch(0, 1, None), t(1800));
+        let due = h.due(&ok, t(3600));
+        let titles: Vec<_> = due.iter().map(|d| d.title.as_str()).collect();
+        assert_eq!(titles, vec!["source /var/log/b.log is silent"]);
+    }
+
+    #[test]
+    fn health_reports_long_smtp_failures_when_mail_works_again() {
+        let t = |s: i64| Timestamp::from_second(1_795_400_000 + s).unwrap();
+        let mut h = Health::new(&health_cfg(), "SMTP relay.example:25 (plain)", t(0));
+        let failing = crate::mail::MailStatus {
+            failing_since: Some(t(0)),
+            last_error: Some("connection refused".into()),
+            spooled: 3,
+        };
+        assert!(h.due(&failing, t(60)).is_empty());
+        // Long enough: logged, but a mail cannot go out while mail is failing.
+        assert!(h.due(&failing, t(900)).is_empty());
+        let due = h.due(&crate::mail::MailStatus::default(), t(1000));
+        assert_eq!(due.len(), 1);
+        assert!(due[0].title.contains("failed for a while"));
+        assert_eq!(due[0].until, Some(t(1000)));
+        assert!(h
+            .due(&crate::mail::MailStatus::default(), t(1100))
+            .is_empty());
     }
 
     #[test]

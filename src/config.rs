@@ -37,6 +37,7 @@ pub struct Config {
     pub detect: DetectConfig,
     pub allowlist: AllowlistConfig,
     pub alerts: AlertsConfig,
+    pub health: HealthConfig,
     /// Rules written by the administrator.
     pub custom_rules: Vec<crate::rules::custom::CustomRule>,
     /// Folder with the administrator's own templates; `None` uses the built-in ones.
@@ -90,6 +91,17 @@ pub struct DetectConfig {
     /// Failures within `per_ip.window` before a successful login that make it urgent.
     /// `None`: compromised-account alerts are off.
     pub compromised_min_failures: Option<u64>,
+}
+
+/// When problems of authwatch itself are reported by mail (and in the log).
+#[derive(Debug, Clone)]
+pub struct HealthConfig {
+    /// A source that cannot be read for this long is reported.
+    pub source_unreadable_after: Duration,
+    /// A source without any new line for this long is reported (`None`: never).
+    pub source_silent_after: Option<Duration>,
+    /// SMTP failing for this long is reported (by mail once it works again).
+    pub smtp_failing_after: Duration,
 }
 
 /// Attempts summed over a prefix.
@@ -257,6 +269,7 @@ struct RawConfig {
     detect: Option<RawDetect>,
     allowlist: Option<RawAllowlist>,
     alerts: Option<RawAlerts>,
+    health: Option<RawHealth>,
     custom_rules: Option<Vec<RawCustomRule>>,
     templates_dir: S<String>,
     mail: Option<Spanned<RawMail>>,
@@ -329,6 +342,14 @@ struct RawAccount {
 struct RawCompromised {
     enabled: Option<bool>,
     min_failures: S<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHealth {
+    source_unreadable_after: S<String>,
+    source_silent_after: S<String>,
+    smtp_failing_after: S<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -1105,6 +1126,31 @@ impl Validator {
             log_lines: self.count(&ra.log_lines, "alerts.log_lines", 5, 0, 100) as usize,
         };
 
+        let rh = raw.health.unwrap_or_default();
+        let health = HealthConfig {
+            source_unreadable_after: self.duration(
+                &rh.source_unreadable_after,
+                "health.source_unreadable_after",
+                Duration::from_secs(600),
+                Duration::from_secs(1),
+            ),
+            source_silent_after: match &rh.source_silent_after {
+                Some(v) if v.value.trim() == "off" => None,
+                v => Some(self.duration(
+                    v,
+                    "health.source_silent_after",
+                    Duration::from_secs(86_400),
+                    Duration::from_secs(1),
+                )),
+            },
+            smtp_failing_after: self.duration(
+                &rh.smtp_failing_after,
+                "health.smtp_failing_after",
+                Duration::from_secs(900),
+                Duration::from_secs(1),
+            ),
+        };
+
         let templates_dir = raw.templates_dir.as_ref().map(|t| self.path(&t.value));
         if let (Some(sp), Some(dir)) = (&raw.templates_dir, &templates_dir) {
             if !dir.is_dir() {
@@ -1127,6 +1173,7 @@ impl Validator {
             detect,
             allowlist,
             alerts,
+            health,
             custom_rules,
             templates_dir,
             mail,

@@ -407,6 +407,16 @@ fn spooled_age(p: &Path) -> Duration {
         .unwrap_or_default()
 }
 
+/// How delivery is going, for health reports.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MailStatus {
+    /// Since when delivery has been failing (wall clock), if it is.
+    pub failing_since: Option<jiff::Timestamp>,
+    pub last_error: Option<String>,
+    /// Messages waiting in the spool.
+    pub spooled: usize,
+}
+
 /// The delivery task: sends what is in the spool, oldest first, until `shutdown` turns true.
 /// New messages are announced through `notify`. When the server is unreachable, it waits with
 /// backoff and full jitter and tries again; each message is given up (moved to `failed/`) only
@@ -417,6 +427,7 @@ pub async fn run_mailer(
     notify: Arc<Notify>,
     mut shutdown: watch::Receiver<bool>,
     retry: RetryPolicy,
+    status: watch::Sender<MailStatus>,
 ) {
     let mut failures: u32 = 0;
     let mut down_since: Option<tokio::time::Instant> = None;
@@ -440,6 +451,10 @@ pub async fn run_mailer(
                         info!(server = %sender.target(), down_for = ?since.elapsed(), "mail delivery works again");
                     }
                     failures = 0;
+                    status.send_modify(|s| {
+                        s.failing_since = None;
+                        s.spooled = s.spooled.saturating_sub(1);
+                    });
                 }
                 Err(SendError::Permanent(e)) => {
                     error!(server = %sender.target(), file = %p.display(), error = %e, "alert refused permanently");
@@ -452,6 +467,11 @@ pub async fn run_mailer(
                         continue;
                     }
                     down_since.get_or_insert_with(tokio::time::Instant::now);
+                    status.send_modify(|s| {
+                        s.failing_since.get_or_insert_with(jiff::Timestamp::now);
+                        s.last_error = Some(e.clone());
+                        s.spooled = pending.len();
+                    });
                     let delay = retry.delay(failures);
                     failures = failures.saturating_add(1);
                     warn!(server = %sender.target(), error = %e, pending = pending.len(), retry_in = ?delay, "alert delivery failed; will retry");

@@ -56,6 +56,14 @@ pub const BUILTIN_TEMPLATES: &[(&str, &str)] = &[
         include_str!("../alert-templates/digest.body.txt"),
     ),
     (
+        "health.subject.txt",
+        include_str!("../alert-templates/health.subject.txt"),
+    ),
+    (
+        "health.body.txt",
+        include_str!("../alert-templates/health.body.txt"),
+    ),
+    (
         "compromised.subject.txt",
         include_str!("../alert-templates/compromised.subject.txt"),
     ),
@@ -72,7 +80,27 @@ pub const KINDS: &[&str] = &[
     "account_attack",
     "compromised",
     "digest",
+    "health",
 ];
+
+/// A problem of authwatch itself: a source that cannot be read or has gone silent, or mail
+/// delivery that failed for a long time.
+#[derive(Debug, Clone, Serialize)]
+pub struct HealthContext {
+    pub subject_prefix: String,
+    pub host_name: String,
+    pub host_ip: String,
+    /// One line: "source /var/log/exim4/mainlog cannot be read".
+    pub title: String,
+    /// The source path, or the SMTP server.
+    pub what: String,
+    pub detail: String,
+    pub since: String,
+    /// When the problem ended (empty while it lasts).
+    pub until: String,
+    pub advice: String,
+    pub generated_at: String,
+}
 
 /// A mail that carries several alerts: a group of incidents that opened together, or the
 /// periodic digest of open incidents and of alerts the hourly cap held back.
@@ -271,6 +299,18 @@ pub fn sample_context(kind: &str) -> Option<serde_json::Value> {
             &[("203.0.113.7", 3), ("198.51.100.4", 2)],
         )),
         "compromised" => serde_json::to_value(CompromiseContext::sample()),
+        "health" => serde_json::to_value(HealthContext {
+            subject_prefix: "[authwatch]".into(),
+            host_name: "mx1.example.com".into(),
+            host_ip: "192.0.2.25".into(),
+            title: "source /var/log/exim4/mainlog cannot be read".into(),
+            what: "/var/log/exim4/mainlog".into(),
+            detail: "cannot open the file: permission denied".into(),
+            since: "2026-11-23 03:14:00 UTC".into(),
+            until: String::new(),
+            advice: "Give the authwatch user read access (group adm on Debian).".into(),
+            generated_at: "2026-11-23 03:24:00 UTC".into(),
+        }),
         "digest" => serde_json::to_value(DigestContext {
             subject_prefix: "[authwatch]".into(),
             host_name: "mx1.example.com".into(),

@@ -212,6 +212,19 @@ impl Tailer {
     }
 
     /// The path being followed.
+    /// The problem that keeps this file from being read, if any (missing, not a regular file,
+    /// cannot be opened or read), for health reports.
+    pub fn problem(&self) -> Option<String> {
+        match &self.status {
+            Status::Start | Status::Following => None,
+            Status::Missing => Some("the file does not exist".into()),
+            Status::NotRegular => Some("the path is not a regular file".into()),
+            Status::OpenFailed(k) => Some(format!("cannot open the file: {k}")),
+            Status::ReadFailed(k) => Some(format!("cannot read the file: {k}")),
+            Status::StatFailed(k) => Some(format!("cannot stat the file: {k}")),
+        }
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }
