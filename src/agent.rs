@@ -771,6 +771,38 @@ const EVICTION_REPORT_INTERVAL: Duration = Duration::from_secs(60);
 /// How long shutdown waits for spooled alerts to be sent before leaving them for the next start.
 const SHUTDOWN_MAIL_GRACE: Duration = Duration::from_secs(5);
 
+/// Read the config file again and build a new engine that continues from the running one.
+fn reload_config(
+    cfg: &Config,
+    host: &HostInfo,
+    clock: &Arc<dyn Clock>,
+    engine: &Engine,
+) -> Result<(Config, Engine, Sender)> {
+    let Some(path) = &cfg.path else {
+        anyhow::bail!("the embedded configuration cannot be reloaded; start with --config FILE");
+    };
+    let new = Config::load(path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let same_sources = new.sources.len() == cfg.sources.len()
+        && new
+            .sources
+            .iter()
+            .zip(&cfg.sources)
+            .all(|(a, b)| a.path == b.path && a.services == b.services);
+    if !same_sources {
+        anyhow::bail!("the sources changed: restart authwatch to follow the new list");
+    }
+    if new.state_dir != cfg.state_dir {
+        anyhow::bail!("state_dir changed: restart authwatch to move it");
+    }
+    let mut fresh = Engine::new(&new, host, clock.clone())?;
+    fresh.restore(engine.snapshot());
+    fresh.restore_policy(engine.policy_state());
+    fresh.lines_seen = engine.lines_seen;
+    fresh.hits_seen = engine.hits_seen;
+    let sender = Sender::new(&new.mail, &host.name)?;
+    Ok((new, fresh, sender))
+}
+
 /// `authwatch run` on a fresh tokio runtime, until SIGTERM or Ctrl-C.
 pub fn run_blocking(cfg: Config) -> Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -801,15 +833,68 @@ pub fn run_blocking(cfg: Config) -> Result<()> {
                 let _ = tokio::signal::ctrl_c().await;
             }
         };
-        run(cfg, Arc::new(SystemClock), shutdown).await
+        let (hup_tx, hup_rx) = mpsc::channel(1);
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            match signal(SignalKind::hangup()) {
+                Ok(mut hup) => {
+                    tokio::spawn(async move {
+                        while hup.recv().await.is_some() {
+                            info!("SIGHUP received; reloading the configuration");
+                            let _ = hup_tx.try_send(());
+                        }
+                    });
+                }
+                Err(e) => warn!(error = %e, "cannot listen for SIGHUP; reload by restarting"),
+            }
+        }
+        #[cfg(not(unix))]
+        drop(hup_tx);
+        run(cfg, Arc::new(SystemClock), shutdown, Some(hup_rx)).await
     })
 }
 
 /// The agent: follow the sources, alert, until `shutdown` completes.
+/// The running mail task and its controls.
+struct MailTask {
+    task: tokio::task::JoinHandle<()>,
+    stop: tokio::sync::watch::Sender<bool>,
+    status: tokio::sync::watch::Receiver<crate::mail::MailStatus>,
+}
+
+impl MailTask {
+    fn start(sender: Sender, cfg: &Config, notify: Arc<tokio::sync::Notify>) -> Result<MailTask> {
+        let (stop, stop_rx) = tokio::sync::watch::channel(false);
+        let (status_tx, status) = tokio::sync::watch::channel(crate::mail::MailStatus::default());
+        let task = tokio::spawn(run_mailer(
+            sender,
+            Spool::open(&cfg.state_dir)?,
+            notify,
+            stop_rx,
+            cfg.mail.retry.clone(),
+            status_tx,
+        ));
+        Ok(MailTask { task, stop, status })
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(true);
+        if let Err(e) = self.task.await {
+            error!(error = %e, "mail task failed");
+        }
+    }
+}
+
+/// The agent: follow the sources, alert, until `shutdown` completes. Each message on `reload`
+/// (SIGHUP) reads the config file again: thresholds, templates, mail settings and the policy
+/// change without losing windows, incidents or history; a broken config is logged and the old
+/// one kept. Sources and `state_dir` need a restart to change.
 pub async fn run(
     cfg: Config,
     clock: Arc<dyn Clock>,
     shutdown: impl std::future::Future<Output = ()>,
+    reload: Option<mpsc::Receiver<()>>,
 ) -> Result<()> {
     prepare_state_dir(&cfg)?;
     let host = HostInfo::discover(&cfg.host);
@@ -817,6 +902,7 @@ pub async fn run(
     let clock_now = || clock.now();
     let composer = Composer::new(&cfg.mail)?;
     let sender = Sender::new(&cfg.mail, &host.name)?;
+    let mut reload = reload;
     let mail_target = sender.target().to_string();
     let spool = Spool::open(&cfg.state_dir).with_context(|| {
         format!(
@@ -835,18 +921,9 @@ pub async fn run(
         "authwatch started"
     );
     let notify = Arc::new(tokio::sync::Notify::new());
-    let (stop_mail, stop_mail_rx) = tokio::sync::watch::channel(false);
-    let (mail_status_tx, mail_status) =
-        tokio::sync::watch::channel(crate::mail::MailStatus::default());
     let mut health = Health::new(&cfg, &mail_target, clock_now());
-    let mail_task = tokio::spawn(run_mailer(
-        sender,
-        Spool::open(&cfg.state_dir)?,
-        notify.clone(),
-        stop_mail_rx,
-        cfg.mail.retry.clone(),
-        mail_status_tx,
-    ));
+    let mut mailer = MailTask::start(sender, &cfg, notify.clone())?;
+    let mut composer = composer;
 
     let saved = state::load(&cfg.state_dir);
     if let Some(st) = &saved {
@@ -919,8 +996,30 @@ pub async fn run(
     let mut evictions_reported = engine.evictions();
     loop {
         tokio::select! {
+            Some(()) = async {
+                match reload.as_mut() {
+                    Some(r) => r.recv().await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                match reload_config(&cfg, &host, &clock, &engine) {
+                    Ok((new_cfg, new_engine, sender)) => {
+                        engine = new_engine;
+                        composer = Composer::new(&new_cfg.mail)?;
+                        let old = std::mem::replace(
+                            &mut mailer,
+                            MailTask::start(sender, &new_cfg, notify.clone())?,
+                        );
+                        old.stop().await;
+                        notify.notify_one();
+                        health.cfg = new_cfg.health.clone();
+                        info!(config = %new_cfg.origin, "configuration reloaded; windows and incidents kept");
+                    }
+                    Err(e) => error!(error = %format!("{e:#}"), "configuration reload failed; keeping the running configuration"),
+                }
+            }
             _ = policy_tick.tick() => {
-                let status = mail_status.borrow().clone();
+                let status = mailer.status.borrow().clone();
                 for parts in health.due(&status, clock_now()) {
                     let r = engine.render_health(parts);
                     queue(&composer, &spool, &notify, r);
@@ -993,10 +1092,7 @@ pub async fn run(
         }
     };
     let _ = tokio::time::timeout(SHUTDOWN_MAIL_GRACE, drain).await;
-    let _ = stop_mail.send(true);
-    if let Err(e) = mail_task.await {
-        error!(error = %e, "mail task failed");
-    }
+    mailer.stop().await;
     info!(
         lines = engine.lines_seen,
         hits = engine.hits_seen,

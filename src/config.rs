@@ -28,6 +28,8 @@ pub const EXAMPLE_CONFIG_NAME: &str = "config.example.yaml (embedded)";
 pub struct Config {
     /// Where the config came from (for messages).
     pub origin: String,
+    /// The file it was read from (`None` for the embedded one); SIGHUP reads it again.
+    pub path: Option<PathBuf>,
     pub state_dir: PathBuf,
     pub host: HostConfig,
     pub sources: Vec<SourceConfig>,
@@ -436,7 +438,9 @@ impl Config {
         } else {
             base
         };
-        Config::from_yaml(&text, &name, &base)
+        let mut cfg = Config::from_yaml(&text, &name, &base)?;
+        cfg.path = Some(path.to_path_buf());
+        Ok(cfg)
     }
 
     /// The embedded example configuration; relative paths are taken from the current folder.
@@ -1165,6 +1169,7 @@ impl Validator {
         let mail = self.mail(raw.mail, &state_dir);
         Some(Config {
             origin: self.file.clone(),
+            path: None,
             state_dir,
             host,
             sources,
