@@ -315,7 +315,13 @@ impl Engine {
             );
             let ctx = IpAlertContext::new(&alert, &self.env, now);
             let key = alert.key.to_string();
-            let r = self.render("ip_burst", &ctx, &key, alert.attempts_in_window);
+            let mut r = self.render("ip_burst", &ctx, &key, alert.attempts_in_window);
+            r.id = Some(alert_id(
+                "ip_burst",
+                &key,
+                alert.alert_number,
+                alert.last_seen,
+            ));
             out.push(notice("ip_burst", key, false, r, alert.attempts_total));
         }
         let attempts = u64::from(hit.attempts);
@@ -335,7 +341,8 @@ impl Engine {
                     let (t, w) = (sc.threshold.attempts, sc.threshold.window);
                     let ctx = GroupAlertContext::new(&a, &self.env, t, w, now);
                     let (key, total) = (net.to_string(), a.attempts_total);
-                    let r = self.render("subnet_burst", &ctx, &key, a.attempts_in_window);
+                    let mut r = self.render("subnet_burst", &ctx, &key, a.attempts_in_window);
+                    r.id = Some(alert_id("subnet_burst", &key, a.alert_number, a.last_seen));
                     out.push(notice("subnet_burst", key, false, r, total));
                 }
             }
@@ -348,7 +355,13 @@ impl Engine {
                 let (t, w) = (ac.threshold.attempts, ac.threshold.window);
                 let ctx = GroupAlertContext::new(&a, &self.env, t, w, now);
                 let (key, total) = (ctx.target.clone(), a.attempts_total);
-                let r = self.render("account_attack", &ctx, &key, a.attempts_in_window);
+                let mut r = self.render("account_attack", &ctx, &key, a.attempts_in_window);
+                r.id = Some(alert_id(
+                    "account_attack",
+                    &key,
+                    a.alert_number,
+                    a.last_seen,
+                ));
                 out.push(notice("account_attack", key, false, r, total));
             }
         }
@@ -397,7 +410,13 @@ impl Engine {
             log_line: crate::render::inert(line),
             generated_at: crate::render::human_time(now, &self.env.tz),
         };
-        let r = self.render("compromised", &ctx, &ctx.ip.clone(), from_ip);
+        let mut r = self.render("compromised", &ctx, &ctx.ip.clone(), from_ip);
+        r.id = Some(alert_id(
+            "compromised",
+            &format!("{} {account}", hit.ip),
+            1,
+            at,
+        ));
         Some(notice(
             "compromised",
             format!("{} {}", ctx.ip, ctx.account),
@@ -452,6 +471,7 @@ impl Engine {
                 error!(error = %e, kind, target, "alert template failed; sending a plain fallback");
                 Rendered {
                     html: None,
+                    id: None,
                     subject: format!(
                         "{} {kind}: {target} ({attempts} failed logins) on {}",
                         self.env.subject_prefix, self.env.host_name
@@ -512,6 +532,15 @@ impl Engine {
     pub fn tracked_ips(&self) -> usize {
         self.detector.tracked()
     }
+}
+
+/// A stable identity for an alert: the same lines give the same id, also when they are read
+/// again after a crash.
+fn alert_id(kind: &str, key: &str, number: u32, at: Timestamp) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    (kind, key, number, at.as_second()).hash(&mut h);
+    format!("{kind}-{:016x}", h.finish())
 }
 
 fn notice(kind: &str, key: String, urgent: bool, rendered: Rendered, total: u64) -> Notice {
@@ -671,11 +700,26 @@ struct HealthContextParts {
 
 /// Put an alert into the durable spool and wake the mail task. A spool that cannot be written
 /// (full disk, permissions) is logged loudly; the alert text goes to the log so it is not lost.
-fn queue(composer: &Composer, spool: &Spool, notify: &tokio::sync::Notify, r: Rendered) {
+fn queue(
+    composer: &Composer,
+    spool: &Spool,
+    notify: &tokio::sync::Notify,
+    ids: &mut crate::mail::AlertIds,
+    r: Rendered,
+) {
+    if let Some(id) = &r.id {
+        if ids.contains(id) {
+            info!(id = %id, subject = %r.subject, "alert already sent before a restart; not sending it again");
+            return;
+        }
+    }
     match composer.build(&r) {
         Ok(msg) => match spool.put(&msg) {
             Ok(p) => {
                 debug!(file = %p.display(), "alert spooled");
+                if let Some(id) = &r.id {
+                    ids.record(id);
+                }
                 notify.notify_one();
             }
             Err(e) => error!(
@@ -811,27 +855,32 @@ pub fn run_blocking(cfg: Config) -> Result<()> {
         .build()
         .context("starting the async runtime")?;
     rt.block_on(async move {
-        let shutdown = async {
-            #[cfg(unix)]
-            {
-                use tokio::signal::unix::{signal, SignalKind};
-                match signal(SignalKind::terminate()) {
-                    Ok(mut term) => {
+        // Register the handlers now, before any work: a SIGTERM that arrives while the first
+        // lines are being read must still shut down cleanly.
+        #[cfg(unix)]
+        let shutdown = {
+            use tokio::signal::unix::{signal, SignalKind};
+            let term = signal(SignalKind::terminate());
+            let int = signal(SignalKind::interrupt());
+            async move {
+                match (term, int) {
+                    (Ok(mut term), Ok(mut int)) => {
                         tokio::select! {
                             _ = term.recv() => info!("SIGTERM received; shutting down"),
-                            _ = tokio::signal::ctrl_c() => info!("interrupt received; shutting down"),
+                            _ = int.recv() => info!("interrupt received; shutting down"),
                         }
                     }
-                    Err(e) => {
-                        warn!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops authwatch");
+                    (term, int) => {
+                        let e = term.err().or(int.err()).map(|e| e.to_string()).unwrap_or_default();
+                        warn!(error = %e, "cannot listen for SIGTERM/SIGINT; only Ctrl-C stops authwatch");
                         let _ = tokio::signal::ctrl_c().await;
                     }
                 }
             }
-            #[cfg(not(unix))]
-            {
-                let _ = tokio::signal::ctrl_c().await;
-            }
+        };
+        #[cfg(not(unix))]
+        let shutdown = async {
+            let _ = tokio::signal::ctrl_c().await;
         };
         let (hup_tx, hup_rx) = mpsc::channel(1);
         #[cfg(unix)]
@@ -922,6 +971,7 @@ pub async fn run(
     );
     let notify = Arc::new(tokio::sync::Notify::new());
     let mut health = Health::new(&cfg, &mail_target, clock_now());
+    let mut ids = crate::mail::AlertIds::open(&cfg.state_dir);
     let mut mailer = MailTask::start(sender, &cfg, notify.clone())?;
     let mut composer = composer;
 
@@ -1022,14 +1072,14 @@ pub async fn run(
                 let status = mailer.status.borrow().clone();
                 for parts in health.due(&status, clock_now()) {
                     let r = engine.render_health(parts);
-                    queue(&composer, &spool, &notify, r);
+                    queue(&composer, &spool, &notify, &mut ids, r);
                 }
                 let due = engine.tick();
                 if !due.is_empty() {
                     dirty = true;
                 }
                 for r in due {
-                    queue(&composer, &spool, &notify, r);
+                    queue(&composer, &spool, &notify, &mut ids, r);
                 }
             }
             _ = eviction_tick.tick() => {
@@ -1049,7 +1099,7 @@ pub async fn run(
                 engine.refresh_clock();
                 for l in &batch.lines {
                     for r in engine.line(batch.source, l) {
-                        queue(&composer, &spool, &notify, r);
+                        queue(&composer, &spool, &notify, &mut ids, r);
                     }
                 }
                 // Only now are these lines processed: the checkpoint may move past them.
@@ -1076,7 +1126,7 @@ pub async fn run(
         engine.refresh_clock();
         for l in &batch.lines {
             for r in engine.line(batch.source, l) {
-                queue(&composer, &spool, &notify, r);
+                queue(&composer, &spool, &notify, &mut ids, r);
             }
         }
         positions[batch.source] = batch.checkpoint;

@@ -247,6 +247,73 @@ impl Spool {
     }
 }
 
+/// Ids of the alerts already spooled (`<state_dir>/alert-ids`, one per line, appended and
+/// fsynced when an alert is spooled). After a crash, the lines since the last saved state are
+/// read again and make the same alerts with the same ids; those are not sent a second time.
+/// The file keeps the last [`AlertIds::KEEP`] ids.
+pub struct AlertIds {
+    path: PathBuf,
+    ids: std::collections::HashSet<String>,
+    order: std::collections::VecDeque<String>,
+}
+
+impl AlertIds {
+    pub const KEEP: usize = 10_000;
+
+    pub fn open(state_dir: &Path) -> AlertIds {
+        let path = state_dir.join("alert-ids");
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let mut me = AlertIds {
+            path,
+            ids: Default::default(),
+            order: Default::default(),
+        };
+        for l in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+            me.remember(l.to_string());
+        }
+        me
+    }
+
+    fn remember(&mut self, id: String) {
+        if self.ids.insert(id.clone()) {
+            self.order.push_back(id);
+            if self.order.len() > Self::KEEP {
+                if let Some(old) = self.order.pop_front() {
+                    self.ids.remove(&old);
+                }
+            }
+        }
+    }
+
+    pub fn contains(&self, id: &str) -> bool {
+        self.ids.contains(id)
+    }
+
+    /// Remember an id durably; the file is rewritten when it has grown to twice what is kept.
+    pub fn record(&mut self, id: &str) {
+        self.remember(id.to_string());
+        let res = if self.order.len() == Self::KEEP
+            && std::fs::metadata(&self.path).map_or(0, |m| m.len()) > 64 * 2 * Self::KEEP as u64
+        {
+            let all: Vec<&str> = self.order.iter().map(String::as_str).collect();
+            let dir = self.path.parent().unwrap_or(Path::new("."));
+            write_atomic(dir, "alert-ids", format!("{}\n", all.join("\n")).as_bytes()).map(|_| ())
+        } else {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.path)
+                .and_then(|mut f| {
+                    f.write_all(format!("{id}\n").as_bytes())?;
+                    f.sync_data()
+                })
+        };
+        if let Err(e) = res {
+            warn!(file = %self.path.display(), error = %e, "cannot record the alert id; after a crash it might be sent twice");
+        }
+    }
+}
+
 /// Move (or copy, across file systems) a file into a folder, durably.
 fn move_into(src: &Path, dir: &Path) -> std::io::Result<PathBuf> {
     std::fs::create_dir_all(dir)?;
@@ -528,6 +595,7 @@ mod tests {
                 subject: "x\r\nBcc: victim@example.com".into(),
                 text: "Automatic alert from authwatch - DO NOT reply\n".into(),
                 html: None,
+                id: None,
             })
             .unwrap();
         let raw = String::from_utf8(msg.formatted()).unwrap();
@@ -565,6 +633,7 @@ mod tests {
                 subject: "s".into(),
                 text: "plain".into(),
                 html: Some("<p>rich</p>".into()),
+                id: None,
             })
             .unwrap();
         let raw = String::from_utf8(msg.formatted()).unwrap();
@@ -594,6 +663,7 @@ mod tests {
                 subject: "s".into(),
                 text: "body".into(),
                 html: None,
+                id: None,
             })
             .unwrap();
         let p = spool.put(&msg).unwrap();
@@ -625,6 +695,7 @@ mod tests {
                 subject: "s".into(),
                 text: "b".into(),
                 html: None,
+                id: None,
             })
             .unwrap();
         let a = spool.put(&msg).unwrap();
@@ -636,6 +707,18 @@ mod tests {
             .join("failed")
             .join(a.file_name().unwrap())
             .exists());
+    }
+
+    #[test]
+    fn alert_ids_survive_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ids = AlertIds::open(dir.path());
+        assert!(!ids.contains("ip_burst-1"));
+        ids.record("ip_burst-1");
+        ids.record("ip_burst-2");
+        let again = AlertIds::open(dir.path());
+        assert!(again.contains("ip_burst-1") && again.contains("ip_burst-2"));
+        assert!(!again.contains("ip_burst-3"));
     }
 
     #[test]

@@ -341,6 +341,7 @@ mod tests {
                 subject: format!("about {key}"),
                 text: format!("text {key}"),
                 html: None,
+                id: None,
             },
             total: 5,
         }

@@ -320,6 +320,7 @@ pub fn sample_context(kind: &str) -> Option<serde_json::Value> {
                     .into(),
                 text: "Automatic alert from authwatch - DO NOT reply\n...".into(),
                 html: None,
+                id: None,
             }],
             incidents: vec![DigestIncident {
                 kind: "ip_burst".into(),
@@ -350,6 +351,10 @@ pub struct Rendered {
     /// The same alert as HTML, when `mail.html` is on (sent as multipart/alternative).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub html: Option<String>,
+    /// A stable identity of the alert (kind, key, alert number, log time), so that an alert
+    /// made again after a crash (lines re-read since the last saved state) is not sent twice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
 }
 
 /// One account in an alert.
@@ -702,6 +707,7 @@ impl Renderer {
             subject: fold_subject(&subject),
             text,
             html,
+            id: None,
         })
     }
 
