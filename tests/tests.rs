@@ -4,6 +4,7 @@
 //! The harness (`tests/harness/`) stops every process it started, also when a test fails, and
 //! then prints the captured output.
 
+mod durability;
 mod harness;
 mod packaging;
 

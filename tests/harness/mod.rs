@@ -820,3 +820,31 @@ pub fn write_file(dir: &Path, name: &str, text: &str) -> PathBuf {
     fs::write(&p, text).unwrap_or_else(|e| panic!("writing {}: {e}", p.display()));
     p
 }
+
+// ---------------------------------------------------------------------------------------------
+// Helpers for the durability tests (tests/durability)
+
+impl Agent {
+    /// `kill -9`: SIGKILL and reap. The agent gets no chance to save state or clean up.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// The exit status, if the agent has exited (without waiting).
+    pub fn try_exit(&mut self) -> Option<ExitStatus> {
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
+    }
+}
+
+/// A loopback TCP port that was free a moment ago (bound to port 0, then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("binding 127.0.0.1:0")
+        .port()
+}
