@@ -6,6 +6,7 @@
 //! templates from `alert-templates/` → `mail` delivers over SMTP (lettre) or writes `.eml` files
 //! into an outbox folder. `agent` wires these together for `authwatch run`.
 
+pub mod actions;
 pub mod agent;
 pub mod cli;
 pub mod clock;
@@ -13,6 +14,7 @@ pub mod config;
 pub mod detect;
 pub mod hostinfo;
 pub mod mail;
+pub mod metrics;
 pub mod policy;
 pub mod render;
 pub mod rules;

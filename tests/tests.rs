@@ -4,8 +4,10 @@
 //! The harness (`tests/harness/`) stops every process it started, also when a test fails, and
 //! then prints the captured output.
 
+mod actions;
 mod durability;
 mod harness;
+mod metrics;
 mod packaging;
 
 use harness::*;

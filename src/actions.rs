@@ -1,0 +1,779 @@
+//! Actions: optional commands run for each alert (block the IP in a firewall, open a ticket).
+//!
+//! A command is run directly, never through a shell: the configured program gets its argument
+//! list, each argument a template in which `{ip}`, `{prefix}`, `{account}`, `{count}` and
+//! `{service}` are replaced *inside that one argument*. Whatever an attacker put into an
+//! account name (`;`, `$(...)`, spaces, quotes, another `{ip}`) therefore reaches the program
+//! as literal text of one argument; it can neither split an argument nor start a program.
+//! Control characters in substituted values become visible `<U+XXXX>` marks. An account name
+//! may still begin with `-`: give it to programs as `--user={account}` or after `--`.
+//!
+//! The caller runs actions only for an IP it has parsed and checked against its allowlist
+//! ([`ActionContext`] takes an [`IpAddr`], not text); [`ActionRunner::with_allowlist`] adds the
+//! same check here as a second line of defence.
+//!
+//! Each command runs with stdin from `/dev/null`, working folder `/`, an environment holding only
+//! `PATH` and `LANG`, in its own process group, under a timeout (on expiry the whole group is
+//! killed with SIGKILL), and under a limit on how many commands run at once. stdout and stderr
+//! are read together; the result keeps the first [`MAX_OUTPUT_LINES`] lines, cut and made inert.
+//!
+//! [`ActionRunner::run`] blocks until every action for the alert has finished; from async code
+//! call it in `tokio::task::spawn_blocking`.
+
+use crate::render::inert;
+use ipnet::IpNet;
+use serde::Serialize;
+use std::fmt;
+use std::io::Read;
+use std::net::IpAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+/// The placeholders an argument template may use.
+pub const PLACEHOLDERS: &[&str] = &["ip", "prefix", "account", "count", "service"];
+/// Lines of a command's output kept in its result.
+pub const MAX_OUTPUT_LINES: usize = 5;
+/// Characters kept per output line.
+pub const MAX_OUTPUT_LINE_CHARS: usize = 200;
+/// Bytes of output read into memory; the rest is read and dropped.
+const OUTPUT_READ_CAP: usize = 16 * 1024;
+/// Longest timeout a spec may ask for.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(600);
+/// Most commands allowed to run at once.
+pub const MAX_CONCURRENT: usize = 64;
+/// After a command ended, how long its output pipe may stay open (held by a process it left
+/// behind outside its group) before the output read so far is used.
+const OUTPUT_GRACE: Duration = Duration::from_millis(500);
+/// `PATH` given to commands when authwatch itself has none.
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// One configured action.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActionSpec {
+    /// Short name for logs and alerts (`[A-Za-z0-9_.-]`, unique).
+    pub name: String,
+    /// Absolute path of an executable file.
+    pub program: PathBuf,
+    /// Argument templates; see [`PLACEHOLDERS`]. `{{` and `}}` stand for literal braces.
+    pub args: Vec<String>,
+    /// The command and everything it started are killed after this long.
+    pub timeout: Duration,
+    /// Whether the result is quoted in the alert mail (it is always logged).
+    pub include_in_alert: bool,
+}
+
+/// What an action is about. The IP has been parsed and allowlist-checked by the caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActionContext {
+    /// `{ip}` is written in canonical form (an IPv4-mapped IPv6 address as plain IPv4).
+    pub ip: IpAddr,
+    /// The network the caller attributes the IP to (e.g. its /64); `{prefix}` is empty without.
+    pub prefix: Option<IpNet>,
+    /// The most tried account (attacker-chosen text); `{account}` is empty without.
+    pub account: Option<String>,
+    /// Attempts counted for the alert.
+    pub count: u64,
+    pub service: String,
+}
+
+/// How one action went. Serializable, so an alert template can list it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ActionResult {
+    pub name: String,
+    /// Exit code; `None` when the command was killed by a signal or did not start.
+    pub exit: Option<i32>,
+    /// The signal that ended the command, if any.
+    pub signal: Option<i32>,
+    pub timed_out: bool,
+    /// Why the command did not run (could not start, too many queued), if so.
+    pub error: Option<String>,
+    /// The first lines of stdout and stderr together, cut and made inert.
+    pub output: String,
+    /// One line for people: `exit 0`, `exit 3`, `timed out after 10s (killed)`, ...
+    pub status: String,
+    pub duration_ms: u64,
+    /// Copied from the spec: whether this result belongs in the alert.
+    pub include_in_alert: bool,
+}
+
+impl ActionResult {
+    /// True when the command ran and exited 0.
+    pub fn success(&self) -> bool {
+        self.exit == Some(0) && !self.timed_out && self.error.is_none()
+    }
+}
+
+impl fmt::Display for ActionResult {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.name, self.status)
+    }
+}
+
+/// Log every result: info for success, warn otherwise, with the output.
+pub fn log_results(ip: IpAddr, results: &[ActionResult]) {
+    for r in results {
+        if r.success() {
+            tracing::info!(%ip, action = %r.name, status = %r.status, output = %r.output, "action done");
+        } else {
+            tracing::warn!(%ip, action = %r.name, status = %r.status, output = %r.output, "action failed");
+        }
+    }
+}
+
+/// The results that belong in the alert mail (`include_in_alert`).
+pub fn for_alert(results: &[ActionResult]) -> Vec<ActionResult> {
+    results
+        .iter()
+        .filter(|r| r.include_in_alert)
+        .cloned()
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Validation
+
+/// One problem with a spec. `field` is relative to the action: `name`, `program`, `args[2]`,
+/// `timeout`; `arg` is the argument's index when the problem is in one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpecError {
+    pub field: String,
+    pub arg: Option<usize>,
+    pub message: String,
+}
+
+impl fmt::Display for SpecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+impl std::error::Error for SpecError {}
+
+fn spec_error(field: &str, message: impl Into<String>) -> SpecError {
+    SpecError {
+        field: field.to_string(),
+        arg: None,
+        message: message.into(),
+    }
+}
+
+/// A parsed argument template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Piece {
+    Text(String),
+    Ip,
+    Prefix,
+    Account,
+    Count,
+    Service,
+}
+
+/// Parse one argument template; the message says what is wrong and where.
+fn parse_template(t: &str) -> Result<Vec<Piece>, String> {
+    let mut pieces = Vec::new();
+    let mut text = String::new();
+    let mut chars = t.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '{' if chars.peek().map(|p| p.1) == Some('{') => {
+                chars.next();
+                text.push('{');
+            }
+            '}' if chars.peek().map(|p| p.1) == Some('}') => {
+                chars.next();
+                text.push('}');
+            }
+            '{' => {
+                let rest = &t[i + 1..];
+                let Some(end) = rest.find('}') else {
+                    return Err(format!(
+                        "`{{` at character {} is not closed (write `{{{{` for a literal brace)",
+                        t[..i].chars().count() + 1
+                    ));
+                };
+                let name = &rest[..end];
+                let piece = match name {
+                    "ip" => Piece::Ip,
+                    "prefix" => Piece::Prefix,
+                    "account" => Piece::Account,
+                    "count" => Piece::Count,
+                    "service" => Piece::Service,
+                    _ => {
+                        return Err(format!(
+                            "unknown placeholder `{{{name}}}` (known: {})",
+                            PLACEHOLDERS
+                                .iter()
+                                .map(|p| format!("{{{p}}}"))
+                                .collect::<Vec<_>>()
+                                .join(" ")
+                        ))
+                    }
+                };
+                if !text.is_empty() {
+                    pieces.push(Piece::Text(std::mem::take(&mut text)));
+                }
+                pieces.push(piece);
+                // Skip the name and the closing brace.
+                for _ in 0..name.chars().count() + 1 {
+                    chars.next();
+                }
+            }
+            '}' => {
+                return Err(format!(
+                    "`}}` at character {} has no opening `{{` (write `}}}}` for a literal brace)",
+                    t[..i].chars().count() + 1
+                ))
+            }
+            _ => text.push(c),
+        }
+    }
+    if !text.is_empty() {
+        pieces.push(Piece::Text(text));
+    }
+    Ok(pieces)
+}
+
+/// Check one argument template (for config validation).
+pub fn validate_arg(template: &str) -> Result<(), String> {
+    parse_template(template).map(|_| ())
+}
+
+/// Check that `program` is an absolute path to an executable regular file that not everyone may
+/// change (authwatch typically runs as root).
+pub fn validate_program(program: &Path) -> Result<(), String> {
+    if !program.is_absolute() {
+        return Err(format!(
+            "{} is not an absolute path (commands are run directly, without a shell or PATH look-up)",
+            program.display()
+        ));
+    }
+    let meta = std::fs::metadata(program).map_err(|e| format!("{}: {e}", program.display()))?;
+    if !meta.is_file() {
+        return Err(format!("{} is not a regular file", program.display()));
+    }
+    let mode = meta.permissions().mode();
+    if mode & 0o111 == 0 {
+        return Err(format!(
+            "{} is not executable (chmod +x it)",
+            program.display()
+        ));
+    }
+    if mode & 0o002 != 0 {
+        return Err(format!(
+            "{} is writable by every user; refusing to run it",
+            program.display()
+        ));
+    }
+    Ok(())
+}
+
+/// Every problem with one spec (empty when it is fine). Checks the file system for `program`.
+pub fn validate_spec(spec: &ActionSpec) -> Vec<SpecError> {
+    let mut errors = Vec::new();
+    if spec.name.is_empty()
+        || spec.name.len() > 64
+        || !spec
+            .name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+    {
+        errors.push(spec_error(
+            "name",
+            format!(
+                "{:?}: use 1 to 64 of the characters A-Z a-z 0-9 _ . -",
+                spec.name
+            ),
+        ));
+    }
+    if let Err(m) = validate_program(&spec.program) {
+        errors.push(spec_error("program", m));
+    }
+    for (i, a) in spec.args.iter().enumerate() {
+        if a.contains('\0') {
+            errors.push(SpecError {
+                field: format!("args[{i}]"),
+                arg: Some(i),
+                message: "contains a NUL character".into(),
+            });
+        } else if let Err(m) = validate_arg(a) {
+            errors.push(SpecError {
+                field: format!("args[{i}]"),
+                arg: Some(i),
+                message: m,
+            });
+        }
+    }
+    if spec.timeout.is_zero() || spec.timeout > MAX_TIMEOUT {
+        errors.push(spec_error(
+            "timeout",
+            format!("must be more than 0 and at most {}s", MAX_TIMEOUT.as_secs()),
+        ));
+    }
+    errors
+}
+
+/// Every problem with a list of specs: each spec's, as `(index, error)`, plus duplicate names.
+pub fn validate_specs(specs: &[ActionSpec]) -> Vec<(usize, SpecError)> {
+    let mut errors = Vec::new();
+    for (i, s) in specs.iter().enumerate() {
+        errors.extend(validate_spec(s).into_iter().map(|e| (i, e)));
+        if specs[..i].iter().any(|o| o.name == s.name) {
+            errors.push((
+                i,
+                spec_error("name", format!("{:?} is used by an earlier action", s.name)),
+            ));
+        }
+    }
+    errors
+}
+
+/// Check `max_concurrent` (1 to [`MAX_CONCURRENT`]).
+pub fn validate_max_concurrent(n: usize) -> Result<(), String> {
+    if n == 0 || n > MAX_CONCURRENT {
+        Err(format!("must be between 1 and {MAX_CONCURRENT}"))
+    } else {
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Running
+
+/// Substituted values: control characters become visible marks, everything else is literal.
+fn arg_safe(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c.is_control() {
+            out.push_str(&format!("<U+{:04X}>", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Fill one parsed template. Substituted text is never parsed again.
+fn expand(pieces: &[Piece], ctx: &ActionContext) -> String {
+    let mut s = String::new();
+    for p in pieces {
+        match p {
+            Piece::Text(t) => s.push_str(t),
+            Piece::Ip => s.push_str(&ctx.ip.to_canonical().to_string()),
+            Piece::Prefix => {
+                if let Some(n) = ctx.prefix {
+                    s.push_str(&n.to_string());
+                }
+            }
+            Piece::Account => {
+                if let Some(a) = &ctx.account {
+                    s.push_str(&arg_safe(a));
+                }
+            }
+            Piece::Count => s.push_str(&ctx.count.to_string()),
+            Piece::Service => s.push_str(&arg_safe(&ctx.service)),
+        }
+    }
+    s
+}
+
+#[derive(Debug)]
+struct Compiled {
+    spec: ActionSpec,
+    args: Vec<Vec<Piece>>,
+}
+
+/// A counting semaphore on std primitives.
+#[derive(Debug)]
+struct Slots {
+    free: Mutex<usize>,
+    cv: Condvar,
+}
+
+struct SlotGuard<'a>(&'a Slots);
+
+impl Slots {
+    fn acquire(&self) -> SlotGuard<'_> {
+        let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+        while *free == 0 {
+            free = self.cv.wait(free).unwrap_or_else(|e| e.into_inner());
+        }
+        *free -= 1;
+        SlotGuard(self)
+    }
+}
+
+impl Drop for SlotGuard<'_> {
+    fn drop(&mut self) {
+        let mut free = self.0.free.lock().unwrap_or_else(|e| e.into_inner());
+        *free += 1;
+        self.0.cv.notify_one();
+    }
+}
+
+/// Runs the configured actions. Share it with `Arc`; [`run`](Self::run) may be called from many
+/// threads at once, and at most `max_concurrent` commands run at any moment.
+#[derive(Debug)]
+pub struct ActionRunner {
+    actions: Vec<Compiled>,
+    slots: Arc<Slots>,
+    /// Commands started or waiting for a slot.
+    pending: AtomicUsize,
+    max_pending: usize,
+    allowlist: Vec<IpNet>,
+}
+
+impl ActionRunner {
+    /// Parse the specs' templates. Config validation ([`validate_specs`]) should have run first;
+    /// this checks the templates and `max_concurrent` again (not the file system) and returns
+    /// the first problem.
+    pub fn new(specs: Vec<ActionSpec>, max_concurrent: usize) -> Result<ActionRunner, SpecError> {
+        validate_max_concurrent(max_concurrent).map_err(|m| spec_error("max_concurrent", m))?;
+        let mut actions = Vec::with_capacity(specs.len());
+        for spec in specs {
+            let mut args = Vec::with_capacity(spec.args.len());
+            for (i, a) in spec.args.iter().enumerate() {
+                args.push(parse_template(a).map_err(|m| SpecError {
+                    field: format!("args[{i}]"),
+                    arg: Some(i),
+                    message: m,
+                })?);
+            }
+            actions.push(Compiled { spec, args });
+        }
+        Ok(ActionRunner {
+            actions,
+            slots: Arc::new(Slots {
+                free: Mutex::new(max_concurrent),
+                cv: Condvar::new(),
+            }),
+            pending: AtomicUsize::new(0),
+            max_pending: max_concurrent * 64,
+            allowlist: Vec::new(),
+        })
+    }
+
+    /// Never run actions for IPs inside these networks (the same allowlist the caller checks).
+    pub fn with_allowlist(mut self, nets: Vec<IpNet>) -> Self {
+        self.allowlist = nets;
+        self
+    }
+
+    /// True when no action is configured.
+    pub fn is_empty(&self) -> bool {
+        self.actions.is_empty()
+    }
+
+    /// The argument lists the actions would get for `ctx` (for `check` previews and tests).
+    pub fn preview(&self, ctx: &ActionContext) -> Vec<(String, PathBuf, Vec<String>)> {
+        self.actions
+            .iter()
+            .map(|a| {
+                (
+                    a.spec.name.clone(),
+                    a.spec.program.clone(),
+                    a.args.iter().map(|p| expand(p, ctx)).collect(),
+                )
+            })
+            .collect()
+    }
+
+    /// Run every action for one alert, in parallel (each under the concurrency limit), and
+    /// return their results in configuration order. Blocks; returns nothing for an IP inside
+    /// the allowlist. A command that cannot get a slot because too many are already queued
+    /// (64 per slot) is not run and says so in `error`.
+    pub fn run(&self, ctx: &ActionContext) -> Vec<ActionResult> {
+        let ip = ctx.ip.to_canonical();
+        if self.allowlist.iter().any(|n| n.contains(&ip)) {
+            tracing::debug!(%ip, "allowlisted: no actions run");
+            return Vec::new();
+        }
+        std::thread::scope(|s| {
+            let handles: Vec<_> = self
+                .actions
+                .iter()
+                .map(|a| s.spawn(move || self.run_one(a, ctx)))
+                .collect();
+            handles
+                .into_iter()
+                .zip(&self.actions)
+                .map(|(h, a)| {
+                    h.join().unwrap_or_else(|_| {
+                        not_run(&a.spec, "internal error: the action thread panicked")
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn run_one(&self, a: &Compiled, ctx: &ActionContext) -> ActionResult {
+        let before = self.pending.fetch_add(1, Ordering::SeqCst);
+        let _pending = PendingGuard(&self.pending);
+        if before >= self.max_pending {
+            return not_run(&a.spec, "not run: too many actions already queued");
+        }
+        let args: Vec<String> = a.args.iter().map(|p| expand(p, ctx)).collect();
+        let _slot = self.slots.acquire();
+        execute(&a.spec, &args)
+    }
+}
+
+struct PendingGuard<'a>(&'a AtomicUsize);
+
+impl Drop for PendingGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+fn not_run(spec: &ActionSpec, why: &str) -> ActionResult {
+    ActionResult {
+        name: spec.name.clone(),
+        exit: None,
+        signal: None,
+        timed_out: false,
+        error: Some(why.to_string()),
+        output: String::new(),
+        status: why.to_string(),
+        duration_ms: 0,
+        include_in_alert: spec.include_in_alert,
+    }
+}
+
+/// Send SIGKILL to a process group.
+fn kill_group(pgid: u32) {
+    extern "C" {
+        fn kill(pid: i32, sig: i32) -> i32;
+    }
+    const SIGKILL: i32 = 9;
+    let Ok(pgid) = i32::try_from(pgid) else {
+        return;
+    };
+    if pgid <= 1 {
+        return;
+    }
+    // SAFETY: kill(2) takes two integers and touches no memory of ours. The group is the
+    // child's own (process_group(0)), and the child has not been reaped yet, so its id cannot
+    // have been reused.
+    unsafe {
+        kill(-pgid, SIGKILL);
+    }
+}
+
+/// Run one command to completion or timeout.
+fn execute(spec: &ActionSpec, args: &[String]) -> ActionResult {
+    let start = Instant::now();
+    let mut result = not_run(spec, "");
+    result.error = None;
+
+    let (mut reader, writer) = match std::io::pipe() {
+        Ok(p) => p,
+        Err(e) => return failed_to_start(spec, &e),
+    };
+    let writer2 = match writer.try_clone() {
+        Ok(w) => w,
+        Err(e) => return failed_to_start(spec, &e),
+    };
+    let mut cmd = Command::new(&spec.program);
+    cmd.args(args)
+        .env_clear()
+        .env(
+            "PATH",
+            std::env::var_os("PATH").unwrap_or_else(|| DEFAULT_PATH.into()),
+        )
+        .current_dir("/")
+        .stdin(Stdio::null())
+        .stdout(writer)
+        .stderr(writer2)
+        .process_group(0);
+    if let Some(lang) = std::env::var_os("LANG") {
+        cmd.env("LANG", lang);
+    }
+    let spawned = cmd.spawn();
+    // The command holds our copies of the pipe's write end: drop it, so the pipe reaches EOF
+    // when the child (and whatever it started) is gone.
+    drop(cmd);
+    let mut child = match spawned {
+        Ok(c) => c,
+        Err(e) => return failed_to_start(spec, &e),
+    };
+
+    let collected = Arc::new(Mutex::new(Vec::new()));
+    let (done_tx, done_rx) = mpsc::channel::<()>();
+    {
+        let collected = Arc::clone(&collected);
+        // Reads to EOF, keeping the first bytes. If a process outside the group keeps the pipe
+        // open, this thread outlives the action; it ends when that process closes the pipe.
+        let spawned = std::thread::Builder::new()
+            .name(format!("action-{}", spec.name))
+            .spawn(move || {
+                let mut buf = [0u8; 4096];
+                loop {
+                    match reader.read(&mut buf) {
+                        Ok(0) => break,
+                        Ok(n) => {
+                            let mut c = collected.lock().unwrap_or_else(|e| e.into_inner());
+                            let room = OUTPUT_READ_CAP.saturating_sub(c.len());
+                            c.extend_from_slice(&buf[..n.min(room)]);
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                        Err(_) => break,
+                    }
+                }
+                let _ = done_tx.send(());
+            });
+        if let Err(e) = spawned {
+            tracing::warn!(action = %spec.name, "cannot start the output reader: {e}");
+        }
+    }
+
+    let deadline = start + spec.timeout;
+    let mut pause = Duration::from_millis(2);
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(st)) => break Some(st),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(action = %spec.name, "waiting for the command failed: {e}");
+                kill_group(child.id());
+                let _ = child.kill();
+                break child.wait().ok();
+            }
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            result.timed_out = true;
+            kill_group(child.id());
+            let _ = child.kill();
+            break child.wait().ok();
+        }
+        std::thread::sleep(pause.min(deadline - now));
+        pause = (pause * 2).min(Duration::from_millis(50));
+    };
+    let _ = done_rx.recv_timeout(OUTPUT_GRACE);
+    let bytes = collected.lock().unwrap_or_else(|e| e.into_inner()).clone();
+
+    result.duration_ms = u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
+    result.output = summarize_output(&bytes);
+    if let Some(st) = status {
+        result.exit = st.code();
+        result.signal = st.signal();
+    }
+    result.status = if result.timed_out {
+        format!(
+            "timed out after {} (killed)",
+            crate::config::format_duration(spec.timeout)
+        )
+    } else if let Some(code) = result.exit {
+        format!("exit {code}")
+    } else if let Some(sig) = result.signal {
+        format!("killed by signal {sig}")
+    } else {
+        "ended in an unknown way".to_string()
+    };
+    result
+}
+
+fn failed_to_start(spec: &ActionSpec, e: &std::io::Error) -> ActionResult {
+    not_run(
+        spec,
+        &format!("could not start {}: {e}", spec.program.display()),
+    )
+}
+
+/// The first [`MAX_OUTPUT_LINES`] non-empty lines, each cut to [`MAX_OUTPUT_LINE_CHARS`] and
+/// made inert, with a note when more was cut.
+fn summarize_output(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let lines: Vec<&str> = text
+        .lines()
+        .map(|l| l.trim_end_matches('\r'))
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    let mut out: Vec<String> = lines
+        .iter()
+        .take(MAX_OUTPUT_LINES)
+        .map(|l| {
+            let mut s: String = l.chars().take(MAX_OUTPUT_LINE_CHARS).collect();
+            if l.chars().count() > MAX_OUTPUT_LINE_CHARS {
+                s.push_str(" [...]");
+            }
+            inert(&s)
+        })
+        .collect();
+    if lines.len() > MAX_OUTPUT_LINES || bytes.len() >= OUTPUT_READ_CAP {
+        out.push("[... more output cut]".to_string());
+    }
+    out.join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx(account: &str) -> ActionContext {
+        ActionContext {
+            ip: "203.0.113.7".parse().unwrap(),
+            prefix: Some("203.0.113.0/24".parse().unwrap()),
+            account: Some(account.into()),
+            count: 12,
+            service: "exim".into(),
+        }
+    }
+
+    fn fill(t: &str, c: &ActionContext) -> String {
+        expand(&parse_template(t).unwrap(), c)
+    }
+
+    #[test]
+    fn placeholders_fill_one_argument_and_are_not_reparsed() {
+        let c = ctx("{ip} $(x) a b");
+        assert_eq!(fill("{ip}", &c), "203.0.113.7");
+        assert_eq!(fill("--net={prefix}", &c), "--net=203.0.113.0/24");
+        assert_eq!(fill("user={account};", &c), "user={ip} $(x) a b;");
+        assert_eq!(fill("{count}x{service}", &c), "12xexim");
+        assert_eq!(fill("{{ip}}", &c), "{ip}");
+        assert_eq!(fill("a}}b{{", &c), "a}b{");
+        let none = ActionContext {
+            account: None,
+            prefix: None,
+            ..c
+        };
+        assert_eq!(fill("[{account}|{prefix}]", &none), "[|]");
+    }
+
+    #[test]
+    fn control_characters_become_marks() {
+        assert_eq!(fill("{account}", &ctx("a\nb\0c")), "a<U+000A>b<U+0000>c");
+    }
+
+    #[test]
+    fn bad_templates_are_named() {
+        assert!(validate_arg("{user}").unwrap_err().contains("{user}"));
+        assert!(validate_arg("{ip").unwrap_err().contains("not closed"));
+        assert!(validate_arg("a}b").unwrap_err().contains("no opening"));
+        assert!(validate_arg("ip}").is_err());
+        assert!(validate_arg("{}").is_err());
+        assert!(validate_arg("é{ip}").is_ok());
+    }
+
+    #[test]
+    fn output_is_cut_and_inert() {
+        let mut s = String::new();
+        for i in 0..10 {
+            s.push_str(&format!("line {i}\n"));
+        }
+        let out = summarize_output(s.as_bytes());
+        assert_eq!(out.lines().count(), MAX_OUTPUT_LINES + 1);
+        assert!(out.ends_with("[... more output cut]"));
+        let out = summarize_output(b"\x1b[31mred http://x\n");
+        assert_eq!(out, "<U+001B>[31mred hxxp://x");
+        let long = "x".repeat(1000);
+        let out = summarize_output(long.as_bytes());
+        assert_eq!(out.chars().count(), MAX_OUTPUT_LINE_CHARS + 6);
+    }
+}
