@@ -6,8 +6,8 @@
 //! - Further attempts on open incidents never send mail by themselves: a digest, at most every
 //!   `group_interval`, lists the open incidents with their new attempts; an incident still
 //!   active `repeat_interval` after it was last announced is announced again there.
-//! - `max_per_hour` caps the mails; what the cap holds back is never dropped: it goes into the
-//!   next digest that the cap allows.
+//! - `max_per_hour` caps the alert mails; what the cap holds back is never dropped: it goes
+//!   into the next digest (digests come at most every `group_interval` and are not capped).
 //! - Urgent alerts (a compromised account) pass grouping and the cap.
 //! - An incident closes after `cooldown` without attempts.
 //!
@@ -283,7 +283,9 @@ impl Policy {
                 .collect();
             let has_content =
                 !lines.is_empty() || !self.st.held.is_empty() || self.st.held_dropped > 0;
-            if has_content && self.cap_allows(now) {
+            // The digest itself is not capped (it comes at most every group_interval): it is
+            // where what the cap holds back goes, so holding it back too would lose them.
+            if has_content {
                 for l in &lines {
                     if let Some(i) = self.st.incidents.get_mut(&incident_id(&l.kind, &l.key)) {
                         i.total_at_last_mail = i.total;
@@ -301,7 +303,7 @@ impl Policy {
                     held: held.into_iter().map(|n| n.rendered).collect(),
                     held_dropped,
                 });
-            } else if !has_content {
+            } else {
                 self.st.last_digest = Some(now);
             }
         }

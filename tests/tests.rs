@@ -9,6 +9,7 @@ mod durability;
 mod harness;
 mod metrics;
 mod packaging;
+mod policy;
 
 use harness::*;
 use std::fs;
