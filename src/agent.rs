@@ -95,6 +95,8 @@ pub struct Engine {
     allowlist: crate::config::AllowlistConfig,
     per_ip_window: Duration,
     policy: Policy,
+    /// Counters for the Prometheus endpoint and `authwatch status`.
+    pub metrics: Arc<crate::metrics::Metrics>,
     max_per_hour: u32,
     group_interval: Duration,
     renderer: Renderer,
@@ -158,6 +160,17 @@ impl Engine {
             allowlist: cfg.allowlist.clone(),
             per_ip_window: cfg.detect.per_ip.window,
             policy: Policy::new(policy_settings(cfg)),
+            metrics: {
+                let m = crate::metrics::Metrics::new();
+                let paths: Vec<String> = cfg
+                    .sources
+                    .iter()
+                    .map(|s| s.path.display().to_string())
+                    .collect();
+                let paths: Vec<&str> = paths.iter().map(String::as_str).collect();
+                m.register(&paths, crate::rules::BUILTIN);
+                Arc::new(m)
+            },
             max_per_hour: cfg.alerts.max_per_hour,
             group_interval: cfg.alerts.group_interval,
             renderer,
@@ -192,6 +205,7 @@ impl Engine {
         let notices = self.detect_line(source, line);
         let mut out = Vec::new();
         for n in notices {
+            self.metrics.inc_incidents_opened();
             let sent = self.policy.offer(n, now);
             out.extend(sent.into_iter().map(|o| self.render_outgoing(o, now)));
         }
@@ -290,6 +304,7 @@ impl Engine {
             return Vec::new();
         };
         self.hits_seen += 1;
+        self.metrics.add_hits(hit.service, 1);
         let now = self.clock.now();
         let at = hit.time.unwrap_or(now);
         debug!(ip = %hit.ip, user = ?hit.user, service = hit.service, attempts = hit.attempts, kind = ?hit.kind, "hit");
@@ -688,6 +703,72 @@ impl Health {
     }
 }
 
+/// Update the gauges and write `state_dir/status.json` for `authwatch status`.
+fn write_status(
+    cfg: &Config,
+    engine: &Engine,
+    health: &Health,
+    mail: &crate::mail::MailStatus,
+    target: &str,
+    spool: &Spool,
+) {
+    use crate::metrics::{IncidentLine, MailHealth, SourceHealth, StatusSnapshot};
+    let spooled = spool.pending().map(|v| v.len()).unwrap_or(0) as u64;
+    let m = &engine.metrics;
+    m.set_spool_size(spooled);
+    m.set_evictions_total(engine.evictions());
+    m.set_open_incidents(engine.policy.incidents().len() as u64);
+    let snap = StatusSnapshot {
+        version: crate::metrics::STATUS_VERSION,
+        generated_at: engine.clock.now(),
+        pid: std::process::id(),
+        interval_seconds: cfg.follow.checkpoint_interval.as_secs().max(1),
+        sources: health
+            .sources
+            .iter()
+            .map(|h| SourceHealth {
+                name: h.path.clone(),
+                ok: h.problem.is_none(),
+                detail: h
+                    .problem
+                    .as_ref()
+                    .map(|(p, _)| p.clone())
+                    .unwrap_or_else(|| "following".into()),
+                lag_seconds: None,
+                lines_read: 0,
+            })
+            .collect(),
+        mail: MailHealth {
+            target: target.to_string(),
+            spooled,
+            failed: std::fs::read_dir(cfg.state_dir.join("failed"))
+                .map(|d| d.count() as u64)
+                .unwrap_or(0),
+            last_error: mail.failing_since.and(mail.last_error.clone()),
+            last_delivered: None,
+        },
+        incidents: engine
+            .policy
+            .incidents()
+            .into_iter()
+            .filter(|i| i.kind == "ip_burst")
+            .filter_map(|i| {
+                Some(IncidentLine {
+                    ip: i.key.parse().ok()?,
+                    service: String::new(),
+                    attempts: i.total,
+                    since: i.opened,
+                    last_seen: i.last_activity,
+                    alerts: 1,
+                })
+            })
+            .collect(),
+    };
+    if let Err(e) = crate::metrics::write_status(&cfg.state_dir.join("status.json"), &snap) {
+        debug!(error = %e, "cannot write status.json");
+    }
+}
+
 /// The parts of a health alert.
 struct HealthContextParts {
     title: String,
@@ -843,6 +924,7 @@ fn reload_config(
     fresh.restore_policy(engine.policy_state());
     fresh.lines_seen = engine.lines_seen;
     fresh.hits_seen = engine.hits_seen;
+    fresh.metrics = engine.metrics.clone();
     let sender = Sender::new(&new.mail, &host.name)?;
     Ok((new, fresh, sender))
 }
@@ -913,7 +995,12 @@ struct MailTask {
 }
 
 impl MailTask {
-    fn start(sender: Sender, cfg: &Config, notify: Arc<tokio::sync::Notify>) -> Result<MailTask> {
+    fn start(
+        sender: Sender,
+        cfg: &Config,
+        notify: Arc<tokio::sync::Notify>,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> Result<MailTask> {
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
         let (status_tx, status) = tokio::sync::watch::channel(crate::mail::MailStatus::default());
         let task = tokio::spawn(run_mailer(
@@ -923,6 +1010,7 @@ impl MailTask {
             stop_rx,
             cfg.mail.retry.clone(),
             status_tx,
+            metrics,
         ));
         Ok(MailTask { task, stop, status })
     }
@@ -972,7 +1060,20 @@ pub async fn run(
     let notify = Arc::new(tokio::sync::Notify::new());
     let mut health = Health::new(&cfg, &mail_target, clock_now());
     let mut ids = crate::mail::AlertIds::open(&cfg.state_dir);
-    let mut mailer = MailTask::start(sender, &cfg, notify.clone())?;
+    let mut mailer = MailTask::start(sender, &cfg, notify.clone(), engine.metrics.clone())?;
+    let metrics_server = match cfg.metrics_listen {
+        Some(addr) => match crate::metrics::serve(addr, engine.metrics.clone()) {
+            Ok(srv) => {
+                info!(listen = %srv.local_addr(), "metrics endpoint serving /metrics");
+                Some(srv)
+            }
+            Err(e) => {
+                error!(listen = %addr, error = %e, "cannot serve metrics; continuing without");
+                None
+            }
+        },
+        None => None,
+    };
     let mut composer = composer;
 
     let saved = state::load(&cfg.state_dir);
@@ -1058,7 +1159,7 @@ pub async fn run(
                         composer = Composer::new(&new_cfg.mail)?;
                         let old = std::mem::replace(
                             &mut mailer,
-                            MailTask::start(sender, &new_cfg, notify.clone())?,
+                            MailTask::start(sender, &new_cfg, notify.clone(), engine.metrics.clone())?,
                         );
                         old.stop().await;
                         notify.notify_one();
@@ -1096,6 +1197,9 @@ pub async fn run(
             batch = line_rx.recv() => {
                 let Some(batch) = batch else { break };
                 health.batch(&batch, clock_now());
+                if let Some(s) = cfg.sources.get(batch.source) {
+                    engine.metrics.add_lines_read(&s.path.display().to_string(), batch.lines.len() as u64);
+                }
                 engine.refresh_clock();
                 for l in &batch.lines {
                     for r in engine.line(batch.source, l) {
@@ -1111,6 +1215,8 @@ pub async fn run(
                     save_state(&engine, &positions);
                     dirty = false;
                 }
+                let status = mailer.status.borrow().clone();
+                write_status(&cfg, &engine, &health, &status, &mail_target, &spool);
             }
             _ = &mut shutdown => break,
         }
@@ -1143,6 +1249,9 @@ pub async fn run(
     };
     let _ = tokio::time::timeout(SHUTDOWN_MAIL_GRACE, drain).await;
     mailer.stop().await;
+    if let Some(srv) = metrics_server {
+        srv.shutdown();
+    }
     info!(
         lines = engine.lines_seen,
         hits = engine.hits_seen,

@@ -40,6 +40,8 @@ pub struct Config {
     pub allowlist: AllowlistConfig,
     pub alerts: AlertsConfig,
     pub health: HealthConfig,
+    /// Where the Prometheus endpoint listens (loopback only), if anywhere.
+    pub metrics_listen: Option<std::net::SocketAddr>,
     /// Rules written by the administrator.
     pub custom_rules: Vec<crate::rules::custom::CustomRule>,
     /// Folder with the administrator's own templates; `None` uses the built-in ones.
@@ -272,6 +274,7 @@ struct RawConfig {
     allowlist: Option<RawAllowlist>,
     alerts: Option<RawAlerts>,
     health: Option<RawHealth>,
+    metrics: Option<RawMetrics>,
     custom_rules: Option<Vec<RawCustomRule>>,
     templates_dir: S<String>,
     mail: Option<Spanned<RawMail>>,
@@ -344,6 +347,12 @@ struct RawAccount {
 struct RawCompromised {
     enabled: Option<bool>,
     min_failures: S<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    listen: S<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -1155,6 +1164,17 @@ impl Validator {
             ),
         };
 
+        let metrics_listen = match raw.metrics.and_then(|m| m.listen) {
+            None => None,
+            Some(l) => match crate::metrics::parse_listen(&l.value) {
+                Ok(a) => Some(a),
+                Err(e) => {
+                    self.issue(Some(&l), "metrics.listen", e);
+                    None
+                }
+            },
+        };
+
         let templates_dir = raw.templates_dir.as_ref().map(|t| self.path(&t.value));
         if let (Some(sp), Some(dir)) = (&raw.templates_dir, &templates_dir) {
             if !dir.is_dir() {
@@ -1179,6 +1199,7 @@ impl Validator {
             allowlist,
             alerts,
             health,
+            metrics_listen,
             custom_rules,
             templates_dir,
             mail,
@@ -1607,6 +1628,14 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(v4.detect.per_subnet.unwrap().ipv4_prefix, Some(24));
+    }
+
+    #[test]
+    fn metrics_listen_must_be_loopback() {
+        let c = load(&format!("{MIN}metrics: {{listen: '127.0.0.1:9464'}}\n")).unwrap();
+        assert_eq!(c.metrics_listen.unwrap().port(), 9464);
+        let e = load(&format!("{MIN}metrics: {{listen: '0.0.0.0:9464'}}\n")).unwrap_err();
+        assert_eq!(e.issues[0].field, "metrics.listen");
     }
 
     #[test]

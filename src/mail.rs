@@ -495,6 +495,7 @@ pub async fn run_mailer(
     mut shutdown: watch::Receiver<bool>,
     retry: RetryPolicy,
     status: watch::Sender<MailStatus>,
+    metrics: Arc<crate::metrics::Metrics>,
 ) {
     let mut failures: u32 = 0;
     let mut down_since: Option<tokio::time::Instant> = None;
@@ -518,12 +519,14 @@ pub async fn run_mailer(
                         info!(server = %sender.target(), down_for = ?since.elapsed(), "mail delivery works again");
                     }
                     failures = 0;
+                    metrics.inc_alerts_sent();
                     status.send_modify(|s| {
                         s.failing_since = None;
                         s.spooled = s.spooled.saturating_sub(1);
                     });
                 }
                 Err(SendError::Permanent(e)) => {
+                    metrics.inc_send_failures();
                     error!(server = %sender.target(), file = %p.display(), error = %e, "alert refused permanently");
                     spool.fail(p);
                 }
@@ -534,6 +537,7 @@ pub async fn run_mailer(
                         continue;
                     }
                     down_since.get_or_insert_with(tokio::time::Instant::now);
+                    metrics.inc_send_failures();
                     status.send_modify(|s| {
                         s.failing_since.get_or_insert_with(jiff::Timestamp::now);
                         s.last_error = Some(e.clone());

@@ -248,3 +248,54 @@ fn status_file_round_trip_and_text() {
         std::io::ErrorKind::InvalidData
     );
 }
+
+/// The running agent serves its counters: a burst shows up as lines, hits, an incident and a
+/// mail in the outbox, and `status.json` lists the open incident.
+#[test]
+fn the_agent_serves_metrics_and_status() {
+    use crate::harness::*;
+    let tmp = tempdir();
+    let dir = tmp.path();
+    let port = free_port();
+    let log = LogWriter::new(dir.join("mainlog"));
+    let state = dir.join("state");
+    let cfg = write_file(
+        dir,
+        "a.yaml",
+        &format!(
+            "state_dir: '{}'\nsources: [{{path: '{}', start: end}}]\nfollow: {{poll_interval: 50ms, checkpoint_interval: 100ms}}\ntime_zone: UTC\nmetrics: {{listen: '127.0.0.1:{port}'}}\nmail: {{to: [admin@example.test]}}\n",
+            state.display(),
+            log.path.display()
+        ),
+    );
+    let mut agent = Agent::run(&cfg);
+    agent.wait_following(&log);
+    let t = now_unix() - 60;
+    log.append(
+        &(0..5)
+            .map(|i| exim_fail(t + i, "203.0.113.77", "alice"))
+            .collect::<Vec<_>>(),
+    );
+    wait_outbox(&state.join("outbox"), 1);
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let m = wait_for("metrics showing the incident", || {
+        let (_, _, body) =
+            split_response(&exchange(addr, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"));
+        let m = samples(&body);
+        (m.get("authwatch_alerts_sent_total").copied() == Some(1.0)).then_some(m)
+    });
+    assert!(m["authwatch_incidents_opened_total"] >= 1.0, "{m:?}");
+    assert!(
+        m.get("authwatch_hits_total{service=\"exim\"}")
+            .copied()
+            .unwrap_or(0.0)
+            >= 5.0,
+        "{m:?}"
+    );
+    let status = wait_for("status.json with the incident", || {
+        let s = std::fs::read_to_string(state.join("status.json")).ok()?;
+        s.contains("203.0.113.77").then_some(s)
+    });
+    assert!(status.contains("\"incidents\""), "{status}");
+    assert!(agent.stop().success());
+}
