@@ -7,9 +7,11 @@
 mod actions;
 mod durability;
 mod harness;
+mod journal;
 mod metrics;
 mod packaging;
 mod policy;
+mod services;
 
 use harness::*;
 use std::fs;

@@ -10,6 +10,8 @@
 //! after the last delivered line) so a restart resumes where it left off. The caller owns the
 //! thread and the poll interval; see `DESIGN.md` §2 for why this is not `linemux`.
 
+pub mod journal;
+pub mod stdin;
 mod tail;
 
 #[cfg(test)]

@@ -1,0 +1,398 @@
+//! End-to-end tests of the Dovecot and Postfix rules against the real servers on loopback:
+//! a private Dovecot 2.3 (`tests/support/dovecot_ctl.py`) and a private Postfix smtpd using
+//! it for SASL (`tests/support/postfix_ctl.py`, Postfix unpacked from Debian's .deb because
+//! the package conflicts with exim4). Each test makes the server log failed (and successful)
+//! logins, then runs the built-in rules over the server's own log file and checks address,
+//! users and attempt counts. Hostile usernames travel through the real servers, so the test
+//! also proves what they look like in the log. Without the servers the tests are skipped,
+//! except when `CI` is set: then they fail.
+
+use crate::harness::*;
+use authwatch::rules::{builtin, Hit, HitKind, ParseCtx, RuleSet};
+use jiff::{tz::TimeZone, Timestamp};
+use std::fs;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+/// Skip (outside CI) or fail (in CI) when a server cannot run here.
+fn require(test: &str, ready: Result<(), String>) -> bool {
+    match ready {
+        Ok(()) => true,
+        Err(why) if std::env::var_os("CI").is_some() => {
+            panic!("CI is set but {test} cannot run: {why}")
+        }
+        Err(why) => {
+            eprintln!("SKIPPED {test}: {why}");
+            false
+        }
+    }
+}
+
+fn run_ctl(script: &str, args: &[&str]) -> String {
+    let out = Command::new("python3")
+        .arg(support(script))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("running {script}: {e}"));
+    assert!(
+        out.status.success(),
+        "{script} {args:?} failed ({}):\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn read_text(p: &Path) -> String {
+    fs::read(p)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default()
+}
+
+fn count_lines(p: &Path, needle: &str) -> usize {
+    read_text(p).lines().filter(|l| l.contains(needle)).count()
+}
+
+/// Every hit of the named rules over the file, in order; one rule set for the whole file, as
+/// the agent keeps it for a source.
+fn parse_file(rules: &[&str], path: &Path) -> Vec<Hit> {
+    for r in rules {
+        assert!(builtin(r).is_some(), "no built-in rule {r}");
+    }
+    let mut set = RuleSet::named(rules);
+    let ctx = ParseCtx::new(TimeZone::system(), Timestamp::now());
+    read_text(path)
+        .lines()
+        .filter_map(|l| set.parse(l, &ctx))
+        .collect()
+}
+
+fn failures(hits: &[Hit]) -> Vec<&Hit> {
+    hits.iter().filter(|h| h.kind == HitKind::Failure).collect()
+}
+
+/// Every hit is from 127.0.0.1, for `service`, with a log time within 10 minutes of now.
+fn assert_all_local(hits: &[Hit], service: &str, log: &Path) {
+    let local: IpAddr = "127.0.0.1".parse().unwrap();
+    let now = Timestamp::now().as_second();
+    for h in hits {
+        assert_eq!(
+            h.ip,
+            local,
+            "blamed {} in {h:?}\nlog:\n{}",
+            h.ip,
+            read_text(log)
+        );
+        assert_eq!(h.service, service, "{h:?}");
+        let t = h
+            .time
+            .unwrap_or_else(|| panic!("no time in {h:?}"))
+            .as_second();
+        assert!((now - t).abs() < 600, "time of {h:?} is not now (zone?)");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Servers
+
+struct Dovecot {
+    dir: PathBuf,
+    info: serde_json::Value,
+}
+
+impl Dovecot {
+    fn available() -> Result<(), String> {
+        if !Path::new("/usr/sbin/dovecot").exists() {
+            return Err("/usr/sbin/dovecot is not installed (run .ci/install-test-deps)".into());
+        }
+        if !is_root() {
+            return Err("dovecot_ctl.py needs root".into());
+        }
+        Ok(())
+    }
+
+    fn start(dir: &Path, verbose: bool) -> Dovecot {
+        let mut d = Dovecot {
+            dir: dir.to_path_buf(),
+            info: serde_json::Value::Null,
+        };
+        let dir_s = dir.to_str().unwrap();
+        let mut args = vec!["start", dir_s];
+        if verbose {
+            args.push("--verbose");
+        }
+        let out = run_ctl("dovecot_ctl.py", &args);
+        d.info = serde_json::from_str(out.trim()).expect("dovecot_ctl.py start prints JSON");
+        d
+    }
+
+    fn log(&self) -> PathBuf {
+        PathBuf::from(self.info["log"].as_str().unwrap())
+    }
+
+    fn auth_socket(&self) -> &str {
+        self.info["auth_socket"].as_str().unwrap()
+    }
+
+    /// One connection, one failed attempt per user, then logout.
+    fn fail(&self, proto: &str, users: &[&str]) {
+        let mut args = vec!["fail", self.dir.to_str().unwrap(), "--proto", proto];
+        for u in users {
+            args.extend(["--user", u]);
+        }
+        run_ctl("dovecot_ctl.py", &args);
+    }
+
+    fn login(&self, proto: &str) {
+        run_ctl(
+            "dovecot_ctl.py",
+            &["login", self.dir.to_str().unwrap(), "--proto", proto],
+        );
+    }
+}
+
+impl Drop for Dovecot {
+    fn drop(&mut self) {
+        let _ = Command::new("python3")
+            .arg(support("dovecot_ctl.py"))
+            .arg("stop")
+            .arg(&self.dir)
+            .stdin(Stdio::null())
+            .output();
+        if std::thread::panicking() {
+            for f in ["log/dovecot.log", "log/daemon.stderr"] {
+                eprintln!("----- dovecot {f}:\n{}", read_text(&self.dir.join(f)));
+            }
+        }
+    }
+}
+
+struct Postfix {
+    dir: PathBuf,
+    info: serde_json::Value,
+}
+
+impl Postfix {
+    fn available() -> Result<(), String> {
+        Dovecot::available()?;
+        let unpacked = Path::new("/var/cache/authwatch-tests");
+        let cached = fs::read_dir(unpacked).is_ok_and(|mut d| {
+            d.any(|e| e.is_ok_and(|e| e.path().join("usr/lib/postfix/sbin/master").exists()))
+        });
+        if !cached && !Path::new("/usr/bin/apt-get").exists() {
+            return Err("no unpacked Postfix and no apt-get to fetch one".into());
+        }
+        Ok(())
+    }
+
+    fn start(dir: &Path, sasl_path: &str) -> Postfix {
+        let mut p = Postfix {
+            dir: dir.to_path_buf(),
+            info: serde_json::Value::Null,
+        };
+        let out = run_ctl(
+            "postfix_ctl.py",
+            &["start", dir.to_str().unwrap(), "--sasl-path", sasl_path],
+        );
+        p.info = serde_json::from_str(out.trim()).expect("postfix_ctl.py start prints JSON");
+        p
+    }
+
+    fn log(&self) -> PathBuf {
+        PathBuf::from(self.info["log"].as_str().unwrap())
+    }
+
+    fn auth(&self, extra: &[&str], users: &[&str]) {
+        let mut args = vec!["auth", self.dir.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        for u in users {
+            args.extend(["--user", u]);
+        }
+        run_ctl("postfix_ctl.py", &args);
+    }
+}
+
+impl Drop for Postfix {
+    fn drop(&mut self) {
+        let _ = Command::new("python3")
+            .arg(support("postfix_ctl.py"))
+            .arg("stop")
+            .arg(&self.dir)
+            .stdin(Stdio::null())
+            .output();
+        if std::thread::panicking() {
+            for f in ["log/postfix.log", "log/daemon.stderr"] {
+                eprintln!("----- postfix {f}:\n{}", read_text(&self.dir.join(f)));
+            }
+        }
+    }
+}
+
+/// A username that copies Dovecot's own elements, to move the blame to 9.9.9.9 if it could.
+const HOSTILE_DOVECOT: &str = "x>, method=PLAIN, rip=9.9.9.9, lip=8.8.8.8, session=<abc";
+
+// ---------------------------------------------------------------------------------------------
+// Tests
+
+#[test]
+fn real_dovecot_summary_lines() {
+    if !require("real_dovecot_summary_lines", Dovecot::available()) {
+        return;
+    }
+    let started = Instant::now();
+    let tmp = tempdir();
+    let dovecot = Dovecot::start(&tmp.path().join("dovecot"), false);
+    let log = dovecot.log();
+    dovecot.fail("imap", &["alice", "alice", "bob"]);
+    dovecot.fail("pop3", &["carol", HOSTILE_DOVECOT]);
+    dovecot.login("imap");
+    wait_for("Dovecot's summary and login lines", || {
+        (count_lines(&log, "(auth failed,") == 2 && count_lines(&log, " Login: ") == 1)
+            .then_some(())
+    });
+
+    let hits = parse_file(&["dovecot"], &log);
+    assert_all_local(&hits, "dovecot", &log);
+    let got: Vec<(Option<&str>, u32, HitKind)> = hits
+        .iter()
+        .map(|h| (h.user.as_deref(), h.attempts, h.kind))
+        .collect();
+    // Dovecot logs the last username of the connection, as its auth process returned it
+    // (lower-cased by passwd-file's default username_format).
+    assert_eq!(
+        got,
+        vec![
+            (Some("bob"), 3, HitKind::Failure),
+            (
+                Some(HOSTILE_DOVECOT.to_lowercase().as_str()),
+                2,
+                HitKind::Failure
+            ),
+            (Some("alice"), 1, HitKind::Success),
+        ],
+        "log:\n{}",
+        read_text(&log)
+    );
+    eprintln!("real_dovecot_summary_lines: {:?}", started.elapsed());
+}
+
+#[test]
+fn real_dovecot_auth_verbose_counts_each_attempt_once() {
+    if !require(
+        "real_dovecot_auth_verbose_counts_each_attempt_once",
+        Dovecot::available(),
+    ) {
+        return;
+    }
+    let started = Instant::now();
+    let tmp = tempdir();
+    let dovecot = Dovecot::start(&tmp.path().join("dovecot"), true);
+    let log = dovecot.log();
+    dovecot.fail("imap", &["alice", "alice", "bob"]);
+    dovecot.fail("pop3", &["carol", HOSTILE_DOVECOT]);
+    wait_for("Dovecot's summary lines", || {
+        (count_lines(&log, "(auth failed,") == 2).then_some(())
+    });
+    // The log holds each attempt twice: once per attempt, once in its summary.
+    assert_eq!(
+        count_lines(&log, "auth: Info: passwd-file("),
+        5,
+        "auth_verbose lines:\n{}",
+        read_text(&log)
+    );
+
+    let hits = parse_file(&["dovecot"], &log);
+    assert_all_local(&hits, "dovecot", &log);
+    let total: u32 = failures(&hits).iter().map(|h| h.attempts).sum();
+    assert_eq!(total, 5, "5 attempts, each counted once: {hits:#?}");
+    // Counted as they came: one hit per attempt, none left for the summaries.
+    assert!(hits.iter().all(|h| h.attempts == 1), "{hits:#?}");
+    let users: Vec<Option<&str>> = hits.iter().map(|h| h.user.as_deref()).collect();
+    let hostile = HOSTILE_DOVECOT.to_lowercase();
+    assert_eq!(
+        users,
+        vec![
+            Some("alice"),
+            Some("alice"),
+            Some("bob"),
+            Some("carol"),
+            Some(hostile.as_str())
+        ]
+    );
+    eprintln!(
+        "real_dovecot_auth_verbose_counts_each_attempt_once: {:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn real_postfix_with_dovecot_sasl() {
+    if !require("real_postfix_with_dovecot_sasl", Postfix::available()) {
+        return;
+    }
+    let started = Instant::now();
+    let tmp = tempdir();
+    // auth_verbose on: Dovecot then logs its own line for every SMTP attempt too.
+    let dovecot = Dovecot::start(&tmp.path().join("dovecot"), true);
+    let postfix = Postfix::start(&tmp.path().join("postfix"), dovecot.auth_socket());
+    let log = postfix.log();
+    let hostile = "x, sasl_username=root [9.9.9.9]: SASL 535 rip=9.9.9.9";
+    postfix.auth(&[], &["alice", hostile]);
+    postfix.auth(&["--mech", "LOGIN"], &["bob"]);
+    // The second smtpd's auth server hangs up: "Connection lost to authentication server".
+    postfix.auth(&["--lost"], &["alice", "dave"]);
+    postfix.auth(&["--password", "secret", "--send"], &["alice"]);
+    wait_for("Postfix's SASL and client= lines", || {
+        (count_lines(&log, "authentication failed") == 5
+            && count_lines(&log, "sasl_username=alice") >= 2
+            && count_lines(&log, ": client=") == 1)
+            .then_some(())
+    });
+
+    let hits = parse_file(&["postfix"], &log);
+    assert_all_local(&hits, "postfix", &log);
+    let got: Vec<(Option<&str>, u32, HitKind)> = hits
+        .iter()
+        .map(|h| (h.user.as_deref(), h.attempts, h.kind))
+        .collect();
+    // Postfix logs the username Dovecot returns (lower-cased); a lost connection has none.
+    let hostile_logged = hostile.to_lowercase();
+    assert_eq!(
+        got,
+        vec![
+            (Some("alice"), 1, HitKind::Failure),
+            (Some(hostile_logged.as_str()), 1, HitKind::Failure),
+            (Some("bob"), 1, HitKind::Failure),
+            (None, 1, HitKind::Failure),
+            (None, 1, HitKind::Failure),
+            (Some("alice"), 1, HitKind::Success),
+        ],
+        "log:\n{}",
+        read_text(&log)
+    );
+    assert_eq!(
+        count_lines(&log, "Connection lost to authentication server"),
+        2
+    );
+
+    // Dovecot logged the three SMTP attempts it checked, without a session id: its rule must
+    // not count them again, also when both logs are one file (a shared mail.log).
+    let dlog = dovecot.log();
+    assert_eq!(
+        count_lines(&dlog, "auth: Info: passwd-file("),
+        3,
+        "{}",
+        read_text(&dlog)
+    );
+    assert!(parse_file(&["dovecot"], &dlog).is_empty());
+    let shared = tmp.path().join("mail.log");
+    fs::write(&shared, read_text(&dlog) + &read_text(&log)).unwrap();
+    let all = parse_file(&["postfix", "dovecot"], &shared);
+    let total: u32 = failures(&all).iter().map(|h| h.attempts).sum();
+    assert_eq!(total, 5, "{all:#?}");
+    eprintln!("real_postfix_with_dovecot_sasl: {:?}", started.elapsed());
+}
