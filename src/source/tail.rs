@@ -11,6 +11,8 @@
 //! new file from its start.
 
 use super::{Checkpoint, StartAt};
+use std::cmp::Reverse;
+use std::collections::VecDeque;
 use std::fs::{self, File, Metadata};
 use std::io::{self, ErrorKind};
 use std::path::{Path, PathBuf};
@@ -53,8 +55,18 @@ pub struct Tailer {
     buf: Vec<u8>,
     lines: LineBuf,
     cur: Option<Current>,
+    /// Rotated files to read whole, in this order, once `cur` is finished and before the path:
+    /// on resume, those newer than the checkpoint's file (rotated more than once while stopped).
+    backlog: VecDeque<Pending>,
     status: Status,
     caught_up: bool,
+}
+
+/// A rotated file queued in [`Tailer::backlog`], already open (later renames do not matter).
+struct Pending {
+    path: PathBuf,
+    file: File,
+    meta: Metadata,
 }
 
 /// The file being read.
@@ -129,38 +141,53 @@ impl Tailer {
     /// If the file at `path` is the checkpoint's file (same device, inode and first bytes, and at
     /// least `offset` long), reading continues at `offset`. If it is the same inode but was
     /// truncated since (copytruncate), the first poll handles it like any truncation: the rest is
-    /// read from the rotated copy if one matches. If `path` now names another file, the rotated
-    /// siblings (`<path>.1`, `<path>-*`, `<path>.*`) are searched for the checkpoint's file; if
-    /// found, it is drained from `offset` first, then `path` is read from its beginning. Otherwise
-    /// `path` is read from its beginning (it is new since the checkpoint).
+    /// read from the rotated copy if one matches (and, as the log may have been copied and
+    /// truncated more than once while stopped, so are the rotated files newer than that copy).
+    /// If `path` now names another file, the rotated siblings (`<path>.1`, `<path>-*`,
+    /// `<path>.*`) are searched for the checkpoint's file; if found, it is drained from `offset`
+    /// first, then every rotated file newer than it (`<path>.N`, `<path>-*`, uncompressed; by
+    /// modification time, oldest first: the log was rotated more than once while stopped) is
+    /// read whole, then `path` from its beginning. Otherwise `path` is read from its beginning
+    /// (it is new since the checkpoint).
     pub fn resume(path: impl Into<PathBuf>, cp: Checkpoint, max_line_bytes: usize) -> Tailer {
         let mut tailer = Tailer::blank(path.into(), max_line_bytes);
         let mut fingerprint = cp.fingerprint;
         fingerprint.truncate(FINGERPRINT_LEN);
-        match open_regular(&tailer.path) {
-            Ok((file, meta)) if identity(&meta) == (cp.dev, cp.inode) => {
+        let cp_id = (cp.dev, cp.inode);
+        match open_regular(&tailer.path).ok() {
+            Some((file, meta)) if identity(&meta) == cp_id => {
                 let mut cur = Current::new(file, &meta, cp.offset, fingerprint);
                 cur.suspect = true;
                 tailer.cur = Some(cur);
                 tailer.report_following(&format!("at checkpoint offset {}", cp.offset));
             }
-            _ => {
-                let found = rotated_candidates(&tailer.path)
-                    .into_iter()
-                    .filter(|(_, meta)| {
-                        identity(meta) == (cp.dev, cp.inode) && meta.len() >= cp.offset
-                    })
-                    .find_map(|(p, _)| {
-                        let file = File::open(&p).ok()?;
+            at_path => {
+                let current = at_path.map(|(_, meta)| identity(&meta));
+                let candidates = rotated_candidates(&tailer.path);
+                // With inode numbers the identity suffices: if the content no longer matches
+                // (copied and truncated, then renamed), the first poll handles it as a truncated
+                // file (`suspect`), reading the rest from the copy.
+                let found = candidates
+                    .iter()
+                    .filter(|c| identity(&c.meta) == cp_id)
+                    .find_map(|c| {
+                        let file = File::open(&c.path).ok()?;
                         let meta = file.metadata().ok()?;
-                        let same = identity(&meta) == (cp.dev, cp.inode)
-                            && region_matches(&file, 0, &fingerprint).unwrap_or(false);
-                        same.then_some((p, file, meta))
+                        let same = identity(&meta) == cp_id
+                            && (cfg!(unix)
+                                || (meta.len() >= cp.offset
+                                    && region_matches(&file, 0, &fingerprint).unwrap_or(false)));
+                        same.then_some((c, file, meta))
                     });
                 match found {
-                    Some((old_path, file, meta)) => {
-                        info!(path = %tailer.path.display(), rotated = %old_path.display(), offset = cp.offset,
-                            "log file was rotated while stopped; reading the rest of the old file, then the new one");
+                    Some((old, file, meta)) => {
+                        let mut exclude = vec![cp_id];
+                        exclude.extend(current);
+                        tailer.backlog =
+                            newer_rotated(&tailer.path, &candidates, &old.age, &exclude).into();
+                        info!(path = %tailer.path.display(), rotated = %old.path.display(), offset = cp.offset,
+                            newer_rotated = tailer.backlog.len(),
+                            "log file was rotated while stopped; reading the rest of the old file, then the files rotated after it, then the new one");
                         let mut cur = Current::new(file, &meta, cp.offset, fingerprint);
                         cur.suspect = true;
                         cur.rotated_at = Some(Instant::now());
@@ -183,6 +210,7 @@ impl Tailer {
             buf: vec![0; READ_BUF_LEN],
             lines: LineBuf::new(max_line_bytes.max(1)),
             cur: None,
+            backlog: VecDeque::new(),
             status: Status::Start,
             caught_up: false,
         }
@@ -262,13 +290,15 @@ impl Tailer {
             on_line,
             lines: 0,
             cut: 0,
+            invalid_utf8: 0,
+            nul: 0,
         };
         let mut budget = self.max_bytes_per_poll;
         self.caught_up = true;
-        // At most: read the old file, switch, read the new one. A second rotation waits for the
-        // next poll.
-        for _ in 0..2 {
-            if self.cur.is_none() && !self.try_open() {
+        // At most: read the old file (and the queued rotated files), switch, read the new one. A
+        // second rotation waits for the next poll.
+        for _ in 0..2 + self.backlog.len() {
+            if self.cur.is_none() && !self.open_next() {
                 break;
             }
             match self.drain(&mut sink, &mut budget) {
@@ -287,7 +317,34 @@ impl Tailer {
             warn!(path = %self.path.display(), lines = sink.cut, max_line_bytes = self.lines.max,
                 "cut over-long log lines to max_line_bytes");
         }
+        if sink.invalid_utf8 > 0 {
+            warn!(path = %self.path.display(), lines = sink.invalid_utf8,
+                "log lines with invalid UTF-8; read with replacement characters");
+        }
+        if sink.nul > 0 {
+            warn!(path = %self.path.display(), lines = sink.nul,
+                "log lines with NUL bytes (binary data in the log?); read as they are");
+        }
         sink.lines
+    }
+
+    /// Open the next queued rotated file, or else the path, from its beginning.
+    fn open_next(&mut self) -> bool {
+        while let Some(next) = self.backlog.pop_front() {
+            // Never read a file twice: if the path names it (again), it is read as the path.
+            let id = identity(&next.meta);
+            if fs::metadata(&self.path).is_ok_and(|m| identity(&m) == id) {
+                continue;
+            }
+            info!(path = %self.path.display(), rotated = %next.path.display(),
+                "reading a log file rotated while stopped from its beginning");
+            self.lines.reset();
+            let mut cur = Current::new(next.file, &next.meta, 0, Vec::new());
+            cur.rotated_at = Some(Instant::now());
+            self.cur = Some(cur);
+            return true;
+        }
+        self.try_open()
     }
 
     /// Open the path from its beginning (a file that appears is new). Logs once per change.
@@ -364,6 +421,7 @@ impl Tailer {
             lines,
             cur,
             status,
+            backlog,
             ..
         } = self;
         let Some(cur) = cur.as_mut() else {
@@ -377,7 +435,7 @@ impl Tailer {
                         return read_failed(path, status, &e);
                     }
                 }
-                Ok(false) => on_truncation(path, cur, buf, lines, sink),
+                Ok(false) => on_truncation(path, cur, backlog, buf, lines, sink),
                 Err(e) => return read_failed(path, status, &e),
             }
             cur.suspect = false;
@@ -395,7 +453,7 @@ impl Tailer {
             if n == 0 {
                 match cur.file.metadata() {
                     Ok(meta) if meta.len() < cur.read_pos => {
-                        on_truncation(path, cur, buf, lines, sink);
+                        on_truncation(path, cur, backlog, buf, lines, sink);
                         continue;
                     }
                     Ok(_) => {
@@ -413,7 +471,7 @@ impl Tailer {
             match validate(cur) {
                 Ok(true) => {}
                 Ok(false) => {
-                    on_truncation(path, cur, buf, lines, sink);
+                    on_truncation(path, cur, backlog, buf, lines, sink);
                     continue;
                 }
                 Err(e) => return read_failed(path, status, &e),
@@ -459,12 +517,22 @@ impl Tailer {
             now
         });
         let quiet_since = rotated_at.max(cur.last_growth);
-        if now.saturating_duration_since(quiet_since) < self.rotation_grace {
+        // A file with newer rotated files queued after it has no writer any more.
+        let grace = if self.backlog.is_empty() {
+            self.rotation_grace
+        } else {
+            Duration::ZERO
+        };
+        if now.saturating_duration_since(quiet_since) < grace {
             return false;
         }
         // The writer has moved on: an unterminated last line is final now.
         self.lines.finish(sink);
-        info!(path = %self.path.display(), old_size = cur.read_pos, "finished the old log file; switching to the path");
+        if self.backlog.is_empty() {
+            info!(path = %self.path.display(), old_size = cur.read_pos, "finished the old log file; switching to the path");
+        } else {
+            info!(path = %self.path.display(), old_size = cur.read_pos, "finished the old log file; reading the next rotated file");
+        }
         self.cur = None;
         true
     }
@@ -475,7 +543,8 @@ impl std::fmt::Debug for Tailer {
         let mut d = f.debug_struct("Tailer");
         d.field("path", &self.path)
             .field("status", &self.status)
-            .field("rotation_grace", &self.rotation_grace);
+            .field("rotation_grace", &self.rotation_grace)
+            .field("rotated_backlog", &self.backlog.len());
         if let Some(cur) = &self.cur {
             d.field("dev", &cur.dev)
                 .field("inode", &cur.ino)
@@ -556,10 +625,14 @@ fn validate(cur: &Current) -> io::Result<bool> {
 }
 
 /// The open file was truncated (copytruncate, or `: > log`): deliver what only the rotated copy
-/// has, then continue from offset 0.
+/// has, then continue from offset 0. When resuming from a checkpoint (`cur.suspect`), the log
+/// may have been copied and truncated more than once while stopped: the rotated files newer than
+/// the copy (other than the open file, the path's file and the queued `backlog`) hold the lines
+/// written between those truncations and are read whole, oldest first, after the copy.
 fn on_truncation(
     path: &Path,
     cur: &mut Current,
+    backlog: &VecDeque<Pending>,
     buf: &mut [u8],
     lines: &mut LineBuf,
     sink: &mut Sink<'_>,
@@ -567,23 +640,19 @@ fn on_truncation(
     let old_pos = cur.read_pos;
     if old_pos > 0 {
         match find_rotated_copy(path, cur) {
-            Some((copy_path, copy)) => {
-                info!(path = %path.display(), copy = %copy_path.display(), offset = old_pos,
+            Some((copy, file)) => {
+                info!(path = %path.display(), copy = %copy.path.display(), offset = old_pos,
                     "log file was truncated (copytruncate); reading the lines written before the truncation from the rotated copy");
-                let mut pos = old_pos;
-                loop {
-                    match read_at(&copy, buf, pos) {
-                        Ok(0) => break,
-                        Ok(n) => {
-                            lines.feed(&buf[..n], sink);
-                            pos += n as u64;
-                        }
-                        Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                        Err(e) => {
-                            warn!(path = %path.display(), copy = %copy_path.display(), error = %e,
-                                "cannot read the rotated copy; lines may have been lost");
-                            break;
-                        }
+                feed_file(path, &copy.path, &file, old_pos, buf, lines, sink);
+                if cur.suspect {
+                    let mut exclude = vec![(cur.dev, cur.ino), identity(&copy.meta)];
+                    exclude.extend(fs::metadata(path).ok().map(|m| identity(&m)));
+                    exclude.extend(backlog.iter().map(|p| identity(&p.meta)));
+                    let candidates = rotated_candidates(path);
+                    for next in newer_rotated(path, &candidates, &copy.age, &exclude) {
+                        info!(path = %path.display(), rotated = %next.path.display(),
+                            "reading a copy of the log file rotated after that one (truncated more than once while stopped)");
+                        feed_file(path, &next.path, &next.file, 0, buf, lines, sink);
                     }
                 }
                 // A line cut by the copy (its start in the copy, its end written after the
@@ -603,16 +672,44 @@ fn on_truncation(
     cur.suspect = false;
 }
 
+/// Feed a rotated file's bytes from `pos` to its end into `lines` (no line is finished: the
+/// bytes continue in the next file).
+fn feed_file(
+    path: &Path,
+    rotated: &Path,
+    file: &File,
+    mut pos: u64,
+    buf: &mut [u8],
+    lines: &mut LineBuf,
+    sink: &mut Sink<'_>,
+) {
+    loop {
+        match read_at(file, buf, pos) {
+            Ok(0) => break,
+            Ok(n) => {
+                lines.feed(&buf[..n], sink);
+                pos += n as u64;
+            }
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => {
+                warn!(path = %path.display(), rotated = %rotated.display(), error = %e,
+                    "cannot read the rotated file; lines may have been lost");
+                break;
+            }
+        }
+    }
+}
+
 /// The newest rotated sibling whose content up to our offset is the content we read.
-fn find_rotated_copy(path: &Path, cur: &Current) -> Option<(PathBuf, File)> {
+fn find_rotated_copy(path: &Path, cur: &Current) -> Option<(Candidate, File)> {
     if cur.head.is_empty() && cur.recent.is_empty() {
         return None; // nothing to recognise it by
     }
-    for (candidate, meta) in rotated_candidates(path) {
-        if identity(&meta) == (cur.dev, cur.ino) || meta.len() < cur.read_pos {
+    for candidate in rotated_candidates(path) {
+        if identity(&candidate.meta) == (cur.dev, cur.ino) || candidate.meta.len() < cur.read_pos {
             continue;
         }
-        let Ok(file) = File::open(&candidate) else {
+        let Ok(file) = File::open(&candidate.path) else {
             continue;
         };
         let head_ok = region_matches(&file, 0, &cur.head).unwrap_or(false);
@@ -626,9 +723,33 @@ fn find_rotated_copy(path: &Path, cur: &Current) -> Option<(PathBuf, File)> {
     None
 }
 
+/// A rotated sibling of the log file.
+struct Candidate {
+    path: PathBuf,
+    meta: Metadata,
+    age: Age,
+    /// Named the way logrotate names rotated logs: `<name>.N` or `<name>-*`.
+    rotation_name: bool,
+}
+
+/// Where a rotated file stands in rotation order: older compares less. By modification time;
+/// between equal times (a coarse clock, rotations in quick succession) by name: `<name>.2` is
+/// older than `<name>.1`, other suffixes (dates) compare as text, numbered ones last.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Age {
+    mtime: SystemTime,
+    rank: NameRank,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum NameRank {
+    Other(Vec<u8>),
+    Numbered(Reverse<u64>),
+}
+
 /// Regular, uncompressed files named `<name>.*` or `<name>-*` beside `path`, newest first
-/// (`<name>.1` first among equals), at most [`MAX_CANDIDATES`].
-fn rotated_candidates(path: &Path) -> Vec<(PathBuf, Metadata)> {
+/// (see [`Age`]), at most [`MAX_CANDIDATES`].
+fn rotated_candidates(path: &Path) -> Vec<Candidate> {
     let Some(name) = path.file_name() else {
         return Vec::new();
     };
@@ -640,7 +761,7 @@ fn rotated_candidates(path: &Path) -> Vec<(PathBuf, Metadata)> {
     let Ok(entries) = fs::read_dir(dir) else {
         return Vec::new();
     };
-    let mut found: Vec<(SystemTime, bool, PathBuf, Metadata)> = Vec::new();
+    let mut found: Vec<Candidate> = Vec::new();
     for entry in entries.flatten() {
         let file_name = entry.file_name();
         let bytes = file_name.as_encoded_bytes();
@@ -665,14 +786,60 @@ fn rotated_candidates(path: &Path) -> Vec<(PathBuf, Metadata)> {
             continue;
         }
         let mtime = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
-        found.push((mtime, rest != b".1", candidate, meta));
+        let number = (rest[0] == b'.' && rest[1..].iter().all(u8::is_ascii_digit))
+            .then(|| std::str::from_utf8(&rest[1..]).ok()?.parse::<u64>().ok())
+            .flatten();
+        let rank = match number {
+            Some(n) => NameRank::Numbered(Reverse(n)),
+            None => NameRank::Other(rest.to_vec()),
+        };
+        found.push(Candidate {
+            path: candidate,
+            meta,
+            rotation_name: number.is_some() || rest[0] == b'-',
+            age: Age { mtime, rank },
+        });
     }
-    found.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    found.sort_by(|a, b| b.age.cmp(&a.age));
+    found.truncate(MAX_CANDIDATES);
     found
-        .into_iter()
-        .take(MAX_CANDIDATES)
-        .map(|(_, _, p, m)| (p, m))
-        .collect()
+}
+
+/// The rotated files among `candidates` (newest first) that are newer than `than`, oldest
+/// first, opened: only files named like rotated logs, each file once, none of `exclude`
+/// (identities).
+fn newer_rotated(
+    path: &Path,
+    candidates: &[Candidate],
+    than: &Age,
+    exclude: &[(u64, u64)],
+) -> Vec<Pending> {
+    let mut seen = exclude.to_vec();
+    let mut out = Vec::new();
+    for c in candidates.iter().rev() {
+        let id = identity(&c.meta);
+        if !c.rotation_name || c.age <= *than || seen.contains(&id) {
+            continue;
+        }
+        seen.push(id);
+        let opened = File::open(&c.path).and_then(|file| {
+            let meta = file.metadata()?;
+            Ok((file, meta))
+        });
+        match opened {
+            Ok((file, meta)) if meta.is_file() && identity(&meta) == id => out.push(Pending {
+                path: c.path.clone(),
+                file,
+                meta,
+            }),
+            Ok(_) => {} // replaced since it was listed
+            Err(e) => {
+                warn!(path = %path.display(), rotated = %c.path.display(), error = %e,
+                    "cannot open a log file rotated while stopped; its lines are not read");
+            }
+        }
+    }
+    out
 }
 
 fn read_failed(path: &Path, status: &mut Status, e: &io::Error) -> Drained {
@@ -769,13 +936,22 @@ struct Sink<'a> {
     on_line: &'a mut dyn FnMut(&str),
     lines: usize,
     cut: usize,
+    /// Lines with invalid UTF-8 and with NUL bytes in this poll (logged once per poll).
+    invalid_utf8: usize,
+    nul: usize,
 }
 
 impl Sink<'_> {
     fn emit(&mut self, line: &[u8]) {
+        if memchr::memchr(0, line).is_some() {
+            self.nul += 1;
+        }
         match std::str::from_utf8(line) {
             Ok(s) => (self.on_line)(s),
-            Err(_) => (self.on_line)(&String::from_utf8_lossy(line)),
+            Err(_) => {
+                self.invalid_utf8 += 1;
+                (self.on_line)(&String::from_utf8_lossy(line))
+            }
         }
         self.lines += 1;
     }

@@ -474,6 +474,210 @@ fn resume_after_copytruncate_reads_the_copy() {
     assert_eq!(poll(&mut t), ["c", "d"]);
 }
 
+/// logrotate's numbered rotation: `<path>.N` → `<path>.N+1` (from the oldest), then `<path>`
+/// → `<path>.1` (`create`: renamed) or copied there and truncated (`copytruncate`).
+fn rotate(path: &Path, copytruncate: bool) {
+    let mut n = 1;
+    while sibling(path, &format!(".{n}")).exists() {
+        n += 1;
+    }
+    for i in (1..n).rev() {
+        fs::rename(
+            sibling(path, &format!(".{i}")),
+            sibling(path, &format!(".{}", i + 1)),
+        )
+        .unwrap();
+    }
+    if copytruncate {
+        fs::copy(path, sibling(path, ".1")).unwrap();
+        truncate(path);
+    } else {
+        fs::rename(path, sibling(path, ".1")).unwrap();
+    }
+}
+
+/// A tailer that has read `a`, `b` and been dropped: its checkpoint. An older rotated file
+/// (read before) lies beside it and must not be read again.
+fn checkpoint_after_a_b(path: &Path) -> Checkpoint {
+    append(path, "older\n");
+    rotate(path, false);
+    let mut t = Tailer::new(path, StartAt::Beginning, MAX);
+    append(path, "a\nb\n");
+    assert_eq!(poll(&mut t), ["a", "b"]);
+    t.checkpoint().unwrap()
+}
+
+#[test]
+fn resume_after_two_rename_rotations_reads_the_file_in_between() {
+    let (_d, path) = setup();
+    let cp = checkpoint_after_a_b(&path);
+    append(&path, "c\n");
+    rotate(&path, false);
+    append(&path, "d1\nd2\n");
+    rotate(&path, false);
+    append(&path, "e\n");
+    let mut t = Tailer::resume(&path, cp, MAX).with_rotation_grace(Duration::ZERO);
+    assert_eq!(poll(&mut t), ["c", "d1", "d2", "e"]);
+    assert!(poll(&mut t).is_empty());
+    append(&path, "f\n");
+    assert_eq!(poll(&mut t), ["f"]);
+}
+
+#[test]
+fn resume_after_three_rename_rotations_reads_every_file_in_between_in_order() {
+    let (_d, path) = setup();
+    let cp = checkpoint_after_a_b(&path);
+    append(&path, "c\n");
+    for gen in ["d", "e", "f"] {
+        rotate(&path, false);
+        append(&path, format!("{gen}1\n{gen}2\n"));
+    }
+    // Not read: a compressed copy and a sibling that is not named like a rotated log.
+    fs::write(sibling(&path, ".9.gz"), "WRONG compressed\n").unwrap();
+    fs::write(sibling(&path, ".offset"), "WRONG not a log\n").unwrap();
+    let mut t = Tailer::resume(&path, cp, MAX).with_rotation_grace(Duration::ZERO);
+    assert_eq!(poll(&mut t), ["c", "d1", "d2", "e1", "e2", "f1", "f2"]);
+    assert!(poll(&mut t).is_empty());
+}
+
+#[test]
+fn resume_reads_rotated_files_by_modification_time_with_dated_names() {
+    let (_d, path) = setup();
+    let mut t = Tailer::new(&path, StartAt::Beginning, MAX);
+    append(&path, "a\n");
+    assert_eq!(poll(&mut t), ["a"]);
+    let cp = t.checkpoint().unwrap();
+    drop(t);
+    append(&path, "b\n");
+    let base = std::time::SystemTime::now() - Duration::from_secs(3600);
+    let (first, second) = (sibling(&path, "-20261122"), sibling(&path, "-20261123"));
+    fs::rename(&path, &first).unwrap();
+    append(&path, "c\n");
+    fs::rename(&path, &second).unwrap();
+    append(&path, "d\n");
+    for (p, age) in [(&first, 0), (&second, 10)] {
+        let f = File::options().append(true).open(p).unwrap();
+        f.set_modified(base + Duration::from_secs(age)).unwrap();
+    }
+    let mut t = Tailer::resume(&path, cp, MAX).with_rotation_grace(Duration::ZERO);
+    assert_eq!(poll(&mut t), ["b", "c", "d"]);
+}
+
+#[test]
+fn resume_only_waits_the_grace_for_the_newest_rotated_file() {
+    let (_d, path) = setup();
+    let cp = checkpoint_after_a_b(&path);
+    append(&path, "c-partial");
+    rotate(&path, false);
+    append(&path, "d\nd-partial");
+    rotate(&path, false);
+    append(&path, "e\n");
+    let mut t = Tailer::resume(&path, cp, MAX).with_rotation_grace(Duration::from_secs(3600));
+    // The older files are final at once; the newest rotated one may still be written to.
+    assert_eq!(poll(&mut t), ["c-partial", "d"]);
+    assert!(t.rotation_pending());
+    assert!(poll(&mut t).is_empty());
+    t.set_rotation_grace(Duration::ZERO);
+    assert_eq!(poll(&mut t), ["d-partial", "e"]);
+    assert!(!t.rotation_pending());
+}
+
+/// Stopped while still draining the old file after a rename rotation (the checkpoint names
+/// the old file), then rotated once more: the old file is `.2`, `.1` was never read.
+#[test]
+fn resume_stopped_during_a_rotation_then_rotated_again() {
+    let (_d, path) = setup();
+    let mut t =
+        Tailer::new(&path, StartAt::Beginning, MAX).with_rotation_grace(Duration::from_secs(3600));
+    append(&path, "a\n");
+    let mut old = OpenOptions::new().append(true).open(&path).unwrap();
+    assert_eq!(poll(&mut t), ["a"]);
+    rotate(&path, false);
+    append(&path, "n1\n");
+    old.write_all(b"b\n").unwrap();
+    assert_eq!(poll(&mut t), ["b"]);
+    assert!(t.rotation_pending());
+    let cp = t.checkpoint().unwrap();
+    drop(t);
+    old.write_all(b"c\n").unwrap();
+    drop(old);
+    append(&path, "n2\n");
+    rotate(&path, false);
+    append(&path, "m1\n");
+    let mut t = Tailer::resume(&path, cp, MAX).with_rotation_grace(Duration::ZERO);
+    assert_eq!(poll(&mut t), ["c", "n1", "n2", "m1"]);
+    assert!(poll(&mut t).is_empty());
+}
+
+#[cfg(unix)]
+#[test]
+fn resume_never_reads_the_current_file_twice_through_a_rotated_name() {
+    let (_d, path) = setup();
+    let cp = checkpoint_after_a_b(&path);
+    append(&path, "c\n");
+    rotate(&path, false);
+    append(&path, "d\n");
+    rotate(&path, false);
+    append(&path, "e\n");
+    // The current file also has a name that looks rotated (a hard link), and so does `.1`.
+    fs::hard_link(&path, sibling(&path, "-current")).unwrap();
+    fs::hard_link(sibling(&path, ".1"), sibling(&path, "-previous")).unwrap();
+    let mut t = Tailer::resume(&path, cp, MAX).with_rotation_grace(Duration::ZERO);
+    assert_eq!(poll(&mut t), ["c", "d", "e"]);
+    append(&path, "f\n");
+    assert_eq!(poll(&mut t), ["f"]);
+}
+
+/// Renamed, then the new file copied and truncated: the copy is read after the old file.
+#[test]
+fn resume_after_rename_then_copytruncate() {
+    let (_d, path) = setup();
+    let cp = checkpoint_after_a_b(&path);
+    append(&path, "c\n");
+    rotate(&path, false);
+    append(&path, "d\n");
+    rotate(&path, true);
+    append(&path, "e\n");
+    let mut t = Tailer::resume(&path, cp, MAX).with_rotation_grace(Duration::ZERO);
+    assert_eq!(poll(&mut t), ["c", "d", "e"]);
+    assert!(poll(&mut t).is_empty());
+}
+
+/// Copied and truncated, then renamed: the checkpoint's inode is `.1` but its content was
+/// truncated; the rest is read from the copy (`.2`), then `.1` from its start, then the path.
+#[cfg(unix)]
+#[test]
+fn resume_after_copytruncate_then_rename() {
+    let (_d, path) = setup();
+    let cp = checkpoint_after_a_b(&path);
+    append(&path, "c\n");
+    rotate(&path, true);
+    append(&path, "d, longer than the file was\n");
+    rotate(&path, false);
+    append(&path, "e\n");
+    let mut t = Tailer::resume(&path, cp, MAX).with_rotation_grace(Duration::ZERO);
+    assert_eq!(poll(&mut t), ["c", "d, longer than the file was", "e"]);
+    assert!(poll(&mut t).is_empty());
+}
+
+/// Copied and truncated twice: the rest of the first copy (`.2`), the second copy (`.1`), then
+/// the truncated file.
+#[test]
+fn resume_after_two_copytruncates() {
+    let (_d, path) = setup();
+    let cp = checkpoint_after_a_b(&path);
+    append(&path, "c\n");
+    rotate(&path, true);
+    append(&path, "d1\nd2 ");
+    rotate(&path, true);
+    append(&path, "continued\ne\n");
+    let mut t = Tailer::resume(&path, cp, MAX);
+    assert_eq!(poll(&mut t), ["c", "d1", "d2 continued", "e"]);
+    assert!(poll(&mut t).is_empty());
+    append(&path, "f\n");
+    assert_eq!(poll(&mut t), ["f"]);
+}
+
 // Concurrent scenarios: a writer thread, a rotating party, and the reader polling in the test
 // thread. Hand-offs between them use atomics (never sleeps), so each run takes the same path
 // through the interesting states; only the reader's exact offsets vary.
