@@ -82,6 +82,29 @@ pub fn check(cfg: &Config) -> std::result::Result<String, String> {
     }
 }
 
+/// `authwatch render --sample KIND`: the alert of that kind rendered with sample values from
+/// the configured templates (so an administrator can preview edits). `Err` lists the kinds, or
+/// says what is wrong with the template.
+pub fn render_sample(cfg: &Config, kind: &str, html: bool) -> std::result::Result<String, String> {
+    use crate::render::{sample_context, KINDS};
+    let Some(ctx) = sample_context(kind) else {
+        return Err(format!(
+            "unknown alert kind {kind:?}; known: {}",
+            KINDS.join(", ")
+        ));
+    };
+    let r = Renderer::new(cfg.templates_dir.as_deref())
+        .map_err(|e| e.0)?
+        .with_html(html);
+    let out = r.render(kind, &ctx).map_err(|e| e.0)?;
+    let mut text = format!("Subject: {}\n\n{}", out.subject, out.text);
+    if let Some(h) = out.html {
+        text.push_str("\n--- HTML part ---\n");
+        text.push_str(&h);
+    }
+    Ok(text)
+}
+
 /// Lines → hits → alerts. Synchronous and clock-injected, so it is tested without threads.
 pub struct Engine {
     /// Rules per source, by source index.
@@ -1310,6 +1333,21 @@ mod tests {
             checkpoint: None,
             problem: problem.map(str::to_string),
         }
+    }
+
+    #[test]
+    fn render_sample_previews_every_kind() {
+        let cfg = Config::embedded_example().unwrap();
+        for kind in crate::render::KINDS {
+            let out = render_sample(&cfg, kind, false).unwrap();
+            assert!(out.starts_with("Subject: [authwatch] "), "{kind}: {out}");
+            assert!(out.contains("Automatic alert from authwatch - DO NOT reply"));
+        }
+        assert!(render_sample(&cfg, "ip_burst", true)
+            .unwrap()
+            .contains("<table"));
+        let e = render_sample(&cfg, "nope", false).unwrap_err();
+        assert!(e.contains("ip_burst") && e.contains("compromised"), "{e}");
     }
 
     #[test]
