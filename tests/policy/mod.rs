@@ -151,3 +151,80 @@ fn the_cap_holds_back_without_loss_urgent_passes_and_restart_repeats_nothing() {
     }
     assert!(agent.stop().success());
 }
+
+#[test]
+fn sighup_reloads_thresholds_and_templates_and_keeps_windows() {
+    let tmp = tempdir();
+    let dir = tmp.path();
+    let sink = Sink::start(dir, &["--tls", "none"]);
+    let log = LogWriter::new(dir.join("mainlog"));
+    let write_cfg = |alerts: &str, per_ip: &str| {
+        let text = config(dir, &log.path, sink.port, alerts).replace(
+            "per_ip: {attempts: 5, window: 10m}",
+            &format!("per_ip: {{{per_ip}}}"),
+        );
+        write_file(dir, "a.yaml", &text)
+    };
+    let cfg = write_cfg("max_per_hour: 0", "attempts: 5, window: 10m");
+    let mut agent = Agent::run(&cfg);
+    agent.wait_following(&log);
+    let t = now_unix() - 120;
+    // Two attempts under the old threshold of 5.
+    log.append(&[
+        exim_fail(t, "203.0.113.41", "a"),
+        exim_fail(t + 1, "203.0.113.41", "b"),
+    ]);
+    // Lower the threshold to 3 and change the subject, then reload.
+    write_cfg("max_per_hour: 0", "attempts: 3, window: 10m");
+    let text = std::fs::read_to_string(&cfg).unwrap().replace(
+        "  to: [admin@example.test]",
+        "  to: [admin@example.test]\n  subject_prefix: '[reloaded]'",
+    );
+    std::fs::write(&cfg, text).unwrap();
+    hup(agent.pid());
+    wait_for("the reload in the log", || {
+        agent
+            .stderr_text()
+            .contains("configuration reloaded")
+            .then_some(())
+    });
+    // The third attempt crosses the new threshold: the two before the reload were kept.
+    log.append(&[exim_fail(t + 2, "203.0.113.41", "c")]);
+    let mails = sink.wait_mails(1);
+    assert!(
+        mails[0]
+            .mail
+            .subject()
+            .starts_with("[reloaded] 203.0.113.41 made 3 failed logins"),
+        "{}",
+        mails[0].mail.subject()
+    );
+    // A broken config on reload is logged and the running one kept.
+    std::fs::write(&cfg, "state_dir: [broken\n").unwrap();
+    hup(agent.pid());
+    wait_for("the failed reload in the log", || {
+        agent
+            .stderr_text()
+            .contains("configuration reload failed; keeping the running configuration")
+            .then_some(())
+    });
+    log.append(
+        &(0..3)
+            .map(|i| exim_fail(t + 10 + i, "203.0.113.42", "x"))
+            .collect::<Vec<_>>(),
+    );
+    let mails = sink.wait_mails(2);
+    assert!(mails[1]
+        .mail
+        .subject()
+        .starts_with("[reloaded] 203.0.113.42 made 3"));
+    assert!(agent.stop().success());
+}
+
+fn hup(pid: u32) {
+    let st = std::process::Command::new("kill")
+        .args(["-HUP", &pid.to_string()])
+        .status()
+        .expect("kill -HUP");
+    assert!(st.success());
+}
