@@ -1,7 +1,7 @@
-//! Command line: `authwatch run | check`, parsed with clap (derive). Raw values only; the
-//! binary turns them into a validated config and calls the library.
+//! Command line: `authwatch run | check | scan | explain`, parsed with clap (derive). Raw values
+//! only; the binary and the library turn them into a validated config or scan settings.
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
 /// authwatch: watches mail-server logs for login-guessing bursts and emails the administrator.
@@ -30,4 +30,61 @@ pub enum Command {
         #[arg(long, short, value_name = "FILE")]
         config: Option<PathBuf>,
     },
+    /// Read whole logs and report offenders, targeted accounts, subnets, threshold crossings
+    /// and attempts per hour (or, with --events, every matching line as JSON).
+    Scan(ScanArgs),
+    /// Show how the rules match a log: lines matched per rule, unmatched lines that mention
+    /// logins, and (--line) why one line matches or not.
+    Explain(ExplainArgs),
+}
+
+/// Output format of `scan`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ScanFormat {
+    /// Aligned tables for people.
+    Table,
+    /// One JSON object.
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct ScanArgs {
+    /// Only these rules (repeat, or separate with commas). Default: all.
+    #[arg(long = "service", short = 's', value_name = "NAME")]
+    pub services: Vec<String>,
+    /// Config file: its detect.per_ip threshold, time_zone and custom_rules are used.
+    /// Default: 5 failures within 10m, the system's time zone.
+    #[arg(long, short, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = ScanFormat::Table)]
+    pub format: ScanFormat,
+    /// Rows per table (0: all). JSON always has all.
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    pub top: usize,
+    /// Print one JSON object per matching line (JSON Lines) instead of a report.
+    #[arg(long, conflicts_with_all = ["format", "top"])]
+    pub events: bool,
+    /// Log files, oldest first; `-` reads stdin; gzip is read transparently.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// Only these rules (repeat, or separate with commas). Default: all.
+    #[arg(long = "service", short = 's', value_name = "NAME")]
+    pub services: Vec<String>,
+    /// Config file: its time_zone and custom_rules are used.
+    #[arg(long, short, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Explain this one line: the stamp read, each rule's verdict, and why.
+    #[arg(long, value_name = "TEXT")]
+    pub line: Option<String>,
+    /// Kinds of unmatched lines shown (0: all).
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pub samples: usize,
+    /// Log files; `-` reads stdin; gzip is read transparently.
+    #[arg(value_name = "FILE", required_unless_present = "line")]
+    pub files: Vec<PathBuf>,
 }

@@ -18,5 +18,6 @@ pub mod metrics;
 pub mod policy;
 pub mod render;
 pub mod rules;
+pub mod scan;
 pub mod source;
 pub mod state;

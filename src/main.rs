@@ -4,6 +4,7 @@
 use authwatch::cli::{Cli, Command};
 use authwatch::config::Config;
 use clap::Parser;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 const EX_USAGE: u8 = 64;
@@ -19,35 +20,49 @@ fn main() -> ExitCode {
         }
     };
     authwatch::agent::init_logging(cli.log_level.as_deref());
-    let (Command::Run { config } | Command::Check { config }) = &cli.command;
+    match cli.command {
+        Command::Scan(args) => ExitCode::from(authwatch::scan::scan_command(&args)),
+        Command::Explain(args) => ExitCode::from(authwatch::scan::explain_command(&args)),
+        Command::Check { config } => {
+            let cfg = match load(config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            match authwatch::agent::check(&cfg) {
+                Ok(summary) => {
+                    println!("{summary}");
+                    ExitCode::SUCCESS
+                }
+                Err(problems) => {
+                    eprintln!("authwatch: {problems}");
+                    ExitCode::from(EX_CONFIG)
+                }
+            }
+        }
+        Command::Run { config } => {
+            let cfg = match load(config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            match authwatch::agent::run_blocking(cfg) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("authwatch: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+/// The config from `--config`, or the embedded example; a config error exits 78.
+fn load(config: Option<PathBuf>) -> Result<Config, ExitCode> {
     let cfg = match config {
-        Some(p) => Config::load(p),
+        Some(p) => Config::load(&p),
         None => Config::embedded_example(),
     };
-    let cfg = match cfg {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("authwatch: {e}");
-            return ExitCode::from(EX_CONFIG);
-        }
-    };
-    match cli.command {
-        Command::Check { .. } => match authwatch::agent::check(&cfg) {
-            Ok(summary) => {
-                println!("{summary}");
-                ExitCode::SUCCESS
-            }
-            Err(problems) => {
-                eprintln!("authwatch: {problems}");
-                ExitCode::from(EX_CONFIG)
-            }
-        },
-        Command::Run { .. } => match authwatch::agent::run_blocking(cfg) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("authwatch: {e:#}");
-                ExitCode::FAILURE
-            }
-        },
-    }
+    cfg.map_err(|e| {
+        eprintln!("authwatch: {e}");
+        ExitCode::from(EX_CONFIG)
+    })
 }

@@ -11,6 +11,7 @@ mod journal;
 mod metrics;
 mod packaging;
 mod policy;
+mod scan;
 mod services;
 
 use harness::*;

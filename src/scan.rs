@@ -1,0 +1,827 @@
+//! `authwatch scan` and `authwatch explain`: whole logs read once, after the fact, with the same
+//! rules the agent uses. `scan` reports offenders, targeted accounts, subnets, threshold
+//! crossings and attempts per hour (table or JSON), or one JSON object per matching line
+//! (`--events`); `explain` shows how the rules match a log, and why one line matches or not.
+//!
+//! Two stages, as in ripgrep's CLI: [`Settings::new`] turns the raw command-line values
+//! (service names, `--config`) into what the scan uses (rules, zone, threshold), reporting
+//! usage (64) and config (78) errors; the scan itself then has no failure mode but unreadable
+//! inputs, which are reported by name, skipped, and end in exit status 1.
+//!
+//! Hot path, per line: one capped `read_until`-style copy into a reused buffer
+//! ([`input::for_each_line`]), a UTF-8 check (lossy conversion only for invalid lines), the
+//! rules (each starts with a literal prefilter), and for lines that look stamped a copy of
+//! their first bytes, so that a later stampless hit can take "the previous stamped line's
+//! time" without every line's stamp being parsed. Nothing is allocated for a line no rule
+//! matches.
+
+mod aggregate;
+mod explain;
+mod input;
+mod report;
+
+pub use report::{
+    AccountCount, AccountRow, CrossingRow, FileSummary, HourRow, Limits, Offender, Report,
+    SubnetRow, Threshold,
+};
+
+use crate::cli::{ExplainArgs, ScanArgs, ScanFormat};
+use crate::config::{format_duration, Config};
+use crate::rules::custom::CustomRule;
+use crate::rules::time::parse_leading_time;
+use crate::rules::{Hit, HitKind, ParseCtx, RuleSet, BUILTIN};
+use aggregate::{Aggregate, Caps};
+use input::Stop;
+use jiff::{tz::TimeZone, Timestamp};
+use serde::Serialize;
+use std::io::{self, BufRead, Write};
+use std::net::IpAddr;
+use std::path::Path;
+use std::time::Duration;
+
+/// Exit statuses (as `main` uses them).
+pub const EXIT_OK: u8 = 0;
+pub const EXIT_RUNTIME: u8 = 1;
+pub const EXIT_USAGE: u8 = 64;
+pub const EXIT_CONFIG: u8 = 78;
+
+/// The threshold when no `--config` is given: 5 failures within 10 minutes.
+pub const DEFAULT_ATTEMPTS: u32 = 5;
+pub const DEFAULT_WINDOW: Duration = Duration::from_secs(600);
+/// Longer lines are cut (as `follow.max_line_bytes` does for the agent).
+pub const DEFAULT_MAX_LINE_BYTES: usize = 65536;
+
+/// What went wrong before scanning started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SetupError {
+    /// Exit 64.
+    Usage(String),
+    /// Exit 78.
+    Config(String),
+}
+
+impl SetupError {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            SetupError::Usage(_) => EXIT_USAGE,
+            SetupError::Config(_) => EXIT_CONFIG,
+        }
+    }
+}
+
+impl std::fmt::Display for SetupError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SetupError::Usage(m) | SetupError::Config(m) => f.write_str(m),
+        }
+    }
+}
+
+/// Everything a scan needs, resolved from the command line and the config.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Rule names asked for; empty: every built-in and custom rule.
+    pub services: Vec<String>,
+    pub custom_rules: Vec<CustomRule>,
+    pub attempts: u32,
+    pub window: Duration,
+    /// Zone of stamps that carry none.
+    pub tz: TimeZone,
+    pub max_line_bytes: usize,
+    /// Whether a progress bar may be shown for large files (on a terminal only).
+    pub progress: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            services: Vec::new(),
+            custom_rules: Vec::new(),
+            attempts: DEFAULT_ATTEMPTS,
+            window: DEFAULT_WINDOW,
+            tz: TimeZone::system(),
+            max_line_bytes: DEFAULT_MAX_LINE_BYTES,
+            progress: true,
+        }
+    }
+}
+
+impl Settings {
+    /// Resolve `--service` names (repeatable, comma-separated allowed) and `--config`.
+    pub fn new(services: &[String], config: Option<&Path>) -> Result<Settings, SetupError> {
+        let mut s = Settings::default();
+        if let Some(path) = config {
+            let cfg = Config::load(path).map_err(|e| SetupError::Config(e.to_string()))?;
+            s.attempts = cfg.detect.per_ip.attempts;
+            s.window = cfg.detect.per_ip.window;
+            s.tz = cfg.time_zone.clone();
+            s.max_line_bytes = cfg.follow.max_line_bytes.max(1);
+            s.custom_rules = cfg.custom_rules.clone();
+        }
+        let known = s.known_services();
+        let mut wanted: Vec<String> = Vec::new();
+        for name in services.iter().flat_map(|s| s.split(',')) {
+            let name = name.trim();
+            if name.is_empty() {
+                continue;
+            }
+            if !known.iter().any(|k| k == name) {
+                return Err(SetupError::Usage(format!(
+                    "unknown service {name:?}; known services: {}",
+                    known.join(", ")
+                )));
+            }
+            if !wanted.iter().any(|w| w == name) {
+                wanted.push(name.to_string());
+            }
+        }
+        s.services = wanted;
+        Ok(s)
+    }
+
+    /// Built-in rule names, then the config's custom rules.
+    pub fn known_services(&self) -> Vec<String> {
+        BUILTIN
+            .iter()
+            .map(|s| s.to_string())
+            .chain(self.custom_rules.iter().map(|c| c.name().to_string()))
+            .collect()
+    }
+
+    /// The rules asked for (all when none were named), in the order they are tried.
+    pub fn rules(&self) -> RuleSet {
+        RuleSet::for_services(&self.services, &self.custom_rules)
+    }
+
+    fn zone_name(&self) -> String {
+        self.tz
+            .iana_name()
+            .map(str::to_string)
+            .unwrap_or_else(|| "the system's time zone".to_string())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Time of stampless lines
+
+/// Bytes of a line kept to read its stamp later: longer than any stamp we read.
+const STAMP_PREFIX: usize = 64;
+
+/// Remembers the most recent line that looks stamped (a copy of its first bytes, not parsed),
+/// and the last time read, so a hit on a line without a stamp can take the previous stamped
+/// line's time. Parsing happens only when such a hit asks for it.
+pub(crate) struct StampTracker {
+    prefix: [u8; STAMP_PREFIX],
+    len: usize,
+    pending: bool,
+    last: Option<Timestamp>,
+}
+
+/// Cheap shape check for the stamps `rules::time` reads: `YYYY-MM-DD?HH:`, `Mon DD HH:MM:`,
+/// `@4000…` (TAI64N).
+fn looks_stamped(b: &[u8]) -> bool {
+    match b.first() {
+        Some(c) if c.is_ascii_digit() => {
+            b.len() >= 19 && b[4] == b'-' && b[7] == b'-' && b[13] == b':'
+        }
+        Some(b'@') => b.len() >= 25 && b[1..].starts_with(b"4000"),
+        Some(c) if c.is_ascii_uppercase() => {
+            b.len() >= 15 && b[3] == b' ' && b[9] == b':' && b[12] == b':'
+        }
+        _ => false,
+    }
+}
+
+impl StampTracker {
+    pub fn new() -> Self {
+        StampTracker {
+            prefix: [0; STAMP_PREFIX],
+            len: 0,
+            pending: false,
+            last: None,
+        }
+    }
+
+    /// A line no rule stamped: keep its start if it may carry a stamp.
+    #[inline]
+    pub fn see(&mut self, line: &[u8]) {
+        if looks_stamped(line) {
+            let n = line.len().min(STAMP_PREFIX);
+            self.prefix[..n].copy_from_slice(&line[..n]);
+            self.len = n;
+            self.pending = true;
+        }
+    }
+
+    /// A line whose stamp a rule read.
+    #[inline]
+    pub fn stamped(&mut self, t: Timestamp) {
+        self.last = Some(t);
+        self.pending = false;
+    }
+
+    /// The time of the most recent stamped line.
+    pub fn previous(&mut self, ctx: &ParseCtx) -> Option<Timestamp> {
+        if self.pending {
+            self.pending = false;
+            let b = &self.prefix[..self.len];
+            let s = match std::str::from_utf8(b) {
+                Ok(s) => s,
+                Err(e) => std::str::from_utf8(&b[..e.valid_up_to()]).unwrap_or(""),
+            };
+            if let (Some(t), _) = parse_leading_time(s, ctx) {
+                self.last = Some(t);
+            }
+        }
+        self.last
+    }
+}
+
+impl Default for StampTracker {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Run the rules over every line of `reader`, calling `on_hit(line_number, hit, time, line)`
+/// for each match, where `time` is the line's stamp or the previous stamped line's.
+/// Returns (lines, matched lines) and how reading ended.
+fn match_lines<E>(
+    rules: &mut RuleSet,
+    ctx: &ParseCtx,
+    reader: &mut dyn BufRead,
+    buf: &mut Vec<u8>,
+    max_line_bytes: usize,
+    mut on_hit: impl FnMut(u64, &Hit, Option<Timestamp>, &str) -> Result<(), E>,
+) -> (u64, u64, Result<(), Stop<E>>) {
+    let mut stamps = StampTracker::new();
+    let mut lines = 0;
+    let mut matched = 0;
+    let r = input::for_each_line(reader, buf, max_line_bytes, |no, line| {
+        lines = no;
+        match rules.parse(line, ctx) {
+            Some(hit) => {
+                matched += 1;
+                let time = match hit.time {
+                    Some(t) => {
+                        stamps.stamped(t);
+                        Some(t)
+                    }
+                    None => {
+                        let t = stamps.previous(ctx);
+                        stamps.see(line.as_bytes());
+                        t
+                    }
+                };
+                on_hit(no, &hit, time, line)
+            }
+            None => {
+                stamps.see(line.as_bytes());
+                Ok(())
+            }
+        }
+    });
+    (lines, matched, r.map(|_| ()))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scanner (report mode)
+
+/// Reads inputs one after the other into one [`Report`]. Windows and totals run across files:
+/// give rotated logs oldest first (`mainlog.2.gz mainlog.1 mainlog`).
+pub struct Scanner {
+    settings: Settings,
+    rules: RuleSet,
+    agg: Aggregate,
+    files: Vec<FileSummary>,
+    buf: Vec<u8>,
+}
+
+impl Scanner {
+    pub fn new(settings: Settings) -> Scanner {
+        let window = settings.window.as_secs();
+        Scanner {
+            rules: settings.rules(),
+            agg: Aggregate::new(settings.attempts, window, Caps::default()),
+            settings,
+            files: Vec::new(),
+            buf: Vec::with_capacity(4096),
+        }
+    }
+
+    /// Scan one input named `name`; `now` is "now" for yearless stamps (the file's mtime).
+    /// On a read error the lines before it count, the error is recorded for the report and
+    /// returned with the number of lines read before it.
+    pub fn scan(
+        &mut self,
+        name: &str,
+        reader: &mut dyn BufRead,
+        now: Timestamp,
+    ) -> Result<(), (u64, io::Error)> {
+        let ctx = ParseCtx::new(self.settings.tz.clone(), now);
+        let file = self.files.len() as u32;
+        let agg = &mut self.agg;
+        let (lines, matched, r) = match_lines(
+            &mut self.rules,
+            &ctx,
+            reader,
+            &mut self.buf,
+            self.settings.max_line_bytes,
+            |no, hit, time, _line| {
+                agg.observe(hit, time, file, no);
+                Ok::<(), ()>(())
+            },
+        );
+        let mut summary = FileSummary {
+            name: name.to_string(),
+            lines,
+            matched,
+            error: None,
+        };
+        let result = match r {
+            Ok(()) | Err(Stop::Callback(())) => Ok(()),
+            Err(Stop::Read { after_line, error }) => {
+                summary.error = Some(error.to_string());
+                Err((after_line, error))
+            }
+        };
+        self.files.push(summary);
+        result
+    }
+
+    /// Record an input that could not be opened.
+    pub fn unreadable(&mut self, name: &str, error: &io::Error) {
+        self.files.push(FileSummary {
+            name: name.to_string(),
+            lines: 0,
+            matched: 0,
+            error: Some(error.to_string()),
+        });
+    }
+
+    pub fn finish(self) -> Report {
+        let services = self
+            .rules
+            .services()
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let time_zone = self.settings.zone_name();
+        let failed_attempts = self.agg.failures;
+        let successful_logins = self.agg.successes;
+        let f = self.agg.figures(&self.settings.tz);
+        let crossings = f
+            .crossings
+            .into_iter()
+            .map(|(file, mut row)| {
+                row.file = self
+                    .files
+                    .get(file as usize)
+                    .map(|f| f.name.clone())
+                    .unwrap_or_default();
+                row
+            })
+            .collect();
+        Report {
+            lines: self.files.iter().map(|f| f.lines).sum(),
+            matched: self.files.iter().map(|f| f.matched).sum(),
+            files: self.files,
+            failed_attempts,
+            successful_logins,
+            services,
+            time_zone,
+            threshold: Threshold {
+                attempts: self.settings.attempts,
+                window_seconds: self.settings.window.as_secs(),
+                window: format_duration(self.settings.window),
+            },
+            offenders: f.offenders,
+            accounts: f.accounts,
+            subnets: f.subnets,
+            crossings,
+            hourly: f.hourly,
+            limits: f.limits,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Events (JSON Lines)
+
+/// A time as RFC 3339 in the scan's zone, written without an intermediate String.
+struct Rfc3339(Timestamp, jiff::tz::Offset);
+
+impl Serialize for Rfc3339 {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&self.0.display_with_offset(self.1))
+    }
+}
+
+/// One matching line, as `--events` prints it.
+#[derive(Serialize)]
+struct EventOut<'a> {
+    file: &'a str,
+    line: u64,
+    service: &'a str,
+    ip: IpAddr,
+    user: Option<&'a str>,
+    attempts: u32,
+    time: Option<Rfc3339>,
+    kind: HitKind,
+}
+
+/// Write one JSON object per matching line of `reader` to `out`. Returns (lines, matched);
+/// errors: reading (with the line count before it) or writing.
+fn write_events(
+    settings: &Settings,
+    rules: &mut RuleSet,
+    name: &str,
+    reader: &mut dyn BufRead,
+    now: Timestamp,
+    buf: &mut Vec<u8>,
+    out: &mut dyn Write,
+) -> Result<(u64, u64), Stop<io::Error>> {
+    let ctx = ParseCtx::new(settings.tz.clone(), now);
+    let tz = &settings.tz;
+    let (lines, matched, r) = match_lines(
+        rules,
+        &ctx,
+        reader,
+        buf,
+        settings.max_line_bytes,
+        |no, hit, time, _line| {
+            let ev = EventOut {
+                file: name,
+                line: no,
+                service: hit.service,
+                ip: hit.ip,
+                user: hit.user.as_deref(),
+                attempts: hit.attempts.max(1),
+                time: time.map(|t| Rfc3339(t, tz.to_offset(t))),
+                kind: hit.kind,
+            };
+            serde_json::to_writer(&mut *out, &ev).map_err(io::Error::from)?;
+            out.write_all(b"\n")
+        },
+    );
+    r.map(|()| (lines, matched))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Commands
+
+fn say(msg: impl std::fmt::Display) {
+    eprintln!("authwatch: {msg}");
+}
+
+/// `authwatch scan`: returns the exit status.
+pub fn scan_command(args: &ScanArgs) -> u8 {
+    let settings = match Settings::new(&args.services, args.config.as_deref()) {
+        Ok(s) => s,
+        Err(e) => {
+            say(&e);
+            return e.exit_code();
+        }
+    };
+    if args.events {
+        return events_command(settings, args);
+    }
+    let progress = settings.progress;
+    let mut scanner = Scanner::new(settings);
+    let mut failed = false;
+    for path in &args.files {
+        match input::open(path, progress) {
+            Err(e) => {
+                say(format_args!("cannot read {}: {e}", path.display()));
+                scanner.unreadable(&path.to_string_lossy(), &e);
+                failed = true;
+            }
+            Ok(mut input) => {
+                let now = input.mtime.unwrap_or_else(Timestamp::now);
+                let name = input.name.clone();
+                let r = scanner.scan(&name, &mut *input.reader, now);
+                input.clear_progress();
+                if let Err((after, e)) = r {
+                    say(format_args!("error reading {name} after line {after}: {e}"));
+                    failed = true;
+                }
+            }
+        }
+    }
+    let report = scanner.finish();
+    let text = match args.format {
+        ScanFormat::Table => report.to_table(args.top),
+        ScanFormat::Json => match serde_json::to_string_pretty(&report) {
+            Ok(mut s) => {
+                s.push('\n');
+                s
+            }
+            Err(e) => {
+                say(format_args!("cannot write the report: {e}"));
+                return EXIT_RUNTIME;
+            }
+        },
+    };
+    let mut stdout = io::stdout().lock();
+    if let Err(e) = stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        if e.kind() != io::ErrorKind::BrokenPipe {
+            say(format_args!("cannot write the report: {e}"));
+            return EXIT_RUNTIME;
+        }
+    }
+    if failed {
+        EXIT_RUNTIME
+    } else {
+        EXIT_OK
+    }
+}
+
+fn events_command(settings: Settings, args: &ScanArgs) -> u8 {
+    let mut rules = settings.rules();
+    let mut buf = Vec::with_capacity(4096);
+    let stdout = io::stdout();
+    let mut out = io::BufWriter::with_capacity(64 * 1024, stdout.lock());
+    let mut failed = false;
+    for path in &args.files {
+        let mut input = match input::open(path, settings.progress) {
+            Ok(i) => i,
+            Err(e) => {
+                say(format_args!("cannot read {}: {e}", path.display()));
+                failed = true;
+                continue;
+            }
+        };
+        let now = input.mtime.unwrap_or_else(Timestamp::now);
+        let name = input.name.clone();
+        let r = write_events(
+            &settings,
+            &mut rules,
+            &name,
+            &mut *input.reader,
+            now,
+            &mut buf,
+            &mut out,
+        );
+        input.clear_progress();
+        match r {
+            Ok(_) => {}
+            Err(Stop::Read { after_line, error }) => {
+                say(format_args!(
+                    "error reading {name} after line {after_line}: {error}"
+                ));
+                failed = true;
+            }
+            Err(Stop::Callback(e)) => return write_failed(e, failed),
+        }
+    }
+    if let Err(e) = out.flush() {
+        return write_failed(e, failed);
+    }
+    if failed {
+        EXIT_RUNTIME
+    } else {
+        EXIT_OK
+    }
+}
+
+/// A failed write to stdout: a closed pipe (`| head`) is a normal end, anything else an error.
+fn write_failed(e: io::Error, failed_before: bool) -> u8 {
+    if e.kind() == io::ErrorKind::BrokenPipe {
+        if failed_before {
+            EXIT_RUNTIME
+        } else {
+            EXIT_OK
+        }
+    } else {
+        say(format_args!("cannot write to standard output: {e}"));
+        EXIT_RUNTIME
+    }
+}
+
+/// `authwatch explain`: returns the exit status.
+pub fn explain_command(args: &ExplainArgs) -> u8 {
+    let settings = match Settings::new(&args.services, args.config.as_deref()) {
+        Ok(s) => s,
+        Err(e) => {
+            say(&e);
+            return e.exit_code();
+        }
+    };
+    explain::run(&settings, args)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Cursor;
+
+    fn settings() -> Settings {
+        Settings {
+            tz: TimeZone::UTC,
+            progress: false,
+            ..Settings::default()
+        }
+    }
+
+    fn now() -> Timestamp {
+        "2026-11-24T00:00:00Z".parse().unwrap()
+    }
+
+    fn fail(ts: &str, ip: &str, user: &str) -> String {
+        format!(
+            "{ts} dovecot_login authenticator failed for (User) [{ip}]:4711: 535 Incorrect authentication data (set_id={user})"
+        )
+    }
+
+    fn scan_text(s: Settings, text: &str) -> Report {
+        let mut sc = Scanner::new(s);
+        sc.scan("log", &mut Cursor::new(text.as_bytes().to_vec()), now())
+            .unwrap();
+        sc.finish()
+    }
+
+    #[test]
+    fn unknown_services_are_a_usage_error_naming_the_known_ones() {
+        let e = Settings::new(&["exim,nosuch".to_string()], None).unwrap_err();
+        assert_eq!(e.exit_code(), EXIT_USAGE);
+        let msg = e.to_string();
+        assert!(
+            msg.contains("\"nosuch\"") && msg.contains("exim, postfix"),
+            "{msg}"
+        );
+        let s = Settings::new(&["exim".into(), "exim,dovecot".into()], None).unwrap();
+        assert_eq!(s.services, vec!["exim", "dovecot"]);
+        assert_eq!(s.rules().services(), vec!["exim", "dovecot"]);
+    }
+
+    #[test]
+    fn a_missing_config_is_a_config_error() {
+        let e = Settings::new(&[], Some(Path::new("/nonexistent/authwatch.yaml"))).unwrap_err();
+        assert_eq!(e.exit_code(), EXIT_CONFIG);
+    }
+
+    #[test]
+    fn report_counts_offenders_accounts_and_crossings() {
+        let mut text = String::new();
+        for i in 0..6 {
+            text += &fail(&format!("2026-11-23 10:00:0{i}"), "203.0.113.5", "alice");
+            text.push('\n');
+            text += "2026-11-23 10:00:09 Start queue run: pid=1\n";
+        }
+        text += &fail("2026-11-23 11:30:00", "203.0.113.6", "alice");
+        text.push('\n');
+        let r = scan_text(settings(), &text);
+        assert_eq!((r.lines, r.matched, r.failed_attempts), (13, 7, 7));
+        assert_eq!(r.offenders.len(), 2);
+        assert_eq!(r.offenders[0].ip.to_string(), "203.0.113.5");
+        assert_eq!(r.offenders[0].attempts, 6);
+        assert_eq!(
+            r.offenders[0].first_seen.as_deref(),
+            Some("2026-11-23T10:00:00+00:00")
+        );
+        assert_eq!(r.accounts[0].name, "alice");
+        assert_eq!((r.accounts[0].attempts, r.accounts[0].ips), (7, 2));
+        assert_eq!(r.subnets.len(), 1);
+        assert_eq!(r.subnets[0].subnet, "203.0.113.0/24");
+        assert_eq!(r.crossings.len(), 1);
+        // The fifth failure is on line 9 (failures on odd lines).
+        assert_eq!(r.crossings[0].line, 9);
+        assert_eq!(r.crossings[0].time, "2026-11-23T10:00:04+00:00");
+        let h: Vec<u64> = r.hourly.iter().map(|h| h.attempts).collect();
+        assert_eq!(h, vec![6, 1]);
+        let table = r.to_table(20);
+        assert!(table.contains("OFFENDERS (2 of 2 IPs"), "{table}");
+        assert!(table.contains("|█▂|"), "{table}");
+    }
+
+    #[test]
+    fn threshold_comes_from_settings() {
+        let mut s = settings();
+        s.attempts = 2;
+        s.window = Duration::from_secs(5);
+        let text = [
+            fail("2026-11-23 10:00:00", "192.0.2.1", "a"),
+            fail("2026-11-23 10:00:06", "192.0.2.1", "a"),
+            fail("2026-11-23 10:00:11", "192.0.2.1", "a"),
+        ]
+        .join("\n");
+        let r = scan_text(s, &text);
+        assert_eq!(r.crossings.len(), 1);
+        assert_eq!(r.crossings[0].line, 3);
+    }
+
+    #[test]
+    fn stampless_hits_take_the_previous_stamped_lines_time() {
+        // The second failure has no stamp; the line before it has none either; the time
+        // comes from the queue-run line before that.
+        let text = format!(
+            "{}\n2026-11-23 10:05:00 Start queue run: pid=1\ncontinuation without stamp\n{}\n",
+            fail("2026-11-23 10:00:00", "192.0.2.7", "a"),
+            fail("", "192.0.2.7", "b").trim_start(),
+        );
+        let mut rules = settings().rules();
+        let mut times = Vec::new();
+        let ctx = ParseCtx::new(TimeZone::UTC, now());
+        let (_, matched, r) = match_lines(
+            &mut rules,
+            &ctx,
+            &mut Cursor::new(text.into_bytes()),
+            &mut Vec::new(),
+            1000,
+            |no, _h, t, _l| {
+                times.push((no, t.map(|t| t.to_string())));
+                Ok::<(), ()>(())
+            },
+        );
+        assert!(r.is_ok());
+        assert_eq!(matched, 2);
+        assert_eq!(
+            times,
+            vec![
+                (1, Some("2026-11-23T10:00:00Z".to_string())),
+                (4, Some("2026-11-23T10:05:00Z".to_string()))
+            ]
+        );
+    }
+
+    #[test]
+    fn stamp_tracker_parses_lazily_and_keeps_the_last_good_time() {
+        let ctx = ParseCtx::new(TimeZone::UTC, now());
+        let mut st = StampTracker::new();
+        assert_eq!(st.previous(&ctx), None);
+        st.see(b"2026-11-23 10:00:00 something");
+        st.see(b"no stamp here");
+        assert_eq!(
+            st.previous(&ctx).map(|t| t.to_string()).as_deref(),
+            Some("2026-11-23T10:00:00Z")
+        );
+        st.see(b"Nov 23 10:01:02 host prog: text");
+        assert_eq!(
+            st.previous(&ctx).map(|t| t.to_string()).as_deref(),
+            Some("2026-11-23T10:01:02Z")
+        );
+        // Shaped like a stamp but not one: the last good time stays.
+        st.see(b"2026-99-99 99:99:99 nonsense");
+        assert_eq!(
+            st.previous(&ctx).map(|t| t.to_string()).as_deref(),
+            Some("2026-11-23T10:01:02Z")
+        );
+    }
+
+    #[test]
+    fn events_are_json_lines_with_one_based_line_numbers() {
+        let s = settings();
+        let mut rules = s.rules();
+        let text = format!(
+            "2026-11-23 10:00:00 Start queue run: pid=1\n{}\n",
+            fail("2026-11-23 10:00:01", "::ffff:192.0.2.9", "x\"y")
+        );
+        let mut out = Vec::new();
+        let (lines, matched) = write_events(
+            &s,
+            &mut rules,
+            "mainlog",
+            &mut Cursor::new(text.into_bytes()),
+            now(),
+            &mut Vec::new(),
+            &mut out,
+        )
+        .unwrap_or_else(|_| panic!("write_events failed"));
+        assert_eq!((lines, matched), (2, 1));
+        let out = String::from_utf8(out).unwrap();
+        assert_eq!(out.lines().count(), 1);
+        let v: serde_json::Value = serde_json::from_str(out.trim_end()).unwrap();
+        assert_eq!(v["file"], "mainlog");
+        assert_eq!(v["line"], 2);
+        assert_eq!(v["service"], "exim");
+        assert_eq!(v["ip"], "192.0.2.9");
+        assert_eq!(v["user"], "x\"y");
+        assert_eq!(v["attempts"], 1);
+        assert_eq!(v["time"], "2026-11-23T10:00:01+00:00");
+        assert_eq!(v["kind"], "failure");
+    }
+
+    #[test]
+    fn a_read_error_keeps_the_lines_before_it() {
+        struct Failing(Cursor<Vec<u8>>);
+        impl io::Read for Failing {
+            fn read(&mut self, b: &mut [u8]) -> io::Result<usize> {
+                match self.0.read(b)? {
+                    0 => Err(io::Error::other("disk on fire")),
+                    n => Ok(n),
+                }
+            }
+        }
+        let text = format!("{}\n", fail("2026-11-23 10:00:00", "192.0.2.1", "a"));
+        let mut sc = Scanner::new(settings());
+        let mut r = io::BufReader::new(Failing(Cursor::new(text.into_bytes())));
+        let err = sc.scan("bad", &mut r, now()).unwrap_err();
+        assert_eq!(err.0, 1);
+        let rep = sc.finish();
+        assert_eq!(rep.failed_attempts, 1);
+        assert_eq!(rep.files[0].error.as_deref(), Some("disk on fire"));
+    }
+}

@@ -1,0 +1,640 @@
+//! The figures `scan` reports, gathered hit by hit: per IP (attempts, accounts, first and last
+//! seen, services, the first threshold crossing), per account (attempts, distinct IPs), and
+//! attempts per hour. Maps are keyed by `IpAddr` and by interned account names; everything an
+//! attacker can multiply is capped (IPs, account names, names per IP) and what falls beyond a
+//! cap is still counted, so totals stay exact.
+//!
+//! Threshold rule (the same as the alerting agent's): a failure at log second `t` crosses when
+//! at least `attempts` failures of the same IP have stamps in `[t - window, t]`, inclusive, at
+//! 1 s resolution. Each IP keeps only the seconds inside the window until it first crosses.
+
+use super::report::{
+    rfc3339, AccountCount, AccountRow, CrossingRow, HourRow, Limits as LimitsOut, Offender,
+    SubnetRow,
+};
+use crate::rules::{Hit, HitKind};
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use jiff::{tz::TimeZone, Timestamp};
+use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::IpAddr;
+
+/// Account names longer than this (in chars) are cut before they are counted.
+pub(crate) const MAX_ACCOUNT_CHARS: usize = 128;
+
+/// Caps on what attackers can multiply.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Caps {
+    /// Distinct IPs tracked; attempts from further IPs are only counted in total.
+    pub ips: usize,
+    /// Distinct account names tracked in all.
+    pub accounts: usize,
+    /// Account names listed per IP; attempts on further names are counted as "other".
+    pub accounts_per_ip: usize,
+    /// (account, IP) pairs remembered beyond the per-IP lists, for distinct-IP counts.
+    pub overflow_pairs: usize,
+    /// Longest span of the hourly chart, in hours (a stray stamp from 1970 must not make a
+    /// chart of half a million hours); beyond it only hours with attempts are listed.
+    pub dense_hours: i64,
+}
+
+impl Default for Caps {
+    fn default() -> Self {
+        Caps {
+            ips: 1_000_000,
+            accounts: 200_000,
+            accounts_per_ip: 100,
+            overflow_pairs: 1_000_000,
+            dense_hours: 24 * 366 * 2,
+        }
+    }
+}
+
+/// Where and when an IP first crossed the threshold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Crossing {
+    pub time: Timestamp,
+    pub file: u32,
+    pub line: u64,
+    pub in_window: u64,
+}
+
+/// Failures of one IP per log second inside the window, oldest first.
+#[derive(Debug, Default)]
+struct Window {
+    buckets: VecDeque<(i64, u64)>,
+}
+
+impl Window {
+    /// Add `n` failures at second `sec`; returns how many lie in `[sec - w, sec]`.
+    fn add(&mut self, sec: i64, n: u64, w: i64) -> u64 {
+        let b = &mut self.buckets;
+        match b.iter().rposition(|&(t, _)| t <= sec) {
+            Some(i) if b[i].0 == sec => b[i].1 += n,
+            Some(i) => b.insert(i + 1, (sec, n)),
+            None => b.push_front((sec, n)),
+        }
+        let newest = b.back().map_or(sec, |x| x.0);
+        while b.front().is_some_and(|x| x.0 < newest.saturating_sub(w)) {
+            b.pop_front();
+        }
+        let lo = sec.saturating_sub(w);
+        b.iter()
+            .filter(|&&(t, _)| t >= lo && t <= sec)
+            .map(|x| x.1)
+            .sum()
+    }
+}
+
+#[derive(Debug, Default)]
+struct IpEntry {
+    failures: u64,
+    successes: u64,
+    first_seen: Option<Timestamp>,
+    last_seen: Option<Timestamp>,
+    /// Services seen for this IP, first first.
+    services: Vec<&'static str>,
+    /// (account index, attempts), at most `Caps::accounts_per_ip`.
+    accounts: Vec<(u32, u64)>,
+    other_account_attempts: u64,
+    no_account: u64,
+    window: Window,
+    crossing: Option<Crossing>,
+}
+
+#[derive(Debug)]
+struct AccountEntry {
+    name: Box<str>,
+    attempts: u64,
+    ips: u64,
+}
+
+/// Counts per IP, per account and per hour.
+pub(crate) struct Aggregate {
+    attempts_needed: u64,
+    window_secs: i64,
+    caps: Caps,
+    ips: HashMap<IpAddr, IpEntry>,
+    names: HashMap<Box<str>, u32>,
+    accounts: Vec<AccountEntry>,
+    overflow_pairs: HashSet<(u32, IpAddr)>,
+    pairs_capped: bool,
+    hourly: HashMap<i64, u64>,
+    /// Failed attempts in all (a line may stand for several).
+    pub failures: u64,
+    /// Successful logins in all.
+    pub successes: u64,
+    /// Failed attempts that carried no usable time (no stamp on the line nor before it).
+    pub failures_without_time: u64,
+    untracked_ip_attempts: u64,
+    untracked_account_attempts: u64,
+}
+
+fn cut(s: &str, max_chars: usize) -> &str {
+    match s.char_indices().nth(max_chars) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+fn min_opt(a: Option<Timestamp>, b: Timestamp) -> Option<Timestamp> {
+    Some(a.map_or(b, |a| a.min(b)))
+}
+
+fn max_opt(a: Option<Timestamp>, b: Timestamp) -> Option<Timestamp> {
+    Some(a.map_or(b, |a| a.max(b)))
+}
+
+/// The pieces of a report that come from the aggregate.
+pub(crate) struct Figures {
+    pub offenders: Vec<Offender>,
+    pub accounts: Vec<AccountRow>,
+    pub subnets: Vec<SubnetRow>,
+    /// Crossings, with the index of the file they happened in.
+    pub crossings: Vec<(u32, CrossingRow)>,
+    pub hourly: Vec<HourRow>,
+    pub limits: LimitsOut,
+}
+
+impl Aggregate {
+    pub fn new(attempts: u32, window_secs: u64, caps: Caps) -> Self {
+        Aggregate {
+            attempts_needed: u64::from(attempts.max(1)),
+            window_secs: i64::try_from(window_secs).unwrap_or(i64::MAX),
+            caps,
+            ips: HashMap::new(),
+            names: HashMap::new(),
+            accounts: Vec::new(),
+            overflow_pairs: HashSet::new(),
+            pairs_capped: false,
+            hourly: HashMap::new(),
+            failures: 0,
+            successes: 0,
+            failures_without_time: 0,
+            untracked_ip_attempts: 0,
+            untracked_account_attempts: 0,
+        }
+    }
+
+    /// Count one hit. `time` is the line's time, or the previous stamped line's.
+    pub fn observe(&mut self, hit: &Hit, time: Option<Timestamp>, file: u32, line: u64) {
+        let n = u64::from(hit.attempts.max(1));
+        let failure = hit.kind == HitKind::Failure;
+        if failure {
+            self.failures += n;
+            match time {
+                Some(t) => {
+                    *self
+                        .hourly
+                        .entry(t.as_second().div_euclid(3600))
+                        .or_insert(0) += n
+                }
+                None => self.failures_without_time += n,
+            }
+        } else {
+            self.successes += n;
+        }
+        let tracked = self.ips.len();
+        let e = match self.ips.entry(hit.ip) {
+            Entry::Occupied(o) => o.into_mut(),
+            Entry::Vacant(v) => {
+                if tracked >= self.caps.ips {
+                    if failure {
+                        self.untracked_ip_attempts += n;
+                    }
+                    return;
+                }
+                v.insert(IpEntry::default())
+            }
+        };
+        if !failure {
+            e.successes += n;
+            return;
+        }
+        e.failures += n;
+        if let Some(t) = time {
+            e.first_seen = min_opt(e.first_seen, t);
+            e.last_seen = max_opt(e.last_seen, t);
+        }
+        if !e.services.contains(&hit.service) {
+            e.services.push(hit.service);
+        }
+
+        // Accounts: interned names, a short list per IP, distinct IPs per account.
+        match hit.user.as_deref() {
+            None => e.no_account += n,
+            Some(user) => {
+                let name = cut(user, MAX_ACCOUNT_CHARS);
+                let idx = match self.names.get(name) {
+                    Some(&i) => Some(i),
+                    None if self.accounts.len() < self.caps.accounts => {
+                        let i = self.accounts.len() as u32;
+                        self.names.insert(name.into(), i);
+                        self.accounts.push(AccountEntry {
+                            name: name.into(),
+                            attempts: 0,
+                            ips: 0,
+                        });
+                        Some(i)
+                    }
+                    None => None,
+                };
+                match idx {
+                    None => {
+                        self.untracked_account_attempts += n;
+                        e.other_account_attempts += n;
+                    }
+                    Some(i) => {
+                        let acc = &mut self.accounts[i as usize];
+                        acc.attempts += n;
+                        if let Some(p) = e.accounts.iter_mut().find(|p| p.0 == i) {
+                            p.1 += n;
+                        } else if e.accounts.len() < self.caps.accounts_per_ip {
+                            e.accounts.push((i, n));
+                            acc.ips += 1;
+                        } else {
+                            e.other_account_attempts += n;
+                            if self.overflow_pairs.len() < self.caps.overflow_pairs {
+                                if self.overflow_pairs.insert((i, hit.ip)) {
+                                    acc.ips += 1;
+                                }
+                            } else if !self.overflow_pairs.contains(&(i, hit.ip)) {
+                                self.pairs_capped = true;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+
+        // Threshold: only until the first crossing.
+        if let (Some(t), None) = (time, e.crossing) {
+            let in_window = e.window.add(t.as_second(), n, self.window_secs);
+            if in_window >= self.attempts_needed {
+                e.crossing = Some(Crossing {
+                    time: t,
+                    file,
+                    line,
+                    in_window,
+                });
+                e.window = Window::default();
+            }
+        }
+    }
+
+    /// Number of IPs tracked (attackers and, for successes, clients).
+    #[cfg(test)]
+    pub fn tracked_ips(&self) -> usize {
+        self.ips.len()
+    }
+
+    /// The first crossing of `ip`, if any.
+    #[cfg(test)]
+    pub fn crossing(&self, ip: IpAddr) -> Option<Crossing> {
+        self.ips.get(&ip).and_then(|e| e.crossing)
+    }
+
+    /// Sorted tables. Times are written in `tz`.
+    pub fn figures(self, tz: &TimeZone) -> Figures {
+        let t = |ts: Option<Timestamp>| ts.map(|ts| rfc3339(ts, tz));
+        let accounts_tbl = &self.accounts;
+
+        // Offenders: most attempts first, then by address.
+        let mut ips: Vec<(&IpAddr, &IpEntry)> =
+            self.ips.iter().filter(|(_, e)| e.failures > 0).collect();
+        ips.sort_by(|a, b| b.1.failures.cmp(&a.1.failures).then(a.0.cmp(b.0)));
+        let offenders = ips
+            .iter()
+            .map(|(ip, e)| {
+                let mut accs: Vec<AccountCount> = e
+                    .accounts
+                    .iter()
+                    .map(|&(i, c)| AccountCount {
+                        name: accounts_tbl[i as usize].name.to_string(),
+                        count: c,
+                    })
+                    .collect();
+                accs.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.name.cmp(&b.name)));
+                Offender {
+                    ip: **ip,
+                    attempts: e.failures,
+                    accounts: accs,
+                    other_account_attempts: e.other_account_attempts,
+                    no_account_attempts: e.no_account,
+                    first_seen: t(e.first_seen),
+                    last_seen: t(e.last_seen),
+                    service: e.services.join(","),
+                    successes: e.successes,
+                }
+            })
+            .collect();
+
+        let mut accounts: Vec<AccountRow> = self
+            .accounts
+            .iter()
+            .filter(|a| a.attempts > 0)
+            .map(|a| AccountRow {
+                name: a.name.to_string(),
+                attempts: a.attempts,
+                ips: a.ips,
+            })
+            .collect();
+        accounts.sort_by(|a, b| {
+            b.attempts
+                .cmp(&a.attempts)
+                .then_with(|| a.name.cmp(&b.name))
+        });
+
+        // Subnets: IPv4 /24 and IPv6 /64 with more than one attacking address.
+        struct Net {
+            addresses: u64,
+            attempts: u64,
+            first: Option<Timestamp>,
+            last: Option<Timestamp>,
+        }
+        let mut nets: HashMap<IpNet, Net> = HashMap::new();
+        for (ip, e) in &ips {
+            let net = match ip {
+                IpAddr::V4(v4) => Ipv4Net::new(*v4, 24).map(|n| IpNet::V4(n.trunc())),
+                IpAddr::V6(v6) => Ipv6Net::new(*v6, 64).map(|n| IpNet::V6(n.trunc())),
+            };
+            let Ok(net) = net else { continue };
+            let s = nets.entry(net).or_insert(Net {
+                addresses: 0,
+                attempts: 0,
+                first: None,
+                last: None,
+            });
+            s.addresses += 1;
+            s.attempts += e.failures;
+            if let Some(f) = e.first_seen {
+                s.first = min_opt(s.first, f);
+            }
+            if let Some(l) = e.last_seen {
+                s.last = max_opt(s.last, l);
+            }
+        }
+        let mut subnets: Vec<(IpNet, Net)> =
+            nets.into_iter().filter(|(_, n)| n.addresses > 1).collect();
+        subnets.sort_by(|a, b| {
+            b.1.attempts
+                .cmp(&a.1.attempts)
+                .then(b.1.addresses.cmp(&a.1.addresses))
+                .then(a.0.cmp(&b.0))
+        });
+        let subnets = subnets
+            .into_iter()
+            .map(|(net, n)| SubnetRow {
+                subnet: net.to_string(),
+                addresses: n.addresses,
+                attempts: n.attempts,
+                first_seen: t(n.first),
+                last_seen: t(n.last),
+            })
+            .collect();
+
+        let mut crossings: Vec<(&IpAddr, Crossing)> = self
+            .ips
+            .iter()
+            .filter_map(|(ip, e)| e.crossing.map(|c| (ip, c)))
+            .collect();
+        crossings.sort_by(|a, b| {
+            (a.1.time, a.1.file, a.1.line, a.0).cmp(&(b.1.time, b.1.file, b.1.line, b.0))
+        });
+        let crossings = crossings
+            .into_iter()
+            .map(|(ip, c)| {
+                (
+                    c.file,
+                    CrossingRow {
+                        ip: *ip,
+                        time: rfc3339(c.time, tz),
+                        file: String::new(),
+                        line: c.line,
+                        in_window: c.in_window,
+                    },
+                )
+            })
+            .collect();
+
+        let hourly = hourly_rows(&self.hourly, self.caps.dense_hours, tz);
+        let limits = LimitsOut {
+            attempts_from_untracked_ips: self.untracked_ip_attempts,
+            attempts_on_untracked_accounts: self.untracked_account_attempts,
+            distinct_ip_counts_are_lower_bounds: self.pairs_capped,
+            attempts_without_time: self.failures_without_time,
+        };
+        Figures {
+            offenders,
+            accounts,
+            subnets,
+            crossings,
+            hourly,
+            limits,
+        }
+    }
+}
+
+/// Attempts per hour from the first to the last hour with attempts (hours without attempts
+/// included, as 0), or only the hours with attempts when the span is longer than `dense_max`.
+fn hourly_rows(hourly: &HashMap<i64, u64>, dense_max: i64, tz: &TimeZone) -> Vec<HourRow> {
+    let (Some(&lo), Some(&hi)) = (hourly.keys().min(), hourly.keys().max()) else {
+        return Vec::new();
+    };
+    let row = |h: i64, attempts: u64| {
+        Timestamp::from_second(h.saturating_mul(3600))
+            .ok()
+            .map(|ts| HourRow {
+                hour: rfc3339(ts, tz),
+                attempts,
+            })
+    };
+    if hi - lo < dense_max {
+        (lo..=hi)
+            .filter_map(|h| row(h, hourly.get(&h).copied().unwrap_or(0)))
+            .collect()
+    } else {
+        let mut hours: Vec<(&i64, &u64)> = hourly.iter().collect();
+        hours.sort();
+        hours.into_iter().filter_map(|(&h, &n)| row(h, n)).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jiff::SignedDuration;
+
+    fn hit(ip: &str, user: Option<&str>, attempts: u32) -> Hit {
+        Hit {
+            time: None,
+            ip: ip.parse().unwrap(),
+            user: user.map(str::to_string),
+            service: "exim",
+            attempts,
+            kind: HitKind::Failure,
+        }
+    }
+
+    fn t0() -> Timestamp {
+        "2026-11-01T00:00:00Z".parse().unwrap()
+    }
+
+    fn at(secs: i64) -> Option<Timestamp> {
+        Some(t0() + SignedDuration::from_secs(secs))
+    }
+
+    #[test]
+    fn window_is_inclusive_at_one_second_resolution() {
+        // Five failures spanning exactly 600 s cross; spanning 601 s do not.
+        for (span, crosses) in [(599, true), (600, true), (601, false)] {
+            let mut a = Aggregate::new(5, 600, Caps::default());
+            for k in 0..5 {
+                let off = if k == 4 { span } else { k * 100 };
+                a.observe(&hit("192.0.2.1", None, 1), at(off), 0, k as u64 + 1);
+            }
+            let c = a.crossing("192.0.2.1".parse().unwrap());
+            assert_eq!(c.is_some(), crosses, "span {span}");
+            if let Some(c) = c {
+                assert_eq!((c.line, c.in_window), (5, 5));
+                assert_eq!(Some(c.time), at(span));
+            }
+        }
+    }
+
+    #[test]
+    fn sub_second_stamps_count_by_their_second() {
+        let mut a = Aggregate::new(2, 10, Caps::default());
+        let base = t0();
+        a.observe(&hit("192.0.2.2", None, 1), Some(base), 0, 1);
+        // 10.999 s later, but its second is 10 s later: inside [t-10, t].
+        let later = base + SignedDuration::from_millis(10_999);
+        a.observe(&hit("192.0.2.2", None, 1), Some(later), 0, 2);
+        assert!(a.crossing("192.0.2.2".parse().unwrap()).is_some());
+    }
+
+    #[test]
+    fn a_line_of_several_attempts_can_cross_alone_and_lines_without_time_never_cross() {
+        let mut a = Aggregate::new(5, 600, Caps::default());
+        a.observe(&hit("192.0.2.3", Some("x"), 5), at(0), 0, 7);
+        assert_eq!(a.crossing("192.0.2.3".parse().unwrap()).unwrap().line, 7);
+        for i in 0..10 {
+            a.observe(&hit("192.0.2.4", Some("x"), 1), None, 0, i);
+        }
+        assert!(a.crossing("192.0.2.4".parse().unwrap()).is_none());
+        let f = a.figures(&TimeZone::UTC);
+        let o = f.offenders.iter().find(|o| o.ip.to_string() == "192.0.2.4");
+        assert_eq!(
+            o.map(|o| (o.attempts, o.first_seen.clone())),
+            Some((10, None))
+        );
+        assert_eq!(f.limits.attempts_without_time, 10);
+    }
+
+    #[test]
+    fn accounts_per_ip_are_capped_and_totals_stay_exact() {
+        let caps = Caps {
+            accounts_per_ip: 3,
+            ..Caps::default()
+        };
+        let mut a = Aggregate::new(1_000, 600, caps);
+        for i in 0..10 {
+            for _ in 0..=i {
+                a.observe(&hit("198.51.100.1", Some(&format!("u{i}")), 1), at(i), 0, 1);
+            }
+        }
+        // The same names from a second IP: every account has 2 distinct IPs.
+        for i in 0..10 {
+            a.observe(&hit("198.51.100.2", Some(&format!("u{i}")), 1), at(i), 0, 1);
+        }
+        let f = a.figures(&TimeZone::UTC);
+        let o = &f.offenders[0];
+        assert_eq!(o.ip.to_string(), "198.51.100.1");
+        assert_eq!(o.attempts, 55);
+        assert_eq!(o.accounts.len(), 3);
+        let listed: u64 = o.accounts.iter().map(|a| a.count).sum();
+        assert_eq!(listed + o.other_account_attempts, 55);
+        assert_eq!(f.accounts.len(), 10);
+        assert!(f.accounts.iter().all(|r| r.ips == 2), "{:?}", f.accounts);
+        assert_eq!(f.accounts[0].name, "u9");
+        assert_eq!(f.accounts[0].attempts, 11);
+    }
+
+    #[test]
+    fn ips_beyond_the_cap_are_counted_not_tracked() {
+        let caps = Caps {
+            ips: 10,
+            ..Caps::default()
+        };
+        let mut a = Aggregate::new(5, 600, caps);
+        for i in 0..1000u32 {
+            let ip = format!("2001:db8::{i:x}");
+            a.observe(&hit(&ip, Some("root"), 1), at(0), 0, 1);
+        }
+        assert_eq!(a.tracked_ips(), 10);
+        assert_eq!(a.failures, 1000);
+        let f = a.figures(&TimeZone::UTC);
+        assert_eq!(f.limits.attempts_from_untracked_ips, 990);
+    }
+
+    #[test]
+    fn long_account_names_are_cut() {
+        let mut a = Aggregate::new(5, 600, Caps::default());
+        let long = "é".repeat(10_000);
+        a.observe(&hit("192.0.2.9", Some(&long), 1), at(0), 0, 1);
+        let f = a.figures(&TimeZone::UTC);
+        assert_eq!(f.accounts[0].name.chars().count(), MAX_ACCOUNT_CHARS);
+    }
+
+    #[test]
+    fn subnets_need_two_addresses() {
+        let mut a = Aggregate::new(5, 600, Caps::default());
+        for ip in ["203.0.113.1", "203.0.113.200", "198.51.100.1"] {
+            a.observe(&hit(ip, None, 2), at(0), 0, 1);
+        }
+        for ip in [
+            "2001:db8:a11:77::1",
+            "2001:db8:a11:77:ffff::2",
+            "2001:db8:a11:78::1",
+        ] {
+            a.observe(&hit(ip, None, 1), at(60), 0, 1);
+        }
+        let f = a.figures(&TimeZone::UTC);
+        let nets: Vec<(String, u64, u64)> = f
+            .subnets
+            .iter()
+            .map(|s| (s.subnet.clone(), s.addresses, s.attempts))
+            .collect();
+        assert_eq!(
+            nets,
+            vec![
+                ("203.0.113.0/24".to_string(), 2, 4),
+                ("2001:db8:a11:77::/64".to_string(), 2, 2)
+            ]
+        );
+    }
+
+    #[test]
+    fn hourly_is_dense_between_first_and_last_hour() {
+        let mut a = Aggregate::new(5, 600, Caps::default());
+        a.observe(&hit("192.0.2.1", None, 3), at(10), 0, 1);
+        a.observe(&hit("192.0.2.1", None, 1), at(3 * 3600 + 5), 0, 2);
+        let f = a.figures(&TimeZone::UTC);
+        let h: Vec<u64> = f.hourly.iter().map(|r| r.attempts).collect();
+        assert_eq!(h, vec![3, 0, 0, 1]);
+        assert_eq!(f.hourly[0].hour, "2026-11-01T00:00:00+00:00");
+    }
+
+    #[test]
+    fn successes_are_not_attempts() {
+        let mut a = Aggregate::new(5, 600, Caps::default());
+        let mut h = hit("192.0.2.50", Some("alice"), 1);
+        h.kind = HitKind::Success;
+        a.observe(&h, at(0), 0, 1);
+        a.observe(&hit("192.0.2.50", Some("alice"), 1), at(1), 0, 2);
+        let f = a.figures(&TimeZone::UTC);
+        assert_eq!(f.offenders.len(), 1);
+        assert_eq!((f.offenders[0].attempts, f.offenders[0].successes), (1, 1));
+        assert_eq!(f.accounts[0].attempts, 1);
+    }
+}

@@ -1,0 +1,619 @@
+//! What `scan` prints: the [`Report`] (serialised as-is for `--format json`) and its table
+//! form: aligned columns with a header per section, attacker-chosen text (account names) made
+//! inert with [`crate::render::inert`], long tables cut at `--top` with a count of the rest,
+//! and attempts per hour as a bar chart of `▁▂▃▄▅▆▇█`.
+
+use jiff::{tz::TimeZone, Timestamp};
+use serde::Serialize;
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::net::IpAddr;
+
+/// A time as RFC 3339 with the offset of `tz` at that moment (e.g. `2026-11-23T15:59:08+01:00`).
+pub(crate) fn rfc3339(ts: Timestamp, tz: &TimeZone) -> String {
+    ts.display_with_offset(tz.to_offset(ts)).to_string()
+}
+
+/// The wall-clock part of an RFC 3339 time, for tables: `2026-11-23 15:59:08`.
+fn wall(rfc: &str) -> String {
+    match rfc.get(..19) {
+        Some(s) if rfc.as_bytes().get(10) == Some(&b'T') => s.replacen('T', " ", 1),
+        _ => rfc.to_string(),
+    }
+}
+
+fn wall_opt(rfc: &Option<String>) -> String {
+    rfc.as_deref().map_or_else(|| "-".to_string(), wall)
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FileSummary {
+    pub name: String,
+    pub lines: u64,
+    pub matched: u64,
+    /// Why the file could not be read (completely), if it could not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Threshold {
+    pub attempts: u32,
+    pub window_seconds: u64,
+    /// The window as written in configs, e.g. `10m`.
+    pub window: String,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct AccountCount {
+    pub name: String,
+    pub count: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Offender {
+    pub ip: IpAddr,
+    /// Failed attempts.
+    pub attempts: u64,
+    /// The accounts tried (at most 100 per IP), most tried first.
+    pub accounts: Vec<AccountCount>,
+    /// Attempts on accounts not listed (beyond the per-IP cap).
+    pub other_account_attempts: u64,
+    /// Attempts that named no account.
+    pub no_account_attempts: u64,
+    pub first_seen: Option<String>,
+    pub last_seen: Option<String>,
+    /// The service(s) that logged the failures, comma-separated, first seen first.
+    pub service: String,
+    /// Successful logins from this IP (in the same logs).
+    pub successes: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AccountRow {
+    pub name: String,
+    pub attempts: u64,
+    /// Distinct IPs that tried this account.
+    pub ips: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SubnetRow {
+    /// IPv4 /24 or IPv6 /64.
+    pub subnet: String,
+    /// Attacking addresses inside it.
+    pub addresses: u64,
+    pub attempts: u64,
+    pub first_seen: Option<String>,
+    pub last_seen: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CrossingRow {
+    pub ip: IpAddr,
+    /// Log time of the failure that filled the window.
+    pub time: String,
+    pub file: String,
+    /// Its line number in `file` (1-based).
+    pub line: u64,
+    /// Failures inside the window at that moment.
+    pub in_window: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HourRow {
+    /// Start of the hour.
+    pub hour: String,
+    pub attempts: u64,
+}
+
+/// What did not fit under the caps (all zero / false normally).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Limits {
+    pub attempts_from_untracked_ips: u64,
+    pub attempts_on_untracked_accounts: u64,
+    pub distinct_ip_counts_are_lower_bounds: bool,
+    /// Failed attempts on lines without a time stamp and with no stamped line before them:
+    /// counted, but in no window and no hour.
+    pub attempts_without_time: u64,
+}
+
+/// The result of `authwatch scan`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub files: Vec<FileSummary>,
+    pub lines: u64,
+    /// Lines a rule matched (failures and successes).
+    pub matched: u64,
+    pub failed_attempts: u64,
+    pub successful_logins: u64,
+    pub services: Vec<String>,
+    pub time_zone: String,
+    pub threshold: Threshold,
+    /// All attacking IPs (the table shows the first `--top`).
+    pub offenders: Vec<Offender>,
+    pub accounts: Vec<AccountRow>,
+    pub subnets: Vec<SubnetRow>,
+    pub crossings: Vec<CrossingRow>,
+    pub hourly: Vec<HourRow>,
+    pub limits: Limits,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Table
+
+/// Column alignment.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Align {
+    Left,
+    Right,
+}
+
+/// A table with a header row; the last column is never padded.
+struct Table {
+    head: Vec<(&'static str, Align)>,
+    rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    fn new(head: &[(&'static str, Align)]) -> Table {
+        Table {
+            head: head.to_vec(),
+            rows: Vec::new(),
+        }
+    }
+
+    fn render(&self, out: &mut String) {
+        let n = self.head.len();
+        let mut width: Vec<usize> = self.head.iter().map(|h| h.0.chars().count()).collect();
+        for r in &self.rows {
+            for (i, c) in r.iter().enumerate().take(n) {
+                width[i] = width[i].max(c.chars().count());
+            }
+        }
+        let line = |cells: Vec<&str>, out: &mut String| {
+            let mut s = String::from("  ");
+            for (i, c) in cells.iter().enumerate() {
+                let pad = width[i].saturating_sub(c.chars().count());
+                let last = i + 1 == n;
+                if self.head[i].1 == Align::Right {
+                    s.extend(std::iter::repeat_n(' ', pad));
+                    s.push_str(c);
+                } else {
+                    s.push_str(c);
+                    if !last {
+                        s.extend(std::iter::repeat_n(' ', pad));
+                    }
+                }
+                if !last {
+                    s.push_str("  ");
+                }
+            }
+            out.push_str(s.trim_end());
+            out.push('\n');
+        };
+        line(self.head.iter().map(|h| h.0).collect(), out);
+        for r in &self.rows {
+            line(r.iter().map(String::as_str).collect(), out);
+        }
+    }
+}
+
+/// Attacker text made inert and cut to `max` chars.
+fn shown(s: &str, max: usize) -> String {
+    let s = crate::render::inert(s);
+    match s.char_indices().nth(max) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s,
+    }
+}
+
+fn plural(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// How many rows of `total` to show for `--top N` (0: all).
+fn shown_rows(total: usize, top: usize) -> usize {
+    if top == 0 {
+        total
+    } else {
+        total.min(top)
+    }
+}
+
+/// The most tried accounts of one offender, for its table row.
+fn top_accounts(o: &Offender) -> String {
+    const LIST: usize = 3;
+    let mut s = o
+        .accounts
+        .iter()
+        .take(LIST)
+        .map(|a| format!("{} ({})", shown(&a.name, 32), a.count))
+        .collect::<Vec<_>>()
+        .join(", ");
+    if o.accounts.len() > LIST || o.other_account_attempts > 0 {
+        s.push_str(", …");
+    }
+    if s.is_empty() && o.no_account_attempts > 0 {
+        s.push_str("(none named)");
+    }
+    s
+}
+
+/// Number of distinct accounts an offender tried, as far as listed.
+fn account_count(o: &Offender) -> String {
+    if o.other_account_attempts > 0 {
+        format!("{}+", o.accounts.len())
+    } else {
+        o.accounts.len().to_string()
+    }
+}
+
+const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+/// Widest chart; longer spans put several hours into one bar.
+pub(crate) const CHART_WIDTH: usize = 96;
+
+/// `values` as bars: 0 is a blank, the largest value a full block, others scaled in between
+/// (any non-zero value gets at least the lowest bar).
+pub(crate) fn sparkline(values: &[u64]) -> String {
+    let max = values.iter().copied().max().unwrap_or(0);
+    values
+        .iter()
+        .map(|&v| {
+            if v == 0 || max == 0 {
+                ' '
+            } else {
+                let level = ((v as u128 * 8).div_ceil(max as u128)) as usize;
+                BARS[level.clamp(1, 8) - 1]
+            }
+        })
+        .collect()
+}
+
+/// "… and 3 more IPs with 5 attempts"
+fn rest_line(out: &mut String, rest: usize, one: &str, many: &str, attempts: Option<u64>) {
+    let what = if rest == 1 { one } else { many };
+    let _ = match attempts {
+        Some(a) => writeln!(
+            out,
+            "  … and {rest} more {what} with {}",
+            plural(a, "attempt", "attempts")
+        ),
+        None => writeln!(out, "  … and {rest} more {what}"),
+    };
+}
+
+impl Report {
+    /// The report as aligned tables, `top` rows per table (0: all).
+    pub fn to_table(&self, top: usize) -> String {
+        let mut out = String::new();
+        let files = self.files.len() as u64;
+        let _ = writeln!(
+            out,
+            "Scanned {} ({}), {} matched: {} failed, {} successful.",
+            plural(files, "file", "files"),
+            plural(self.lines, "line", "lines"),
+            plural(self.matched, "line", "lines"),
+            plural(self.failed_attempts, "attempt", "attempts"),
+            plural(self.successful_logins, "login", "logins"),
+        );
+        let unread = self.files.iter().filter(|f| f.error.is_some()).count();
+        if unread > 0 {
+            let _ = writeln!(
+                out,
+                "{} could not be read completely (see the messages above).",
+                plural(unread as u64, "file", "files")
+            );
+        }
+        let _ = writeln!(
+            out,
+            "Times in {}. Threshold: {} failures within {}.",
+            self.time_zone, self.threshold.attempts, self.threshold.window
+        );
+
+        self.offenders_table(&mut out, top);
+        self.accounts_table(&mut out, top);
+        self.subnets_table(&mut out, top);
+        self.crossings_table(&mut out, top);
+        self.successes_table(&mut out, top);
+        self.hourly_chart(&mut out);
+        self.limits_note(&mut out);
+        out
+    }
+
+    fn offenders_table(&self, out: &mut String, top: usize) {
+        let total = self.offenders.len();
+        let _ = writeln!(out);
+        if total == 0 {
+            let _ = writeln!(out, "OFFENDERS: none (no failed logins found)");
+            return;
+        }
+        let n = shown_rows(total, top);
+        let _ = writeln!(
+            out,
+            "OFFENDERS ({} of {}, most attempts first)",
+            n,
+            plural(total as u64, "IP", "IPs")
+        );
+        let mut t = Table::new(&[
+            ("IP", Align::Left),
+            ("ATTEMPTS", Align::Right),
+            ("ACCOUNTS", Align::Right),
+            ("FIRST SEEN", Align::Left),
+            ("LAST SEEN", Align::Left),
+            ("SERVICE", Align::Left),
+            ("MOST TRIED", Align::Left),
+        ]);
+        for o in &self.offenders[..n] {
+            t.rows.push(vec![
+                o.ip.to_string(),
+                o.attempts.to_string(),
+                account_count(o),
+                wall_opt(&o.first_seen),
+                wall_opt(&o.last_seen),
+                o.service.clone(),
+                top_accounts(o),
+            ]);
+        }
+        t.render(out);
+        if n < total {
+            let rest: u64 = self.offenders[n..].iter().map(|o| o.attempts).sum();
+            rest_line(out, total - n, "IP", "IPs", Some(rest));
+        }
+    }
+
+    fn accounts_table(&self, out: &mut String, top: usize) {
+        let total = self.accounts.len();
+        if total == 0 {
+            return;
+        }
+        let n = shown_rows(total, top);
+        let _ = writeln!(out);
+        let _ = writeln!(
+            out,
+            "TARGETED ACCOUNTS ({} of {})",
+            n,
+            plural(total as u64, "account", "accounts")
+        );
+        let mut t = Table::new(&[
+            ("ACCOUNT", Align::Left),
+            ("ATTEMPTS", Align::Right),
+            ("IPS", Align::Right),
+        ]);
+        for a in &self.accounts[..n] {
+            t.rows.push(vec![
+                shown(&a.name, 48),
+                a.attempts.to_string(),
+                a.ips.to_string(),
+            ]);
+        }
+        t.render(out);
+        if n < total {
+            let rest: u64 = self.accounts[n..].iter().map(|a| a.attempts).sum();
+            rest_line(out, total - n, "account", "accounts", Some(rest));
+        }
+    }
+
+    fn subnets_table(&self, out: &mut String, top: usize) {
+        let total = self.subnets.len();
+        if total == 0 {
+            return;
+        }
+        let n = shown_rows(total, top);
+        let _ = writeln!(out);
+        let _ = writeln!(
+            out,
+            "SUBNETS WITH MORE THAN ONE ATTACKING ADDRESS ({n} of {total})"
+        );
+        let mut t = Table::new(&[
+            ("SUBNET", Align::Left),
+            ("ADDRESSES", Align::Right),
+            ("ATTEMPTS", Align::Right),
+            ("FIRST SEEN", Align::Left),
+            ("LAST SEEN", Align::Left),
+        ]);
+        for s in &self.subnets[..n] {
+            t.rows.push(vec![
+                s.subnet.clone(),
+                s.addresses.to_string(),
+                s.attempts.to_string(),
+                wall_opt(&s.first_seen),
+                wall_opt(&s.last_seen),
+            ]);
+        }
+        t.render(out);
+        if n < total {
+            rest_line(out, total - n, "subnet", "subnets", None);
+        }
+    }
+
+    fn crossings_table(&self, out: &mut String, top: usize) {
+        let total = self.crossings.len();
+        let _ = writeln!(out);
+        let th = format!(
+            "{} failures within {}",
+            self.threshold.attempts, self.threshold.window
+        );
+        if total == 0 {
+            let _ = writeln!(out, "THRESHOLD CROSSINGS: none ({th})");
+            return;
+        }
+        let n = shown_rows(total, top);
+        let _ = writeln!(
+            out,
+            "THRESHOLD CROSSINGS ({n} of {} reached {th}, earliest first)",
+            plural(total as u64, "IP", "IPs")
+        );
+        let many_files = self.files.len() > 1;
+        let attempts_of: HashMap<IpAddr, u64> =
+            self.offenders.iter().map(|o| (o.ip, o.attempts)).collect();
+        let mut t = Table::new(&[
+            ("IP", Align::Left),
+            ("CROSSED AT", Align::Left),
+            ("LINE", Align::Right),
+            ("ATTEMPTS", Align::Right),
+        ]);
+        for c in &self.crossings[..n] {
+            let line = if many_files {
+                format!("{}:{}", c.file, c.line)
+            } else {
+                c.line.to_string()
+            };
+            let attempts = attempts_of.get(&c.ip).copied().unwrap_or(0);
+            t.rows.push(vec![
+                c.ip.to_string(),
+                wall(&c.time),
+                line,
+                attempts.to_string(),
+            ]);
+        }
+        t.render(out);
+        if n < total {
+            rest_line(out, total - n, "IP", "IPs", None);
+        }
+    }
+
+    fn successes_table(&self, out: &mut String, top: usize) {
+        let hits: Vec<&Offender> = self.offenders.iter().filter(|o| o.successes > 0).collect();
+        if hits.is_empty() {
+            return;
+        }
+        let n = shown_rows(hits.len(), top);
+        let _ = writeln!(out);
+        let _ = writeln!(
+            out,
+            "ATTACKING IPS THAT ALSO LOGGED IN SUCCESSFULLY ({n} of {})",
+            hits.len()
+        );
+        let mut t = Table::new(&[
+            ("IP", Align::Left),
+            ("FAILED", Align::Right),
+            ("SUCCEEDED", Align::Right),
+        ]);
+        for o in &hits[..n] {
+            t.rows.push(vec![
+                o.ip.to_string(),
+                o.attempts.to_string(),
+                o.successes.to_string(),
+            ]);
+        }
+        t.render(out);
+        if n < hits.len() {
+            rest_line(out, hits.len() - n, "IP", "IPs", None);
+        }
+    }
+
+    fn hourly_chart(&self, out: &mut String) {
+        let Some(first) = self.hourly.first() else {
+            return;
+        };
+        let last = self.hourly.last().unwrap_or(first);
+        let hours = self.hourly.len();
+        let per_bar = hours.div_ceil(CHART_WIDTH).max(1);
+        let bars: Vec<u64> = self
+            .hourly
+            .chunks(per_bar)
+            .map(|c| c.iter().map(|h| h.attempts).sum())
+            .collect();
+        let peak = self
+            .hourly
+            .iter()
+            .max_by(|a, b| a.attempts.cmp(&b.attempts).then(b.hour.cmp(&a.hour)))
+            .unwrap_or(first);
+        let hm = |rfc: &str| wall(rfc).get(..16).map(str::to_string).unwrap_or_default();
+        let _ = writeln!(out);
+        let unit = if per_bar == 1 {
+            "one bar per hour".to_string()
+        } else {
+            format!("one bar per {per_bar} hours")
+        };
+        let _ = writeln!(
+            out,
+            "ATTEMPTS PER HOUR ({} to {}, {unit}; peak {} at {})",
+            hm(&first.hour),
+            hm(&last.hour),
+            peak.attempts,
+            hm(&peak.hour)
+        );
+        let _ = writeln!(out, "  |{}|", sparkline(&bars));
+    }
+
+    fn limits_note(&self, out: &mut String) {
+        let l = &self.limits;
+        let mut notes = Vec::new();
+        if l.attempts_without_time > 0 {
+            notes.push(format!(
+                "{} had no readable time stamp: counted, but in no window or hour",
+                plural(l.attempts_without_time, "attempt", "attempts")
+            ));
+        }
+        if l.attempts_from_untracked_ips > 0 {
+            notes.push(format!(
+                "{} came from IPs beyond the cap on tracked IPs",
+                plural(l.attempts_from_untracked_ips, "attempt", "attempts")
+            ));
+        }
+        if l.attempts_on_untracked_accounts > 0 {
+            notes.push(format!(
+                "{} named accounts beyond the cap on tracked accounts",
+                plural(l.attempts_on_untracked_accounts, "attempt", "attempts")
+            ));
+        }
+        if l.distinct_ip_counts_are_lower_bounds {
+            notes.push("distinct IP counts per account are lower bounds".to_string());
+        }
+        if !notes.is_empty() {
+            let _ = writeln!(out);
+            for n in notes {
+                let _ = writeln!(out, "Note: {n}.");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sparkline_scales_to_the_peak_and_blanks_zero() {
+        assert_eq!(sparkline(&[0, 1, 4, 8, 2]), " ▁▄█▂");
+        assert_eq!(sparkline(&[1000, 1]), "█▁");
+        assert_eq!(sparkline(&[0, 0]), "  ");
+        assert_eq!(sparkline(&[]), "");
+    }
+
+    #[test]
+    fn rfc3339_uses_the_zone_offset_and_tables_show_wall_time() {
+        let ts: Timestamp = "2026-07-01T12:00:00Z".parse().unwrap();
+        let tz = TimeZone::get("Europe/Berlin").unwrap();
+        let s = rfc3339(ts, &tz);
+        assert_eq!(s, "2026-07-01T14:00:00+02:00");
+        assert_eq!(wall(&s), "2026-07-01 14:00:00");
+        assert_eq!(rfc3339(ts, &TimeZone::UTC), "2026-07-01T12:00:00+00:00");
+    }
+
+    #[test]
+    fn table_columns_align_and_the_last_is_not_padded() {
+        let mut t = Table::new(&[
+            ("A", Align::Left),
+            ("NUM", Align::Right),
+            ("Z", Align::Left),
+        ]);
+        t.rows
+            .push(vec!["long text".into(), "7".into(), "x".into()]);
+        t.rows.push(vec!["s".into(), "12345".into(), "".into()]);
+        let mut out = String::new();
+        t.render(&mut out);
+        assert_eq!(
+            out,
+            "  A            NUM  Z\n  long text      7  x\n  s          12345\n"
+        );
+    }
+
+    #[test]
+    fn attacker_text_is_inert_and_cut() {
+        assert_eq!(shown("a\u{1b}[2Jb", 100), "a<U+001B>[2Jb");
+        assert_eq!(shown("abcdef", 3), "abc…");
+    }
+}
