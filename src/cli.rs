@@ -36,6 +36,27 @@ pub enum Command {
     /// Show how the rules match a log: lines matched per rule, unmatched lines that mention
     /// logins, and (--line) why one line matches or not.
     Explain(ExplainArgs),
+    /// Print a sample alert of one kind, rendered from the configured templates, to preview
+    /// template edits (ip_burst, subnet_burst, account_attack, compromised, digest, health).
+    Render {
+        /// Config file (its templates_dir is used). Without it, the built-in templates.
+        #[arg(long, short, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// The alert kind.
+        #[arg(long, value_name = "KIND")]
+        sample: String,
+        /// Also print the HTML part.
+        #[arg(long)]
+        html: bool,
+    },
+    /// Print what the running agent last reported: its sources, mail delivery and open
+    /// incidents (from state_dir/status.json). Exit 1 when something is unhealthy or the agent
+    /// is not running.
+    Status {
+        /// Config file (its state_dir is read).
+        #[arg(long, short, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
 }
 
 /// Output format of `scan`.

@@ -23,6 +23,58 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Scan(args) => ExitCode::from(authwatch::scan::scan_command(&args)),
         Command::Explain(args) => ExitCode::from(authwatch::scan::explain_command(&args)),
+        Command::Render {
+            config,
+            sample,
+            html,
+        } => {
+            let cfg = match load(config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            match authwatch::agent::render_sample(&cfg, &sample, html) {
+                Ok(text) => {
+                    println!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("authwatch: {e}");
+                    ExitCode::from(EX_USAGE)
+                }
+            }
+        }
+        Command::Status { config } => {
+            let cfg = match load(config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            let path = cfg.state_dir.join("status.json");
+            match authwatch::metrics::read_status(&path) {
+                Ok(s) => {
+                    let now = jiff::Timestamp::now();
+                    print!(
+                        "{}",
+                        authwatch::metrics::format_status_with(
+                            &s,
+                            &jiff::tz::TimeZone::system(),
+                            Some(now)
+                        )
+                    );
+                    if s.is_healthy(now) {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::FAILURE
+                    }
+                }
+                Err(e) => {
+                    eprintln!(
+                        "authwatch: cannot read {}: {e} (is the agent running with this config?)",
+                        path.display()
+                    );
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Check { config } => {
             let cfg = match load(config) {
                 Ok(c) => c,

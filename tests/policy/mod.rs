@@ -228,3 +228,85 @@ fn hup(pid: u32) {
         .expect("kill -HUP");
     assert!(st.success());
 }
+
+#[test]
+fn render_previews_each_kind_and_refuses_unknown_ones() {
+    let tmp = tempdir();
+    let run = |args: &[&str]| {
+        std::process::Command::new(bin())
+            .args(args)
+            .current_dir(tmp.path())
+            .output()
+            .unwrap()
+    };
+    for kind in [
+        "ip_burst",
+        "subnet_burst",
+        "account_attack",
+        "compromised",
+        "digest",
+        "health",
+    ] {
+        let out = run(&["render", "--sample", kind]);
+        assert!(out.status.success(), "{kind}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.starts_with("Subject: [authwatch] "), "{kind}: {text}");
+    }
+    let out = run(&["render", "--sample", "ip_burst", "--html"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("<table"));
+    // An edited template is what the preview shows.
+    let dir = tmp.path().join("tpl");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("ip_burst.subject.txt"), "EDITED {{ ip }}\n").unwrap();
+    let cfg = write_file(
+        tmp.path(),
+        "c.yaml",
+        &format!(
+            "state_dir: s\nsources: [{{path: l}}]\nmail: {{to: [a@example.test]}}\ntemplates_dir: '{}'\n",
+            dir.display()
+        ),
+    );
+    let out = run(&[
+        "render",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--sample",
+        "ip_burst",
+    ]);
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("Subject: EDITED 203.0.113.47"));
+    let out = run(&["render", "--sample", "nope"]);
+    assert_eq!(out.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("known: ip_burst"));
+}
+
+#[test]
+fn status_reports_a_running_agent() {
+    let tmp = tempdir();
+    let dir = tmp.path();
+    let log = LogWriter::new(dir.join("mainlog"));
+    let cfg = write_file(
+        dir,
+        "a.yaml",
+        &format!(
+            "state_dir: '{}'\nsources: [{{path: '{}'}}]\nfollow: {{poll_interval: 50ms, checkpoint_interval: 100ms}}\nmail: {{to: [a@example.test]}}\n",
+            dir.join("state").display(),
+            log.path.display()
+        ),
+    );
+    let status = |cfg: &Path| {
+        std::process::Command::new(bin())
+            .args(["status", "--config", cfg.to_str().unwrap()])
+            .output()
+            .unwrap()
+    };
+    assert_eq!(status(&cfg).status.code(), Some(1), "no agent yet");
+    let mut agent = Agent::run(&cfg);
+    agent.wait_following(&log);
+    let out = wait_for("a healthy status", || {
+        let o = status(&cfg);
+        o.status.success().then_some(o)
+    });
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains(&log.path.display().to_string()), "{text}");
+    assert!(agent.stop().success());
+}
