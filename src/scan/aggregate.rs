@@ -114,12 +114,16 @@ pub(crate) struct Aggregate {
     attempts_needed: u64,
     window_secs: i64,
     caps: Caps,
-    ips: HashMap<IpAddr, IpEntry>,
+    /// IP → position in `entries` (a small table slot; the entries themselves are large).
+    index: HashMap<IpAddr, u32>,
+    entries: Vec<(IpAddr, IpEntry)>,
     names: HashMap<Box<str>, u32>,
     accounts: Vec<AccountEntry>,
     overflow_pairs: HashSet<(u32, IpAddr)>,
     pairs_capped: bool,
     hourly: HashMap<i64, u64>,
+    /// The hour being counted (logs are in time order: the map is touched once per hour).
+    this_hour: Option<(i64, u64)>,
     /// Failed attempts in all (a line may stand for several).
     pub failures: u64,
     /// Successful logins in all.
@@ -162,12 +166,14 @@ impl Aggregate {
             attempts_needed: u64::from(attempts.max(1)),
             window_secs: i64::try_from(window_secs).unwrap_or(i64::MAX),
             caps,
-            ips: HashMap::new(),
+            index: HashMap::new(),
+            entries: Vec::new(),
             names: HashMap::new(),
             accounts: Vec::new(),
             overflow_pairs: HashSet::new(),
             pairs_capped: false,
             hourly: HashMap::new(),
+            this_hour: None,
             failures: 0,
             successes: 0,
             failures_without_time: 0,
@@ -183,20 +189,15 @@ impl Aggregate {
         if failure {
             self.failures += n;
             match time {
-                Some(t) => {
-                    *self
-                        .hourly
-                        .entry(t.as_second().div_euclid(3600))
-                        .or_insert(0) += n
-                }
+                Some(t) => self.count_hour(t.as_second().div_euclid(3600), n),
                 None => self.failures_without_time += n,
             }
         } else {
             self.successes += n;
         }
-        let tracked = self.ips.len();
-        let e = match self.ips.entry(hit.ip) {
-            Entry::Occupied(o) => o.into_mut(),
+        let tracked = self.entries.len();
+        let i = match self.index.entry(hit.ip) {
+            Entry::Occupied(o) => *o.get() as usize,
             Entry::Vacant(v) => {
                 if tracked >= self.caps.ips {
                     if failure {
@@ -204,9 +205,12 @@ impl Aggregate {
                     }
                     return;
                 }
-                v.insert(IpEntry::default())
+                v.insert(tracked as u32);
+                self.entries.push((hit.ip, IpEntry::default()));
+                tracked
             }
         };
+        let e = &mut self.entries[i].1;
         if !failure {
             e.successes += n;
             return;
@@ -282,26 +286,46 @@ impl Aggregate {
         }
     }
 
+    fn count_hour(&mut self, hour: i64, n: u64) {
+        match &mut self.this_hour {
+            Some((h, c)) if *h == hour => *c += n,
+            slot => {
+                if let Some((h, c)) = slot.replace((hour, n)) {
+                    *self.hourly.entry(h).or_insert(0) += c;
+                }
+            }
+        }
+    }
+
     /// Number of IPs tracked (attackers and, for successes, clients).
     #[cfg(test)]
     pub fn tracked_ips(&self) -> usize {
-        self.ips.len()
+        self.entries.len()
     }
 
     /// The first crossing of `ip`, if any.
     #[cfg(test)]
     pub fn crossing(&self, ip: IpAddr) -> Option<Crossing> {
-        self.ips.get(&ip).and_then(|e| e.crossing)
+        self.index
+            .get(&ip)
+            .and_then(|&i| self.entries[i as usize].1.crossing)
     }
 
     /// Sorted tables. Times are written in `tz`.
-    pub fn figures(self, tz: &TimeZone) -> Figures {
+    pub fn figures(mut self, tz: &TimeZone) -> Figures {
+        if let Some((h, c)) = self.this_hour.take() {
+            *self.hourly.entry(h).or_insert(0) += c;
+        }
         let t = |ts: Option<Timestamp>| ts.map(|ts| rfc3339(ts, tz));
         let accounts_tbl = &self.accounts;
 
         // Offenders: most attempts first, then by address.
-        let mut ips: Vec<(&IpAddr, &IpEntry)> =
-            self.ips.iter().filter(|(_, e)| e.failures > 0).collect();
+        let mut ips: Vec<(&IpAddr, &IpEntry)> = self
+            .entries
+            .iter()
+            .filter(|(_, e)| e.failures > 0)
+            .map(|(ip, e)| (ip, e))
+            .collect();
         ips.sort_by(|a, b| b.1.failures.cmp(&a.1.failures).then(a.0.cmp(b.0)));
         let offenders = ips
             .iter()
@@ -394,7 +418,7 @@ impl Aggregate {
             .collect();
 
         let mut crossings: Vec<(&IpAddr, Crossing)> = self
-            .ips
+            .entries
             .iter()
             .filter_map(|(ip, e)| e.crossing.map(|c| (ip, c)))
             .collect();

@@ -52,7 +52,7 @@ impl<R: Read> Read for Counting<R> {
 
 fn progress_bar(len: u64, name: &str) -> ProgressBar {
     let style = ProgressStyle::with_template(
-        "{msg} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+        "[{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta} {wide_msg}",
     )
     .unwrap_or_else(|_| ProgressStyle::default_bar())
     .progress_chars("=> ");
