@@ -690,6 +690,24 @@ struct Validator {
 
 const MAX_MEMBERS: usize = crate::detect::MAX_MEMBERS_PER_KEY;
 
+/// Read a small regular file named in the config (a password, an allowlist): anything else (a
+/// device such as /dev/zero, a pipe that would block) or a file over `limit` bytes is an error,
+/// never an unbounded read.
+fn read_small_file(p: &Path, limit: u64) -> std::io::Result<String> {
+    use std::io::Read;
+    let f = std::fs::File::open(p)?;
+    let meta = f.metadata()?;
+    if !meta.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    if meta.len() > limit {
+        return Err(std::io::Error::other(format!("larger than {limit} bytes")));
+    }
+    let mut s = String::new();
+    f.take(limit).read_to_string(&mut s)?;
+    Ok(s)
+}
+
 /// An address (as a /32 or /128) or a CIDR range; `::ffff:a.b.c.d` counts as IPv4.
 fn parse_net(s: &str) -> Option<ipnet::IpNet> {
     let s = s.trim();
@@ -1079,7 +1097,7 @@ impl Validator {
         }
         for (i, f) in ral.files.iter().flatten().enumerate() {
             let p = self.path(&f.value);
-            match std::fs::read_to_string(&p) {
+            match read_small_file(&p, 16 << 20) {
                 Ok(text) => {
                     for (n, line) in text.lines().enumerate() {
                         let entry = line.split('#').next().unwrap_or("").trim();
@@ -1370,7 +1388,7 @@ impl Validator {
             }
             (Some(f), None) => {
                 let p = self.path(&f.value);
-                match std::fs::read_to_string(&p) {
+                match read_small_file(&p, 64 << 10) {
                     Ok(s) => {
                         let s = s.trim_end_matches(['\r', '\n']).to_string();
                         Some(Secret(s))
@@ -1636,6 +1654,15 @@ mod tests {
         assert_eq!(c.metrics_listen.unwrap().port(), 9464);
         let e = load(&format!("{MIN}metrics: {{listen: '0.0.0.0:9464'}}\n")).unwrap_err();
         assert_eq!(e.issues[0].field, "metrics.listen");
+    }
+
+    #[test]
+    fn password_file_must_be_a_small_regular_file() {
+        let e = load(&format!(
+            "{MIN}  smtp: {{host: h, username: u, password_file: /dev/zero}}\n"
+        ))
+        .unwrap_err();
+        assert!(e.issues[0].message.contains("not a regular file"), "{e}");
     }
 
     #[test]
