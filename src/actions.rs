@@ -487,20 +487,34 @@ impl ActionRunner {
     /// the allowlist. A command that cannot get a slot because too many are already queued
     /// (64 per slot) is not run and says so in `error`.
     pub fn run(&self, ctx: &ActionContext) -> Vec<ActionResult> {
+        self.run_where(ctx, |_| true)
+    }
+
+    /// Like [`ActionRunner::run`], for the actions named in `names` only (the ones configured
+    /// for an alert's kind).
+    pub fn run_named(&self, ctx: &ActionContext, names: &[String]) -> Vec<ActionResult> {
+        self.run_where(ctx, |spec| names.iter().any(|n| n == &spec.name))
+    }
+
+    fn run_where(
+        &self,
+        ctx: &ActionContext,
+        keep: impl Fn(&ActionSpec) -> bool,
+    ) -> Vec<ActionResult> {
         let ip = ctx.ip.to_canonical();
         if self.allowlist.iter().any(|n| n.contains(&ip)) {
             tracing::debug!(%ip, "allowlisted: no actions run");
             return Vec::new();
         }
+        let chosen: Vec<&Compiled> = self.actions.iter().filter(|a| keep(&a.spec)).collect();
         std::thread::scope(|s| {
-            let handles: Vec<_> = self
-                .actions
+            let handles: Vec<_> = chosen
                 .iter()
                 .map(|a| s.spawn(move || self.run_one(a, ctx)))
                 .collect();
             handles
                 .into_iter()
-                .zip(&self.actions)
+                .zip(&chosen)
                 .map(|(h, a)| {
                     h.join().unwrap_or_else(|_| {
                         not_run(&a.spec, "internal error: the action thread panicked")

@@ -7,8 +7,9 @@
 //! delivered by a separate task. SIGTERM and Ctrl-C stop the tailers, the lines already read
 //! are processed, queued alerts are delivered, and the process exits 0.
 
+use crate::actions::{ActionContext, ActionResult, ActionRunner};
 use crate::clock::{Clock, SystemClock};
-use crate::config::{Config, Start};
+use crate::config::{Config, SourceConfig, SourceKind, Start};
 use crate::detect::{DetectorSettings, IpDetector, KeyDetector};
 use crate::hostinfo::HostInfo;
 use crate::mail::{run_mailer, Composer, Sender, Spool};
@@ -18,13 +19,14 @@ use crate::render::{
 };
 use crate::rules::HitKind;
 use crate::rules::{Hit, ParseCtx, RuleSet};
+use crate::source::journal::{JournalArgs, JournalSource};
+use crate::source::stdin::StdinSource;
 use crate::source::{Checkpoint, StartAt, Tailer};
-use crate::state::{self, SourceState, State, STATE_VERSION};
+use crate::state::{self, CursorState, SourceState, State, STATE_VERSION};
 use anyhow::{Context, Result};
 use ipnet::IpNet;
 use jiff::Timestamp;
 use std::net::IpAddr;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -63,7 +65,7 @@ pub fn check(cfg: &Config) -> std::result::Result<String, String> {
             Some(s) => format!("SMTP {}:{}", s.host, s.port),
             None => format!("outbox folder {}", cfg.mail.outbox_dir.display()),
         };
-        Ok(format!(
+        let mut out = format!(
             "{}: OK ({} source{}, alert at {} attempts in {}, mail to {} via {mail})",
             cfg.origin,
             cfg.sources.len(),
@@ -71,7 +73,47 @@ pub fn check(cfg: &Config) -> std::result::Result<String, String> {
             cfg.detect.per_ip.attempts,
             crate::config::format_duration(cfg.detect.per_ip.window),
             cfg.mail.to.join(", "),
-        ))
+        );
+        for s in &cfg.sources {
+            out.push_str(&format!("\n  source {}", s.name()));
+            if let SourceKind::Journal(j) = &s.kind {
+                if let Err(e) = std::process::Command::new(&j.journalctl)
+                    .arg("--version")
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .status()
+                {
+                    out.push_str(&format!(
+                        " (warning: {} cannot be run: {e})",
+                        j.journalctl.display()
+                    ));
+                }
+            }
+        }
+        // What each action would run for a sample alert, argument by argument.
+        if !cfg.actions.is_empty() {
+            let specs = cfg.actions.iter().map(|a| a.spec.clone()).collect();
+            if let Ok(runner) = ActionRunner::new(specs, cfg.actions_max_concurrent) {
+                let sample = ActionContext {
+                    ip: IpAddr::from([203, 0, 113, 47]),
+                    prefix: "203.0.113.0/24".parse().ok(),
+                    account: Some("info@example.com".into()),
+                    count: 17,
+                    service: "exim".into(),
+                };
+                for ((name, program, args), a) in
+                    runner.preview(&sample).into_iter().zip(&cfg.actions)
+                {
+                    out.push_str(&format!(
+                        "\n  action {name} (on {}): {} {:?}",
+                        a.on.join(", "),
+                        program.display(),
+                        args
+                    ));
+                }
+            }
+        }
+        Ok(out)
     } else {
         Err(format!(
             "{} template problem{}:\n  {}",
@@ -129,6 +171,27 @@ pub struct Engine {
     /// Lines and hits seen, for the shutdown summary.
     pub lines_seen: u64,
     pub hits_seen: u64,
+    /// The configured actions, and per alert kind the names of those that run for it.
+    actions: Option<Arc<ActionRunner>>,
+    action_names: Vec<(&'static str, Vec<String>)>,
+    /// Alerts waiting for their actions (see [`Engine::take_pending`]).
+    pending: Vec<PendingAlert>,
+}
+
+/// An alert whose actions must run before it is rendered (their results go into the mail).
+#[derive(Debug)]
+pub struct PendingAlert {
+    kind: &'static str,
+    key: String,
+    urgent: bool,
+    total: u64,
+    attempts: u64,
+    id: String,
+    context: serde_json::Value,
+    /// What the actions get; the IP was parsed by a rule and checked against the allowlist.
+    pub action: ActionContext,
+    /// The actions that run for this alert's kind.
+    pub names: Vec<String>,
 }
 
 impl Engine {
@@ -185,11 +248,7 @@ impl Engine {
             policy: Policy::new(policy_settings(cfg)),
             metrics: {
                 let m = crate::metrics::Metrics::new();
-                let paths: Vec<String> = cfg
-                    .sources
-                    .iter()
-                    .map(|s| s.path.display().to_string())
-                    .collect();
+                let paths: Vec<String> = cfg.sources.iter().map(|s| s.name()).collect();
                 let paths: Vec<&str> = paths.iter().map(String::as_str).collect();
                 m.register(&paths, crate::rules::BUILTIN);
                 Arc::new(m)
@@ -210,6 +269,143 @@ impl Engine {
             clock,
             lines_seen: 0,
             hits_seen: 0,
+            actions: if cfg.actions.is_empty() {
+                None
+            } else {
+                let specs = cfg.actions.iter().map(|a| a.spec.clone()).collect();
+                let runner = ActionRunner::new(specs, cfg.actions_max_concurrent)
+                    .map_err(|e| anyhow::anyhow!("actions: {e}"))?
+                    .with_allowlist(cfg.allowlist.nets.clone());
+                Some(Arc::new(runner))
+            },
+            action_names: crate::config::ACTION_KINDS
+                .iter()
+                .map(|k| {
+                    let names = cfg
+                        .actions
+                        .iter()
+                        .filter(|a| a.on.iter().any(|o| o == k))
+                        .map(|a| a.spec.name.clone())
+                        .collect();
+                    (*k, names)
+                })
+                .collect(),
+            pending: Vec::new(),
+        })
+    }
+
+    /// The action runner, when actions are configured.
+    pub fn action_runner(&self) -> Option<Arc<ActionRunner>> {
+        self.actions.clone()
+    }
+
+    /// Alerts made since the last call that wait for their actions. Run the actions (for
+    /// example with [`ActionRunner::run_named`], several at once), then hand each alert with its
+    /// results to [`Engine::finish_pending`].
+    pub fn take_pending(&mut self) -> Vec<PendingAlert> {
+        std::mem::take(&mut self.pending)
+    }
+
+    /// Log the results of an alert's actions, put them into the alert, and pass it on to the
+    /// alert policy; returns the mails due now.
+    pub fn finish_pending(&mut self, p: PendingAlert, results: Vec<ActionResult>) -> Vec<Rendered> {
+        crate::actions::log_results(p.action.ip, &results);
+        let mut context = p.context;
+        if let serde_json::Value::Object(m) = &mut context {
+            m.insert(
+                "actions".into(),
+                serde_json::to_value(crate::actions::for_alert(&results)).unwrap_or_default(),
+            );
+        }
+        let mut r = self.render(p.kind, &context, &p.key, p.attempts);
+        r.id = Some(p.id);
+        let n = notice(p.kind, p.key, p.urgent, r, p.total);
+        self.offer(vec![n])
+    }
+
+    /// Run the pending alerts' actions one alert after the other, in this thread (tests, and
+    /// callers without a runtime).
+    pub fn run_pending_blocking(&mut self) -> Vec<Rendered> {
+        let mut out = Vec::new();
+        for p in self.take_pending() {
+            let results = match &self.actions {
+                Some(r) => r.run_named(&p.action, &p.names),
+                None => Vec::new(),
+            };
+            out.extend(self.finish_pending(p, results));
+        }
+        out
+    }
+
+    /// Render an alert now, or, when actions run for its kind, keep it in `pending` until they
+    /// have run. `action` is `None` for alerts that name no single address.
+    #[allow(clippy::too_many_arguments)]
+    fn emit<C: serde::Serialize>(
+        &mut self,
+        kind: &'static str,
+        key: String,
+        urgent: bool,
+        total: u64,
+        attempts: u64,
+        id: String,
+        ctx: &C,
+        action: Option<ActionContext>,
+    ) -> Option<Notice> {
+        let mut context = serde_json::to_value(ctx).unwrap_or_default();
+        let names = self
+            .action_names
+            .iter()
+            .find(|(k, _)| *k == kind)
+            .map(|(_, n)| n.clone())
+            .unwrap_or_default();
+        if let (Some(action), false, true) = (action, names.is_empty(), self.actions.is_some()) {
+            self.pending.push(PendingAlert {
+                kind,
+                key,
+                urgent,
+                total,
+                attempts,
+                id,
+                context,
+                action,
+                names,
+            });
+            return None;
+        }
+        if let serde_json::Value::Object(m) = &mut context {
+            m.entry("actions")
+                .or_insert(serde_json::Value::Array(Vec::new()));
+        }
+        let mut r = self.render(kind, &context, &key, attempts);
+        r.id = Some(id);
+        Some(notice(kind, key, urgent, r, total))
+    }
+
+    /// What actions get for an alert about `ip`: its prefix is the configured subnet grouping
+    /// (IPv6 /64 by default), when there is one.
+    fn action_context(
+        &self,
+        ip: IpAddr,
+        prefix: Option<IpNet>,
+        account: Option<String>,
+        count: u64,
+        service: &str,
+    ) -> Option<ActionContext> {
+        self.actions.as_ref()?;
+        let prefix = prefix.or_else(|| {
+            let sc = self.subnets.as_ref().map(|(_, sc)| sc)?;
+            let bits = match ip {
+                IpAddr::V6(_) => Some(sc.ipv6_prefix),
+                IpAddr::V4(_) => sc.ipv4_prefix,
+            }?;
+            IpNet::new(ip, bits).ok().map(|n| n.trunc())
+        });
+        Some(ActionContext {
+            ip,
+            prefix,
+            account,
+            count,
+            service: service.to_string(),
         })
     }
 
@@ -224,8 +420,16 @@ impl Engine {
 
     /// Process one line from source number `source`; returns the mails due now (usually none).
     pub fn line(&mut self, source: usize, line: &str) -> Vec<Rendered> {
-        let now = self.clock.now();
         let notices = self.detect_line(source, line);
+        if notices.is_empty() {
+            return Vec::new();
+        }
+        self.offer(notices)
+    }
+
+    /// Hand new incidents to the alert policy; returns the mails due now.
+    fn offer(&mut self, notices: Vec<Notice>) -> Vec<Rendered> {
+        let now = self.clock.now();
         let mut out = Vec::new();
         for n in notices {
             self.metrics.inc_incidents_opened();
@@ -353,17 +557,28 @@ impl Engine {
             );
             let ctx = IpAlertContext::new(&alert, &self.env, now);
             let key = alert.key.to_string();
-            let mut r = self.render("ip_burst", &ctx, &key, alert.attempts_in_window);
-            r.id = Some(alert_id(
+            let id = alert_id("ip_burst", &key, alert.alert_number, alert.last_seen);
+            let action = self.action_context(
+                alert.key,
+                None,
+                alert.top_members.first().map(|(a, _)| a.clone()),
+                alert.attempts_in_window,
+                alert.service,
+            );
+            out.extend(self.emit(
                 "ip_burst",
-                &key,
-                alert.alert_number,
-                alert.last_seen,
+                key,
+                false,
+                alert.attempts_total,
+                alert.attempts_in_window,
+                id,
+                &ctx,
+                action,
             ));
-            out.push(notice("ip_burst", key, false, r, alert.attempts_total));
         }
         let attempts = u64::from(hit.attempts);
         let member = hit.ip.to_string();
+        let mut subnet_alert = None;
         if let Some((d, sc)) = &mut self.subnets {
             let prefix = match hit.ip {
                 IpAddr::V6(_) => Some(sc.ipv6_prefix),
@@ -375,33 +590,57 @@ impl Engine {
             {
                 if let Some(a) = d.observe_key(net, Some(&member), attempts, hit.service, line, at)
                 {
-                    info!(subnet = %net, addresses = a.distinct_members_in_window, attempts_in_window = a.attempts_in_window, "subnet threshold crossed; alerting");
-                    let (t, w) = (sc.threshold.attempts, sc.threshold.window);
-                    let ctx = GroupAlertContext::new(&a, &self.env, t, w, now);
-                    let (key, total) = (net.to_string(), a.attempts_total);
-                    let mut r = self.render("subnet_burst", &ctx, &key, a.attempts_in_window);
-                    r.id = Some(alert_id("subnet_burst", &key, a.alert_number, a.last_seen));
-                    out.push(notice("subnet_burst", key, false, r, total));
+                    subnet_alert = Some((net, a, sc.threshold));
                 }
             }
         }
+        if let Some((net, a, th)) = subnet_alert {
+            info!(subnet = %net, addresses = a.distinct_members_in_window, attempts_in_window = a.attempts_in_window, "subnet threshold crossed; alerting");
+            let ctx = GroupAlertContext::new(&a, &self.env, th.attempts, th.window, now);
+            let key = net.to_string();
+            let id = alert_id("subnet_burst", &key, a.alert_number, a.last_seen);
+            let action = self.action_context(
+                net.network(),
+                Some(net),
+                hit.user.clone(),
+                a.attempts_in_window,
+                hit.service,
+            );
+            out.extend(self.emit(
+                "subnet_burst",
+                key,
+                false,
+                a.attempts_total,
+                a.attempts_in_window,
+                id,
+                &ctx,
+                action,
+            ));
+        }
+        let mut account_alert = None;
         if let (Some((d, ac)), Some(user)) = (&mut self.accounts, &hit.user) {
             if let Some(a) =
                 d.observe_key(user.clone(), Some(&member), attempts, hit.service, line, at)
             {
-                info!(account = %crate::render::inert(user), ips = a.distinct_members_in_window, attempts_in_window = a.attempts_in_window, "account attacked from many IPs; alerting");
-                let (t, w) = (ac.threshold.attempts, ac.threshold.window);
-                let ctx = GroupAlertContext::new(&a, &self.env, t, w, now);
-                let (key, total) = (ctx.target.clone(), a.attempts_total);
-                let mut r = self.render("account_attack", &ctx, &key, a.attempts_in_window);
-                r.id = Some(alert_id(
-                    "account_attack",
-                    &key,
-                    a.alert_number,
-                    a.last_seen,
-                ));
-                out.push(notice("account_attack", key, false, r, total));
+                account_alert = Some((a, ac.threshold));
             }
+        }
+        if let Some((a, th)) = account_alert {
+            info!(account = %crate::render::inert(&a.key), ips = a.distinct_members_in_window, attempts_in_window = a.attempts_in_window, "account attacked from many IPs; alerting");
+            let ctx = GroupAlertContext::new(&a, &self.env, th.attempts, th.window, now);
+            let key = ctx.target.clone();
+            let id = alert_id("account_attack", &key, a.alert_number, a.last_seen);
+            // Many addresses, none of them "the" attacker: no actions.
+            out.extend(self.emit(
+                "account_attack",
+                key,
+                false,
+                a.attempts_total,
+                a.attempts_in_window,
+                id,
+                &ctx,
+                None,
+            ));
         }
         out
     }
@@ -460,20 +699,18 @@ impl Engine {
             log_line: crate::render::inert(line),
             generated_at: crate::render::human_time(now, &self.env.tz),
         };
-        let mut r = self.render("compromised", &ctx, &ctx.ip.clone(), from_ip);
-        r.id = Some(alert_id(
-            "compromised",
-            &format!("{} {account}", hit.ip),
-            1,
-            at,
-        ));
-        Some(notice(
+        let id = alert_id("compromised", &format!("{} {account}", hit.ip), 1, at);
+        let action = self.action_context(hit.ip, None, Some(account), from_ip, hit.service);
+        self.emit(
             "compromised",
             format!("{} {}", ctx.ip, ctx.account),
             true,
-            r,
             from_ip,
-        ))
+            from_ip,
+            id,
+            &ctx,
+            action,
+        )
     }
 
     /// Tell the policy about further attempts on keys that may have open incidents.
@@ -617,6 +854,8 @@ pub fn policy_settings(cfg: &Config) -> PolicySettings {
 /// What the agent knows about the health of one source.
 struct SourceHealth {
     path: String,
+    /// A journal source (advice differs).
+    journal: bool,
     last_line: Timestamp,
     problem: Option<(String, Timestamp)>,
     reported_problem: bool,
@@ -639,7 +878,8 @@ impl Health {
                 .sources
                 .iter()
                 .map(|s| SourceHealth {
-                    path: s.path.display().to_string(),
+                    path: s.name(),
+                    journal: matches!(s.kind, SourceKind::Journal(_)),
                     last_line: now,
                     problem: None,
                     reported_problem: false,
@@ -693,7 +933,11 @@ impl Health {
                         detail: p.clone(),
                         since: *since,
                         until: None,
-                        advice: "authwatch keeps trying. Check that the file exists and that the authwatch user may read it (on Debian: group adm, or Debian-exim for Exim's logs).".into(),
+                        advice: if h.journal {
+                            "authwatch keeps trying. Check that journalctl is installed and that the authwatch user may read the journal (group systemd-journal or adm): without, journalctl shows only the user's own entries.".into()
+                        } else {
+                            "authwatch keeps trying. Check that the file exists and that the authwatch user may read it (on Debian: group adm, or Debian-exim for Exim's logs).".into()
+                        },
                     });
                 }
             }
@@ -852,65 +1096,216 @@ fn queue(
     }
 }
 
+/// Where a source stands: what is saved in `state.json` so a restart continues there.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+enum Position {
+    /// Nothing to save (stdin, or nothing read yet).
+    #[default]
+    None,
+    File(Checkpoint),
+    /// A journal entry's `__CURSOR`.
+    Cursor(String),
+}
+
 /// A batch of lines from one source, and where the source stands after them.
 struct Batch {
     source: usize,
     lines: Vec<String>,
-    checkpoint: Option<Checkpoint>,
+    position: Position,
     /// Why the source cannot be read right now, if it cannot.
     problem: Option<String>,
+    /// The source has ended (end of standard input) and sends nothing more.
+    done: bool,
 }
 
-#[allow(clippy::too_many_arguments)]
-fn spawn_tailer(
+/// A source being read: a file, the journal or standard input.
+enum Reader {
+    File(Tailer),
+    Journal(Box<JournalSource>),
+    Stdin(StdinSource),
+}
+
+impl Reader {
+    /// Open the source `s`, continuing from `resume` where that was saved.
+    fn open(s: &SourceConfig, resume: Position, cfg: &Config) -> Result<Reader> {
+        let start = match s.start {
+            Start::Beginning => StartAt::Beginning,
+            Start::End => StartAt::End,
+        };
+        let max = cfg.follow.max_line_bytes;
+        Ok(match &s.kind {
+            SourceKind::File(path) => Reader::File(match resume {
+                Position::File(cp) => {
+                    info!(path = %path.display(), offset = cp.offset, "resuming from the saved checkpoint");
+                    Tailer::resume(path.clone(), cp, max)
+                }
+                _ => Tailer::new(path.clone(), start, max),
+            }),
+            SourceKind::Journal(j) => {
+                let cursor = match resume {
+                    Position::Cursor(c) => {
+                        info!(source = %s.name(), "resuming the journal after the saved cursor");
+                        Some(c)
+                    }
+                    _ => None,
+                };
+                let args = JournalArgs {
+                    binary: j.journalctl.clone(),
+                    files: j.files.clone(),
+                    directory: j.directory.clone(),
+                    start,
+                    max_line_bytes: max,
+                    time_zone: cfg.time_zone.clone(),
+                    ..JournalArgs::default()
+                };
+                Reader::Journal(Box::new(JournalSource::new(j.units.clone(), cursor, args)))
+            }
+            SourceKind::Stdin => Reader::Stdin(
+                StdinSource::stdin(max).context("starting the thread that reads stdin")?,
+            ),
+        })
+    }
+
+    /// Hand the lines ready now to `on_line`; the journal and stdin wait up to `wait` for the
+    /// first one. Returns whether more are ready at once (the caller should not sleep).
+    fn poll(&mut self, wait: Duration, on_line: &mut dyn FnMut(&str)) -> bool {
+        match self {
+            Reader::File(t) => {
+                t.poll(on_line);
+                !t.caught_up()
+            }
+            Reader::Journal(j) => {
+                j.poll_timeout(wait, on_line);
+                !j.caught_up()
+            }
+            Reader::Stdin(i) => {
+                i.poll_timeout(wait, on_line);
+                !i.caught_up()
+            }
+        }
+    }
+
+    fn position(&self) -> Position {
+        match self {
+            Reader::File(t) => t.checkpoint().map_or(Position::None, Position::File),
+            Reader::Journal(j) => j.cursor().map_or(Position::None, Position::Cursor),
+            Reader::Stdin(_) => Position::None,
+        }
+    }
+
+    /// What keeps the source from being read, in words that stay the same while the problem
+    /// lasts (health alerts time it).
+    fn problem(&self) -> Option<String> {
+        match self {
+            Reader::File(t) => t.problem(),
+            Reader::Journal(j) => {
+                let h = j.health();
+                if !h.running {
+                    Some(
+                        h.last_error
+                            .unwrap_or_else(|| "journalctl is not running".to_string()),
+                    )
+                } else {
+                    h.stderr_tail
+                        .last()
+                        .map(|l| format!("journalctl reports: {l}"))
+                }
+            }
+            Reader::Stdin(i) => i.error().map(|e| format!("reading stdin failed: {e}")),
+        }
+    }
+
+    /// Whether the source has ended for good (only stdin ends).
+    fn done(&self) -> bool {
+        matches!(self, Reader::Stdin(i) if i.is_done())
+    }
+
+    /// The thread that polls a file sleeps between polls; the others wait inside `poll`.
+    fn sleeps(&self) -> bool {
+        matches!(self, Reader::File(_))
+    }
+}
+
+/// Read one source in a thread of its own and send its lines to the engine in batches.
+fn spawn_reader(
     idx: usize,
-    path: PathBuf,
-    start: StartAt,
-    resume: Option<Checkpoint>,
-    max_line_bytes: usize,
+    mut reader: Reader,
     poll: Duration,
     stop: Arc<AtomicBool>,
     tx: mpsc::Sender<Batch>,
 ) -> Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
-        .name(format!("tail-{idx}"))
+        .name(format!("source-{idx}"))
         .spawn(move || {
-            let mut tailer = match resume {
-                Some(cp) => {
-                    info!(path = %path.display(), offset = cp.offset, "resuming from the saved checkpoint");
-                    Tailer::resume(path, cp, max_line_bytes)
-                }
-                None => Tailer::new(path, start, max_line_bytes),
-            };
-            let mut last_cp = None;
+            let mut last_pos = Position::None;
             let mut last_problem = None;
             loop {
                 let stopping = stop.load(Ordering::SeqCst);
                 let mut lines = Vec::new();
-                tailer.poll(&mut |l| lines.push(l.to_string()));
-                let checkpoint = tailer.checkpoint();
-                let problem = tailer.problem();
-                if (!lines.is_empty() || checkpoint != last_cp || problem != last_problem)
+                let more = reader.poll(poll, &mut |l| lines.push(l.to_string()));
+                let position = reader.position();
+                let problem = reader.problem();
+                let done = reader.done();
+                if (!lines.is_empty() || position != last_pos || problem != last_problem || done)
                     && tx
                         .blocking_send(Batch {
                             source: idx,
                             lines,
-                            checkpoint: checkpoint.clone(),
+                            position: position.clone(),
                             problem: problem.clone(),
+                            done,
                         })
                         .is_err()
                 {
                     return;
                 }
-                last_cp = checkpoint;
+                last_pos = position;
                 last_problem = problem;
-                if stopping {
+                if stopping || done {
                     return;
                 }
-                std::thread::sleep(poll);
+                if !more && reader.sleeps() {
+                    std::thread::sleep(poll);
+                }
             }
         })
-        .context("starting a tailer thread")
+        .context("starting a source thread")
+}
+
+/// Run the actions of the alerts a batch made, several at once (each alert's commands under the
+/// runner's concurrency limit and timeouts), and return the alerts with their results. The
+/// batch's checkpoint moves only after this: an alert is never lost to a crash while its
+/// actions run (after a restart they run again; the shipped examples are idempotent).
+async fn run_actions(engine: &mut Engine) -> Vec<Rendered> {
+    let pending = engine.take_pending();
+    if pending.is_empty() {
+        return Vec::new();
+    }
+    let Some(runner) = engine.action_runner() else {
+        let mut out = Vec::new();
+        for p in pending {
+            out.extend(engine.finish_pending(p, Vec::new()));
+        }
+        return out;
+    };
+    let mut set = tokio::task::JoinSet::new();
+    for (i, p) in pending.iter().enumerate() {
+        let runner = runner.clone();
+        let (ctx, names) = (p.action.clone(), p.names.clone());
+        set.spawn_blocking(move || (i, runner.run_named(&ctx, &names)));
+    }
+    let mut results: Vec<Vec<ActionResult>> = vec![Vec::new(); pending.len()];
+    while let Some(done) = set.join_next().await {
+        match done {
+            Ok((i, r)) => results[i] = r,
+            Err(e) => error!(error = %e, "an action task failed"),
+        }
+    }
+    let mut out = Vec::new();
+    for (p, r) in pending.into_iter().zip(results) {
+        out.extend(engine.finish_pending(p, r));
+    }
+    out
 }
 
 /// Make sure the state folder exists and is writable; a clear error otherwise.
@@ -947,7 +1342,7 @@ fn reload_config(
             .sources
             .iter()
             .zip(&cfg.sources)
-            .all(|(a, b)| a.path == b.path && a.services == b.services);
+            .all(|(a, b)| a.kind == b.kind && a.services == b.services);
     if !same_sources {
         anyhow::bail!("the sources changed: restart authwatch to follow the new list");
     }
@@ -1119,27 +1514,51 @@ pub async fn run(
             "continuing from the saved state"
         );
     }
-    let mut positions: Vec<Option<Checkpoint>> = cfg
+    let mut positions: Vec<Position> = cfg
         .sources
         .iter()
-        .map(|s| saved.as_ref().and_then(|st| st.checkpoint_for(&s.path)))
+        .map(|s| {
+            let st = saved.as_ref();
+            match &s.kind {
+                SourceKind::File(p) => st
+                    .and_then(|st| st.checkpoint_for(p))
+                    .map_or(Position::None, Position::File),
+                SourceKind::Journal(_) => st
+                    .and_then(|st| st.cursor_for(&s.name()))
+                    .map_or(Position::None, Position::Cursor),
+                SourceKind::Stdin => Position::None,
+            }
+        })
         .collect();
     if let Some(st) = saved {
         engine.restore(st.detector);
         engine.restore_policy(st.policy);
     }
-    let save_state = |engine: &Engine, positions: &[Option<Checkpoint>]| {
+    let save_state = |engine: &Engine, positions: &[Position]| {
         let st = State {
             version: STATE_VERSION,
             sources: cfg
                 .sources
                 .iter()
                 .zip(positions)
-                .filter_map(|(s, cp)| {
-                    cp.clone().map(|checkpoint| SourceState {
-                        path: s.path.clone(),
-                        checkpoint,
-                    })
+                .filter_map(|(s, pos)| match (s.file(), pos) {
+                    (Some(path), Position::File(cp)) => Some(SourceState {
+                        path: path.to_path_buf(),
+                        checkpoint: cp.clone(),
+                    }),
+                    _ => None,
+                })
+                .collect(),
+            cursors: cfg
+                .sources
+                .iter()
+                .zip(positions)
+                .filter_map(|(s, pos)| match pos {
+                    Position::Cursor(c) => Some(CursorState {
+                        source: s.name(),
+                        cursor: c.clone(),
+                    }),
+                    _ => None,
                 })
                 .collect(),
             detector: engine.snapshot(),
@@ -1154,22 +1573,22 @@ pub async fn run(
     let (line_tx, mut line_rx) = mpsc::channel::<Batch>(64);
     let mut threads = Vec::new();
     for (i, s) in cfg.sources.iter().enumerate() {
-        info!(path = %s.path.display(), services = ?s.services, start = ?s.start, "following");
-        let start = match s.start {
-            Start::Beginning => StartAt::Beginning,
-            Start::End => StartAt::End,
-        };
-        threads.push(spawn_tailer(
+        info!(source = %s.name(), services = ?s.services, start = ?s.start, "following");
+        let reader = Reader::open(s, positions[i].clone(), &cfg)?;
+        threads.push(spawn_reader(
             i,
-            s.path.clone(),
-            start,
-            positions[i].clone(),
-            cfg.follow.max_line_bytes,
+            reader,
             cfg.follow.poll_interval,
             stop.clone(),
             line_tx.clone(),
         )?);
     }
+    // With only finite sources (stdin), authwatch ends when they have.
+    let finite = cfg
+        .sources
+        .iter()
+        .all(|s| matches!(s.kind, SourceKind::Stdin));
+    let mut ended = vec![false; cfg.sources.len()];
     drop(line_tx);
 
     tokio::pin!(shutdown);
@@ -1233,7 +1652,7 @@ pub async fn run(
                 let Some(batch) = batch else { break };
                 health.batch(&batch, clock_now());
                 if let Some(s) = cfg.sources.get(batch.source) {
-                    engine.metrics.add_lines_read(&s.path.display().to_string(), batch.lines.len() as u64);
+                    engine.metrics.add_lines_read(&s.name(), batch.lines.len() as u64);
                 }
                 engine.refresh_clock();
                 for l in &batch.lines {
@@ -1241,9 +1660,21 @@ pub async fn run(
                         queue(&composer, &spool, &notify, &mut ids, r);
                     }
                 }
+                for r in run_actions(&mut engine).await {
+                    queue(&composer, &spool, &notify, &mut ids, r);
+                }
                 // Only now are these lines processed: the checkpoint may move past them.
-                positions[batch.source] = batch.checkpoint;
+                positions[batch.source] = batch.position;
                 dirty = true;
+                if batch.done {
+                    if let Some(e) = ended.get_mut(batch.source) {
+                        *e = true;
+                    }
+                    if finite && ended.iter().all(|e| *e) {
+                        info!("end of input; finishing");
+                        break;
+                    }
+                }
             }
             _ = save_tick.tick() => {
                 if dirty {
@@ -1270,7 +1701,10 @@ pub async fn run(
                 queue(&composer, &spool, &notify, &mut ids, r);
             }
         }
-        positions[batch.source] = batch.checkpoint;
+        for r in run_actions(&mut engine).await {
+            queue(&composer, &spool, &notify, &mut ids, r);
+        }
+        positions[batch.source] = batch.position;
     }
     let _ = joiner.await;
     save_state(&engine, &positions);
@@ -1342,7 +1776,8 @@ mod tests {
         Batch {
             source,
             lines: vec!["x".to_string(); lines],
-            checkpoint: None,
+            position: Position::None,
+            done: false,
             problem: problem.map(str::to_string),
         }
     }
@@ -1471,6 +1906,64 @@ mod tests {
             e.line(0, &line(60 + i, &format!("192.0.2.{}", 10 + i), "carol"));
         }
         assert!(e.line(0, &success(70, "198.51.100.77", "carol")).is_empty());
+    }
+
+    #[test]
+    fn actions_run_with_literal_arguments_and_their_result_is_in_the_alert() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let prog = dir.path().join("block");
+        let out = dir.path().join("args");
+        std::fs::write(
+            &prog,
+            format!(
+                "#!/bin/sh\nprintf '%s\\0' \"$@\" >> '{}'\necho \"blocked $1\"\n",
+                out.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&prog, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let mut e = engine_with(
+            clock(),
+            &format!(
+                "allowlist: {{addresses: ['198.51.100.0/24']}}\nactions:\n  - {{name: block, program: '{}', args: ['{{ip}}', '--user={{account}}', '{{count}}']}}\n",
+                prog.display()
+            ),
+        );
+        let hostile = "x; touch /tmp/pwned $(id) `id`";
+        for i in 0..5u32 {
+            // The allowlisted address attacks too: it is never counted, nothing runs for it.
+            assert!(e.line(0, &line(i, "198.51.100.7", hostile)).is_empty());
+            assert!(
+                e.line(0, &line(i, "203.0.113.47", hostile)).is_empty(),
+                "the alert waits for its actions"
+            );
+        }
+        let pending = e.take_pending();
+        assert_eq!(pending.len(), 1);
+        assert_eq!(
+            pending[0].action.ip,
+            "203.0.113.47".parse::<IpAddr>().unwrap()
+        );
+        e.pending = pending;
+        let mails = e.run_pending_blocking();
+        assert_eq!(mails.len(), 1);
+        let text = &mails[0].text;
+        assert!(text.contains("Actions run by authwatch"), "{text}");
+        assert!(text.contains("block: exit 0"), "{text}");
+        assert!(text.contains("> blocked 203.0.113.47"), "{text}");
+        let args = std::fs::read(&out).unwrap();
+        let args: Vec<&[u8]> = args.split(|b| *b == 0).collect();
+        assert_eq!(
+            args,
+            [
+                &b"203.0.113.47"[..],
+                format!("--user={hostile}").as_bytes(),
+                b"5",
+                b""
+            ]
+        );
+        assert!(!Path::new("/tmp/pwned").exists());
     }
 
     #[test]

@@ -23,6 +23,20 @@ pub enum Command {
         /// Config file (YAML). Without it, the embedded config.example.yaml is used.
         #[arg(long, short, value_name = "FILE")]
         config: Option<PathBuf>,
+        /// Read log lines from standard input instead of the configured sources (e.g.
+        /// `journalctl -f -o short-iso | authwatch run --stdin`); authwatch ends after the
+        /// last line, once its alerts are spooled.
+        #[arg(long)]
+        stdin: bool,
+        /// With --stdin: only these rules (repeat, or separate with commas). Default: all.
+        #[arg(
+            long = "service",
+            short = 's',
+            value_name = "NAME",
+            requires = "stdin",
+            value_delimiter = ','
+        )]
+        services: Vec<String>,
     },
     /// Validate the config and the alert templates; exit 0 when fine, 78 on a config error.
     Check {

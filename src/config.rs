@@ -46,6 +46,10 @@ pub struct Config {
     pub custom_rules: Vec<crate::rules::custom::CustomRule>,
     /// Folder with the administrator's own templates; `None` uses the built-in ones.
     pub templates_dir: Option<PathBuf>,
+    /// Commands run for alerts (block the IP, ...).
+    pub actions: Vec<ActionConfig>,
+    /// How many action commands run at once.
+    pub actions_max_concurrent: usize,
     pub mail: MailConfig,
 }
 
@@ -62,13 +66,90 @@ pub enum Start {
     End,
 }
 
+/// Where a source's lines come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceKind {
+    /// A log file, followed across rotations.
+    File(PathBuf),
+    /// The systemd journal, read through `journalctl -f -o json`.
+    Journal(JournalSourceConfig),
+    /// Standard input (`authwatch run --stdin`).
+    Stdin,
+}
+
+/// A journal source: which units, and (for tests or other machines' journals) which files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JournalSourceConfig {
+    /// `-u` units; empty follows every entry.
+    pub units: Vec<String>,
+    /// The journalctl program.
+    pub journalctl: PathBuf,
+    /// Read the journal files in this folder (`--directory`) instead of the system journal.
+    pub directory: Option<PathBuf>,
+    /// Read these journal files (`--file`) instead of the system journal.
+    pub files: Vec<PathBuf>,
+}
+
 #[derive(Debug, Clone)]
 pub struct SourceConfig {
-    pub path: PathBuf,
+    pub kind: SourceKind,
     pub start: Start,
     /// Rules applied to this source's lines (built-in or custom names); empty means all.
     pub services: Vec<String>,
 }
+
+impl SourceConfig {
+    /// How the source is named in logs, alerts, metrics and `state.json`: the file's path,
+    /// `journal:UNIT,UNIT` (plus the files or folder read, if any), or `stdin`.
+    pub fn name(&self) -> String {
+        match &self.kind {
+            SourceKind::File(p) => p.display().to_string(),
+            SourceKind::Journal(j) => {
+                let mut s = if j.units.is_empty() {
+                    "journal:*".to_string()
+                } else {
+                    format!("journal:{}", j.units.join(","))
+                };
+                if let Some(d) = &j.directory {
+                    s.push_str(&format!(" (directory {})", d.display()));
+                }
+                for f in &j.files {
+                    s.push_str(&format!(" (file {})", f.display()));
+                }
+                s
+            }
+            SourceKind::Stdin => "stdin".to_string(),
+        }
+    }
+
+    /// The file followed, for file sources.
+    pub fn file(&self) -> Option<&Path> {
+        match &self.kind {
+            SourceKind::File(p) => Some(p),
+            _ => None,
+        }
+    }
+
+    /// Standard input, all rules.
+    pub fn stdin() -> SourceConfig {
+        SourceConfig {
+            kind: SourceKind::Stdin,
+            start: Start::Beginning,
+            services: Vec::new(),
+        }
+    }
+}
+
+/// One action: a command run for alerts of the listed kinds.
+#[derive(Debug, Clone)]
+pub struct ActionConfig {
+    pub spec: crate::actions::ActionSpec,
+    /// Alert kinds that run it (`ip_burst`, `subnet_burst`, `compromised`).
+    pub on: Vec<String>,
+}
+
+/// Alert kinds an action may run for: each names an attacking address.
+pub const ACTION_KINDS: &[&str] = &["ip_burst", "subnet_burst", "compromised"];
 
 #[derive(Debug, Clone)]
 pub struct FollowConfig {
@@ -277,7 +358,29 @@ struct RawConfig {
     metrics: Option<RawMetrics>,
     custom_rules: Option<Vec<RawCustomRule>>,
     templates_dir: S<String>,
+    actions: Option<Vec<RawAction>>,
+    actions_max_concurrent: S<u64>,
     mail: Option<Spanned<RawMail>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAction {
+    name: Spanned<String>,
+    program: Spanned<String>,
+    args: Option<Vec<Spanned<String>>>,
+    timeout: S<String>,
+    include_in_alert: Option<bool>,
+    on: Option<Spanned<Vec<Spanned<String>>>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawJournal {
+    units: Option<Vec<Spanned<String>>>,
+    journalctl: S<String>,
+    directory: S<String>,
+    files: Option<Vec<Spanned<String>>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -290,7 +393,8 @@ struct RawHost {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawSource {
-    path: Spanned<String>,
+    path: S<String>,
+    journal: Option<Spanned<RawJournal>>,
     start: Option<Start>,
     service: S<String>,
     services: Option<Spanned<Vec<Spanned<String>>>>,
@@ -893,9 +997,7 @@ impl Validator {
             Some(list) => {
                 for (i, s) in list.value.iter().enumerate() {
                     let field = format!("sources[{i}]");
-                    if s.path.value.trim().is_empty() {
-                        self.issue(Some(&s.path), &format!("{field}.path"), "must not be empty");
-                    }
+                    let kind = self.source_kind(s, &field, list);
                     let mut services = Vec::new();
                     let named: Vec<&Spanned<String>> = match (&s.service, &s.services) {
                         (Some(one), Some(_)) => {
@@ -938,7 +1040,7 @@ impl Validator {
                         }
                     }
                     sources.push(SourceConfig {
-                        path: self.path(&s.path.value),
+                        kind,
                         start: s.start.unwrap_or(Start::End),
                         services,
                     });
@@ -1204,6 +1306,15 @@ impl Validator {
             }
         }
 
+        let actions = self.actions(raw.actions.as_deref().unwrap_or_default());
+        let actions_max_concurrent = self.count(
+            &raw.actions_max_concurrent,
+            "actions_max_concurrent",
+            4,
+            1,
+            crate::actions::MAX_CONCURRENT as u64,
+        ) as usize;
+
         let mail = self.mail(raw.mail, &state_dir);
         Some(Config {
             origin: self.file.clone(),
@@ -1220,8 +1331,168 @@ impl Validator {
             metrics_listen,
             custom_rules,
             templates_dir,
+            actions,
+            actions_max_concurrent,
             mail,
         })
+    }
+
+    /// A source is a file (`path`) or the journal (`journal`), not both.
+    fn source_kind(
+        &mut self,
+        s: &RawSource,
+        field: &str,
+        list: &Spanned<Vec<RawSource>>,
+    ) -> SourceKind {
+        match (&s.path, &s.journal) {
+            (Some(p), None) => {
+                if p.value.trim().is_empty() {
+                    self.issue(Some(p), &format!("{field}.path"), "must not be empty");
+                }
+                SourceKind::File(self.path(&p.value))
+            }
+            (None, Some(j)) => {
+                SourceKind::Journal(self.journal(&j.value, &format!("{field}.journal")))
+            }
+            (Some(p), Some(_)) => {
+                self.issue(
+                    Some(p),
+                    field,
+                    "give path (a log file) or journal (the systemd journal), not both",
+                );
+                SourceKind::Stdin
+            }
+            (None, None) => {
+                self.issue(
+                    Some(list),
+                    field,
+                    "each source needs path (a log file) or journal (the systemd journal)",
+                );
+                SourceKind::Stdin
+            }
+        }
+    }
+
+    fn journal(&mut self, j: &RawJournal, field: &str) -> JournalSourceConfig {
+        let mut units = Vec::new();
+        for (k, u) in j.units.iter().flatten().enumerate() {
+            let ok = !u.value.is_empty()
+                && u.value.len() <= 256
+                && !u.value.starts_with('-')
+                && u.value
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || ":-_.\\@*[]".contains(c));
+            if ok {
+                units.push(u.value.clone());
+            } else {
+                self.issue(
+                    Some(u),
+                    &format!("{field}.units[{k}]"),
+                    format!(
+                        "{:?} is not a systemd unit name (e.g. postfix@-.service, dovecot.service)",
+                        u.value
+                    ),
+                );
+            }
+        }
+        let journalctl = match &j.journalctl {
+            Some(p) => {
+                let path = self.path(&p.value);
+                if !path.is_absolute() {
+                    self.issue(
+                        Some(p),
+                        &format!("{field}.journalctl"),
+                        "must be an absolute path",
+                    );
+                }
+                path
+            }
+            None => PathBuf::from("journalctl"),
+        };
+        let directory = j.directory.as_ref().map(|d| self.path(&d.value));
+        let files = j
+            .files
+            .iter()
+            .flatten()
+            .map(|f| self.path(&f.value))
+            .collect();
+        JournalSourceConfig {
+            units,
+            journalctl,
+            directory,
+            files,
+        }
+    }
+
+    fn actions(&mut self, raw: &[RawAction]) -> Vec<ActionConfig> {
+        use crate::actions::{validate_specs, ActionSpec};
+        let mut out = Vec::new();
+        for (i, a) in raw.iter().enumerate() {
+            let field = format!("actions[{i}]");
+            let timeout = self.duration(
+                &a.timeout,
+                &format!("{field}.timeout"),
+                Duration::from_secs(10),
+                Duration::from_millis(100),
+            );
+            if timeout > crate::actions::MAX_TIMEOUT {
+                self.issue(
+                    a.timeout.as_ref(),
+                    &format!("{field}.timeout"),
+                    format!(
+                        "must be at most {}",
+                        format_duration(crate::actions::MAX_TIMEOUT)
+                    ),
+                );
+            }
+            let mut on = Vec::new();
+            match &a.on {
+                None => on.extend(["ip_burst", "subnet_burst"].map(String::from)),
+                Some(list) if list.value.is_empty() => self.issue(
+                    Some(list),
+                    &format!("{field}.on"),
+                    format!("name at least one alert kind: {}", ACTION_KINDS.join(", ")),
+                ),
+                Some(list) => {
+                    for (k, kind) in list.value.iter().enumerate() {
+                        if ACTION_KINDS.contains(&kind.value.as_str()) {
+                            on.push(kind.value.clone());
+                        } else {
+                            self.issue(
+                                Some(kind),
+                                &format!("{field}.on[{k}]"),
+                                format!(
+                                    "unknown alert kind {:?}; actions run for: {}",
+                                    kind.value,
+                                    ACTION_KINDS.join(", ")
+                                ),
+                            );
+                        }
+                    }
+                }
+            }
+            out.push(ActionConfig {
+                spec: ActionSpec {
+                    name: a.name.value.clone(),
+                    program: PathBuf::from(&a.program.value),
+                    args: a.args.iter().flatten().map(|s| s.value.clone()).collect(),
+                    timeout,
+                    include_in_alert: a.include_in_alert.unwrap_or(true),
+                },
+                on,
+            });
+        }
+        let specs: Vec<ActionSpec> = out.iter().map(|a| a.spec.clone()).collect();
+        for (i, e) in validate_specs(&specs) {
+            let a = &raw[i];
+            let at = match (e.field.as_str(), e.arg) {
+                (_, Some(k)) => a.args.as_ref().and_then(|v| v.get(k)),
+                ("program", _) => Some(&a.program),
+                _ => Some(&a.name),
+            };
+            self.issue(at, &format!("actions[{i}].{}", e.field), e.message);
+        }
+        out
     }
 
     fn custom_rules(&mut self, raw: &[RawCustomRule]) -> Vec<crate::rules::custom::CustomRule> {
@@ -1493,8 +1764,8 @@ mod tests {
             .unwrap();
         assert_eq!(c.state_dir, PathBuf::from("/etc/authwatch/state"));
         assert_eq!(
-            c.sources[0].path,
-            PathBuf::from("/etc/authwatch/log/mainlog")
+            c.sources[0].file(),
+            Some(Path::new("/etc/authwatch/log/mainlog"))
         );
     }
 
@@ -1669,5 +1940,85 @@ mod tests {
     fn yes_is_not_a_boolean_and_wrong_type_is_reported() {
         let err = load(&format!("{MIN}follow: {{max_line_bytes: lots}}\n")).unwrap_err();
         assert_eq!(err.issues[0].line, Some(6), "{err}");
+    }
+
+    #[test]
+    fn journal_sources_name_units_and_are_checked() {
+        let c = load(
+            "state_dir: /x\nsources:\n  - path: /var/log/exim4/mainlog\n  - journal: {units: [postfix@-.service, dovecot.service]}\n    services: [postfix, dovecot]\n    start: beginning\n  - journal: {units: [exim4.service], files: [j/mail.journal], journalctl: /usr/bin/journalctl}\nmail: {to: [a@b.c]}\n",
+        )
+        .unwrap();
+        assert_eq!(c.sources.len(), 3);
+        assert_eq!(c.sources[0].name(), "/var/log/exim4/mainlog");
+        let SourceKind::Journal(j) = &c.sources[1].kind else {
+            panic!("{:?}", c.sources[1]);
+        };
+        assert_eq!(j.units, ["postfix@-.service", "dovecot.service"]);
+        assert_eq!(j.journalctl, PathBuf::from("journalctl"));
+        assert_eq!(c.sources[1].start, Start::Beginning);
+        assert_eq!(
+            c.sources[1].name(),
+            "journal:postfix@-.service,dovecot.service"
+        );
+        let SourceKind::Journal(j) = &c.sources[2].kind else {
+            panic!("{:?}", c.sources[2]);
+        };
+        assert_eq!(j.files, [PathBuf::from("/etc/authwatch/j/mail.journal")]);
+
+        let err = load(
+            "state_dir: /x\nsources:\n  - {path: /l, journal: {units: [a.service]}}\n  - {start: end}\n  - journal: {units: ['-x', 'a b', 'ok.service'], journalctl: bin/journalctl}\nmail: {to: [a@b.c]}\n",
+        )
+        .unwrap_err();
+        let mut fields: Vec<&str> = err.issues.iter().map(|i| i.field.as_str()).collect();
+        fields.sort();
+        assert_eq!(
+            fields,
+            [
+                "sources[0]",
+                "sources[1]",
+                "sources[2].journal.units[0]",
+                "sources[2].journal.units[1]",
+            ],
+            "{err}"
+        );
+        assert!(err.issues.iter().all(|i| i.line.is_some()), "{err}");
+    }
+
+    #[test]
+    fn actions_are_checked_with_their_fields() {
+        let dir = tempfile::tempdir().unwrap();
+        let prog = dir.path().join("block");
+        std::fs::write(&prog, "#!/bin/sh\n").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&prog, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let p = prog.display();
+        let c = load(&format!(
+            "{MIN}actions:\n  - {{name: block, program: '{p}', args: ['{{ip}}', '--user={{account}}'], timeout: 5s, on: [ip_burst, compromised]}}\n  - {{name: note, program: '{p}', include_in_alert: false}}\nactions_max_concurrent: 2\n"
+        ))
+        .unwrap();
+        assert_eq!(c.actions.len(), 2);
+        assert_eq!(c.actions_max_concurrent, 2);
+        assert_eq!(c.actions[0].spec.args, ["{ip}", "--user={account}"]);
+        assert_eq!(c.actions[0].spec.timeout, Duration::from_secs(5));
+        assert_eq!(c.actions[0].on, ["ip_burst", "compromised"]);
+        assert_eq!(c.actions[1].on, ["ip_burst", "subnet_burst"]);
+        assert!(!c.actions[1].spec.include_in_alert);
+
+        let err = load(&format!(
+            "{MIN}actions:\n  - {{name: block, program: 'sh', args: ['{{ip}} {{nope}}'], on: [account_attack]}}\n  - {{name: block, program: '{p}', timeout: 1h}}\nactions_max_concurrent: 0\n"
+        ))
+        .unwrap_err();
+        let fields: Vec<&str> = err.issues.iter().map(|i| i.field.as_str()).collect();
+        for f in [
+            "actions[0].on[0]",
+            "actions[0].program",
+            "actions[0].args[0]",
+            "actions[1].timeout",
+            "actions[1].name",
+            "actions_max_concurrent",
+        ] {
+            assert!(fields.contains(&f), "{f} missing: {err}");
+        }
+        assert!(err.issues.iter().all(|i| i.line.is_some()), "{err}");
     }
 }

@@ -91,11 +91,35 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Run { config } => {
-            let cfg = match load(config) {
+        Command::Run {
+            config,
+            stdin,
+            services,
+        } => {
+            let mut cfg = match load(config) {
                 Ok(c) => c,
                 Err(code) => return code,
             };
+            if stdin {
+                // Lines come from the pipe only; the configured sources are not followed.
+                let mut src = authwatch::config::SourceConfig::stdin();
+                let known: Vec<String> = authwatch::rules::BUILTIN
+                    .iter()
+                    .map(|s| s.to_string())
+                    .chain(cfg.custom_rules.iter().map(|c| c.name().to_string()))
+                    .collect();
+                for name in services.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
+                    if !known.iter().any(|k| k == name) {
+                        eprintln!(
+                            "authwatch: --service: unknown service {name:?}; known services: {}",
+                            known.join(", ")
+                        );
+                        return ExitCode::from(EX_USAGE);
+                    }
+                    src.services.push(name.to_string());
+                }
+                cfg.sources = vec![src];
+            }
             match authwatch::agent::run_blocking(cfg) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {

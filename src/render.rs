@@ -340,7 +340,26 @@ pub fn sample_context(kind: &str) -> Option<serde_json::Value> {
         }),
         _ => return None,
     };
-    v.ok()
+    let mut v = v.ok()?;
+    if matches!(kind, "ip_burst" | "subnet_burst" | "compromised") {
+        if let serde_json::Value::Object(m) = &mut v {
+            m.insert(
+                "actions".into(),
+                serde_json::json!([{
+                    "name": "nft-block",
+                    "exit": 0,
+                    "signal": null,
+                    "timed_out": false,
+                    "error": null,
+                    "output": "blocked 203.0.113.47 until 2026-11-23 04:14",
+                    "status": "exit 0",
+                    "duration_ms": 12,
+                    "include_in_alert": true
+                }]),
+            );
+        }
+    }
+    Some(v)
 }
 
 /// A rendered alert, ready for the mailer.

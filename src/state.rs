@@ -25,6 +25,14 @@ pub struct SourceState {
     pub checkpoint: Checkpoint,
 }
 
+/// A journal source's position: the `__CURSOR` of the last entry processed.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CursorState {
+    /// The source's name (`journal:postfix@-.service,dovecot.service`).
+    pub source: String,
+    pub cursor: String,
+}
+
 /// The windows of every detector.
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
 pub struct Detectors {
@@ -40,6 +48,9 @@ pub struct Detectors {
 pub struct State {
     pub version: u32,
     pub sources: Vec<SourceState>,
+    /// Journal sources' cursors (absent in files written before journal sources existed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cursors: Vec<CursorState>,
     pub detector: Detectors,
     #[serde(default)]
     pub policy: crate::policy::PolicyState,
@@ -52,6 +63,14 @@ impl State {
             .iter()
             .find(|s| s.path == path)
             .map(|s| s.checkpoint.clone())
+    }
+
+    /// The journal cursor saved for the source named `source`, if any.
+    pub fn cursor_for(&self, source: &str) -> Option<String> {
+        self.cursors
+            .iter()
+            .find(|c| c.source == source)
+            .map(|c| c.cursor.clone())
     }
 }
 
@@ -117,6 +136,10 @@ mod tests {
                     offset: 42,
                 },
             }],
+            cursors: vec![CursorState {
+                source: "journal:postfix@-.service".into(),
+                cursor: "s=abc;i=1".into(),
+            }],
             detector: Detectors::default(),
             policy: Default::default(),
         };
@@ -128,6 +151,11 @@ mod tests {
                 .map(|c| c.offset),
             Some(42)
         );
+        assert_eq!(
+            back.cursor_for("journal:postfix@-.service").as_deref(),
+            Some("s=abc;i=1")
+        );
+        assert_eq!(back.cursor_for("journal:dovecot.service"), None);
         std::fs::write(dir.path().join(FILE), b"{not json").unwrap();
         assert!(load(dir.path()).is_none());
         assert!(
