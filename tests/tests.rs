@@ -13,6 +13,7 @@ mod packaging;
 mod policy;
 mod scan;
 mod services;
+mod stdin;
 
 use harness::*;
 use std::fs;

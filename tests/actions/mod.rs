@@ -600,3 +600,67 @@ fn apf_block_example_uses_temp_deny_or_at_for_expiry() {
     assert_eq!(code, Some(2), "{out}");
     assert_eq!(calls(dir, "apf").len(), 3, "apf ran for a refused value");
 }
+
+/// The agent runs the configured action for an alert, after the allowlist, with hostile account
+/// names as literal arguments, and quotes the result in the alert.
+#[test]
+fn agent_runs_actions_for_alerts_with_literal_arguments() {
+    use crate::harness::{eml_files, exim_fail, now_unix, Mail};
+    use crate::stdin::{run_stdin, stdin_config};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let calls = dir.join("calls");
+    let prog = script(
+        dir,
+        "block",
+        &format!(
+            "#!/bin/sh\nprintf '%s\\0' \"$@\" >> '{}'\necho \"blocked $1 for $3 attempts\"\n",
+            calls.display()
+        ),
+    );
+    let cfg = stdin_config(
+        dir,
+        &format!(
+            "allowlist: {{addresses: ['198.51.100.0/24']}}\nactions:\n  - {{name: block, program: '{}', args: ['{{ip}}', '--user={{account}}', '{{count}}', '{{prefix}}'], timeout: 5s}}\n",
+            prog.display()
+        ),
+    );
+    let d = dir.display();
+    let hostile = format!("x; touch {d}/pwned $(touch {d}/pwned2) `touch {d}/pwned3` a b");
+    let t = now_unix();
+    let mut input = String::new();
+    for i in 0..5 {
+        input.push_str(&exim_fail(t + i, "203.0.113.47", &hostile));
+        input.push('\n');
+        // An allowlisted address attacking just as hard: never counted, nothing run.
+        input.push_str(&exim_fail(t + i, "198.51.100.7", &hostile));
+        input.push('\n');
+    }
+    let out = run_stdin(&cfg, &[], input.as_bytes());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let args = split_nul(&fs::read(&calls).unwrap());
+    assert_eq!(
+        args,
+        vec![
+            "203.0.113.47".to_string(),
+            format!("--user={hostile}"),
+            "5".to_string(),
+            // {prefix} is empty: IPv4 addresses are not grouped by default (split_nul drops it).
+        ],
+        "one call, for the attacker only, arguments literal"
+    );
+    for p in ["pwned", "pwned2", "pwned3"] {
+        assert!(!dir.join(p).exists(), "{p} was created: a shell ran");
+    }
+    assert!(err.contains("action done"), "{err}");
+    let files = eml_files(&dir.join("state").join("outbox"));
+    assert_eq!(files.len(), 1, "{err}");
+    let m = Mail::read(&files[0]);
+    assert!(m.body.contains("block: exit 0"), "{}", m.body);
+    assert!(
+        m.body.contains("> blocked 203.0.113.47 for 5 attempts"),
+        "{}",
+        m.body
+    );
+}

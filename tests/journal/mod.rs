@@ -414,3 +414,116 @@ fn journal_that_cannot_be_read_is_reported_and_retried() {
     let h = src.health();
     assert!(h.running && h.last_error.is_none(), "{h:?}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// The agent with a journal source in its config
+
+fn agent_config(dir: &Path, journal_yaml: &str) -> PathBuf {
+    let cfg = dir.join("config.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "state_dir: '{state}'\nhost: {{name: mx1.test, ip: 192.0.2.25}}\ntime_zone: UTC\nsources:\n  - journal: {journal_yaml}\n    start: beginning\nfollow: {{poll_interval: 50ms, checkpoint_interval: 1s}}\nhealth: {{source_unreadable_after: 1s}}\nmail: {{to: [admin@example.test]}}\n",
+            state = dir.join("state").display()
+        ),
+    )
+    .unwrap();
+    cfg
+}
+
+#[test]
+fn agent_follows_a_journal_source_and_resumes_after_the_cursor() {
+    use crate::harness::{eml_files, wait_outbox, Agent, Mail};
+    let Some(remote) = tools("agent_follows_a_journal_source_and_resumes_after_the_cursor") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let journal = dir.join("mail.journal");
+    let mut first: Vec<Entry> = (0..5).map(|n| postfix(n, "203.0.113.5")).collect();
+    first.push(svc(5, "cron.service", "CRON", 99, b"(root) CMD (true)"));
+    append(&remote, &journal, &first);
+    let cfg = agent_config(
+        dir,
+        &format!(
+            "{{units: [postfix@-.service], files: ['{}']}}",
+            journal.display()
+        ),
+    );
+    let outbox = dir.join("state").join("outbox");
+
+    let mut agent = Agent::run(&cfg);
+    let mails = wait_outbox(&outbox, 1);
+    assert!(
+        mails[0]
+            .subject()
+            .contains("203.0.113.5 made 5 failed logins"),
+        "{}",
+        mails[0].subject()
+    );
+    // The cursor reaches state.json (checkpoint_interval 1s) before the agent stops.
+    crate::harness::wait_for("the journal cursor in state.json", || {
+        let st = std::fs::read_to_string(dir.join("state").join("state.json")).ok()?;
+        st.contains("journal:postfix@-.service").then_some(())
+    });
+    assert!(agent.stop().success());
+
+    // While the agent is down, more entries; the next run reads only those.
+    let second: Vec<Entry> = (10..15).map(|n| postfix(n, "203.0.113.9")).collect();
+    append(&remote, &journal, &second);
+    let mut agent = Agent::run(&cfg);
+    let mails = wait_outbox(&outbox, 2);
+    assert!(
+        mails
+            .iter()
+            .any(|m| m.subject().contains("203.0.113.9 made 5 failed logins")),
+        "{:?}",
+        mails.iter().map(Mail::subject).collect::<Vec<_>>()
+    );
+    assert!(agent.stop().success());
+    let log = agent.stderr_text();
+    assert!(
+        log.contains("resuming the journal after the saved cursor"),
+        "{log}"
+    );
+    assert!(
+        !log.contains("ip=203.0.113.5 "),
+        "entries before the cursor were read again:\n{log}"
+    );
+    assert_eq!(eml_files(&outbox).len(), 2);
+}
+
+#[test]
+fn agent_reports_a_journal_it_cannot_read() {
+    use crate::harness::{wait_outbox, Agent};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    // A journalctl that fails the way it does without permission.
+    let fake = dir.join("journalctl");
+    std::fs::write(
+        &fake,
+        "#!/bin/sh\necho 'Failed to open files: Permission denied' >&2\nexit 1\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let cfg = agent_config(
+        dir,
+        &format!(
+            "{{units: [dovecot.service], journalctl: '{}'}}",
+            fake.display()
+        ),
+    );
+    let mut agent = Agent::run(&cfg);
+    let mails = wait_outbox(&dir.join("state").join("outbox"), 1);
+    let m = &mails[0];
+    assert!(
+        m.subject()
+            .contains("journal:dovecot.service cannot be read"),
+        "{}",
+        m.subject()
+    );
+    assert!(m.body.contains("Permission denied"), "{}", m.body);
+    assert!(m.body.contains("systemd-journal"), "{}", m.body);
+    assert!(agent.stop().success());
+}
