@@ -413,6 +413,14 @@ impl Engine {
         self.rules.get_mut(source)?.parse(line, &self.ctx)
     }
 
+    /// How long ago (seconds, wall clock) the line was written, by its stamp: how far behind
+    /// the log authwatch is. `None` for a line without a stamp.
+    pub fn lag_of(&self, line: &str) -> Option<f64> {
+        let (t, _) = crate::rules::time::parse_leading_time(line, &self.ctx);
+        let d = self.clock.now().duration_since(t?);
+        Some(d.as_secs_f64().max(0.0))
+    }
+
     /// Refresh "now" for year inference; call once per batch of lines.
     pub fn refresh_clock(&mut self) {
         self.ctx.now = self.clock.now();
@@ -1013,8 +1021,8 @@ fn write_status(
                     .as_ref()
                     .map(|(p, _)| p.clone())
                     .unwrap_or_else(|| "following".into()),
-                lag_seconds: None,
-                lines_read: 0,
+                lag_seconds: m.lag_seconds(&h.path),
+                lines_read: m.lines_read(&h.path),
             })
             .collect(),
         mail: MailHealth {
@@ -1662,6 +1670,11 @@ pub async fn run(
                 }
                 for r in run_actions(&mut engine).await {
                     queue(&composer, &spool, &notify, &mut ids, r);
+                }
+                if let (Some(s), Some(last)) = (cfg.sources.get(batch.source), batch.lines.last()) {
+                    if let Some(lag) = engine.lag_of(last) {
+                        engine.metrics.set_lag_seconds(&s.name(), lag);
+                    }
                 }
                 // Only now are these lines processed: the checkpoint may move past them.
                 positions[batch.source] = batch.position;

@@ -105,6 +105,24 @@ impl Metrics {
         self.lines_read.add(source, n);
     }
 
+    /// Lines read so far from a source.
+    pub fn lines_read(&self, source: &str) -> u64 {
+        self.lines_read
+            .snapshot()
+            .into_iter()
+            .find(|(k, _)| k == source)
+            .map_or(0, |(_, v)| v)
+    }
+
+    /// The lag last measured for a source, if any line with a stamp was read.
+    pub fn lag_seconds(&self, source: &str) -> Option<f64> {
+        self.lag_seconds
+            .snapshot()
+            .into_iter()
+            .find(|(k, _)| k == source)
+            .map(|(_, v)| f64::from_bits(v))
+    }
+
     /// Failed logins matched by a service's rules.
     pub fn add_hits(&self, service: &str, n: u64) {
         self.hits.add(service, n);

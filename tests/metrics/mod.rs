@@ -297,5 +297,20 @@ fn the_agent_serves_metrics_and_status() {
         s.contains("203.0.113.77").then_some(s)
     });
     assert!(status.contains("\"incidents\""), "{status}");
+    // Lag: the attack lines were stamped a minute before they were appended.
+    let lag = m[&format!(
+        "authwatch_source_lag_seconds{{source=\"{}\"}}",
+        log.path.display()
+    )];
+    assert!((30.0..600.0).contains(&lag), "lag {lag}: {m:?}");
+    let st: serde_json::Value = serde_json::from_str(&status).unwrap();
+    assert!(
+        st["sources"][0]["lines_read"].as_u64().unwrap_or(0) >= 5,
+        "{status}"
+    );
+    assert!(
+        st["sources"][0]["lag_seconds"].as_f64().is_some(),
+        "{status}"
+    );
     assert!(agent.stop().success());
 }
