@@ -706,6 +706,7 @@ impl Engine {
             login_time: crate::render::human_time(at, &self.env.tz),
             log_line: crate::render::inert(line),
             generated_at: crate::render::human_time(now, &self.env.tz),
+            actions: Vec::new(),
         };
         let id = alert_id("compromised", &format!("{} {account}", hit.ip), 1, at);
         let action = self.action_context(hit.ip, None, Some(account), from_ip, hit.service);

@@ -164,6 +164,8 @@ pub struct GroupAlertContext {
     /// Attempts per minute over the window as a Unicode bar chart.
     pub sparkline: String,
     pub generated_at: String,
+    /// Results of the actions run for this alert (those with `include_in_alert`).
+    pub actions: Vec<crate::actions::ActionResult>,
 }
 
 impl GroupAlertContext {
@@ -207,6 +209,7 @@ impl GroupAlertContext {
                 .unwrap_or_default(),
             sparkline: sparkline(&a.per_minute),
             generated_at: human_time(now, &env.tz),
+            actions: Vec::new(),
         }
     }
 
@@ -240,6 +243,7 @@ impl GroupAlertContext {
             previous_alert: String::new(),
             sparkline: sparkline(&[0, 1, 3, 2, 0, 4, 2, 0, 0, 0]),
             generated_at: "2026-11-23 03:20:01 UTC".into(),
+            actions: Vec::new(),
         }
     }
 }
@@ -263,6 +267,8 @@ pub struct CompromiseContext {
     pub login_time: String,
     pub log_line: String,
     pub generated_at: String,
+    /// Results of the actions run for this alert (those with `include_in_alert`).
+    pub actions: Vec<crate::actions::ActionResult>,
 }
 
 impl CompromiseContext {
@@ -282,6 +288,7 @@ impl CompromiseContext {
             login_time: "2026-11-23 03:20:00 UTC".into(),
             log_line: "Nov 23 03:20:00 mx1 dovecot: imap-login: Login: user=<alice>, method=PLAIN, rip=203.0.113.7, lip=192.0.2.25".into(),
             generated_at: "2026-11-23 03:20:01 UTC".into(),
+            actions: Vec::new(),
         }
     }
 }
@@ -414,6 +421,8 @@ pub struct IpAlertContext {
     /// Attempts per minute over the window as a Unicode bar chart, oldest minute first.
     pub sparkline: String,
     pub generated_at: String,
+    /// Results of the actions run for this alert (those with `include_in_alert`).
+    pub actions: Vec<crate::actions::ActionResult>,
 }
 
 /// Facts about this server and the settings an alert quotes.
@@ -494,6 +503,7 @@ impl IpAlertContext {
                 .collect(),
             sparkline: sparkline(&a.per_minute),
             generated_at: human_time(now, &env.tz),
+            actions: Vec::new(),
         }
     }
 
