@@ -44,7 +44,7 @@ fn systemd_accepts_the_unit() {
     };
     assert!(out.status.success());
     let dir = harness::tempdir();
-    let unit = unit_text().replace("/usr/local/bin/authwatch", harness::bin());
+    let unit = unit_text().replace("/usr/bin/authwatch", harness::bin());
     let path = dir.path().join("authwatch.service");
     std::fs::write(&path, unit).unwrap();
     let out = std::process::Command::new("systemd-analyze")
