@@ -61,6 +61,29 @@ fn systemd_accepts_the_unit() {
     assert!(ours.is_empty(), "systemd-analyze verify: {stderr}");
 }
 
+/// The config the Debian package installs as /etc/authwatch/config.yaml passes `check` (with
+/// the repo's templates standing in for /usr/share/authwatch/alert-templates). Also the
+/// regression test for `check` of a config with `mail.smtp`, which panicked in lettre's pool
+/// for want of a tokio runtime.
+#[test]
+fn packaged_config_passes_check() {
+    let dir = harness::tempdir();
+    let text = std::fs::read_to_string(harness::repo_file("packaging/debian/config.yaml"))
+        .unwrap()
+        .replace(
+            "/usr/share/authwatch/alert-templates",
+            &harness::repo_file("alert-templates").to_string_lossy(),
+        );
+    let cfg = harness::write_file(dir.path(), "config.yaml", &text);
+    let (code, stdout, stderr) =
+        harness::run_to_end(&["check", "--config", &cfg.to_string_lossy()], dir.path());
+    assert_eq!(code, Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(
+        stdout.contains("OK (1 source") && stdout.contains("via SMTP 127.0.0.1:25"),
+        "{stdout}"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // The Debian package (packaging/build-deb, cargo-deb)
 
