@@ -57,6 +57,12 @@ pub fn check(cfg: &Config) -> std::result::Result<String, String> {
         Ok(r) => problems.extend(r.check()),
         Err(e) => problems.push(e.0),
     }
+    // lettre's SMTP pool spawns (and, dropped, stops) a task: it needs a runtime to exist,
+    // even one that never runs (without it `check` of a config with mail.smtp panicked).
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .map_err(|e| format!("tokio runtime: {e}"))?;
+    let _rt = rt.enter();
     if let Err(e) = Sender::new(&cfg.mail, "localhost") {
         problems.push(format!("{e:#}"));
     }

@@ -71,6 +71,13 @@ pub enum Command {
         #[arg(long, short, value_name = "FILE")]
         config: Option<PathBuf>,
     },
+    /// Print shell completions or the man page, generated from this command line definition
+    /// (for packagers; `packaging/build-deb` uses `generate all`).
+    #[command(hide = true)]
+    Generate {
+        #[command(subcommand)]
+        what: Generate,
+    },
 }
 
 /// Output format of `scan`.
@@ -122,4 +129,24 @@ pub struct ExplainArgs {
     /// Log files; `-` reads stdin; gzip is read transparently.
     #[arg(value_name = "FILE", required_unless_present = "line")]
     pub files: Vec<PathBuf>,
+}
+
+/// What `authwatch generate` produces.
+#[derive(Debug, Subcommand)]
+pub enum Generate {
+    /// Print the completion script for SHELL to stdout.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page authwatch(1) (roff) to stdout.
+    Man,
+    /// Write the bash, zsh and fish completions (DIR/completions/) and every man page
+    /// (DIR/man/authwatch.1, authwatch-SUBCOMMAND.1) into DIR.
+    All {
+        /// Output folder (created when missing).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
 }

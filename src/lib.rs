@@ -12,6 +12,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod detect;
+pub mod generate;
 pub mod hostinfo;
 pub mod mail;
 pub mod metrics;

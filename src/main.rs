@@ -21,6 +21,7 @@ fn main() -> ExitCode {
     };
     authwatch::agent::init_logging(cli.log_level.as_deref());
     match cli.command {
+        Command::Generate { what } => ExitCode::from(authwatch::generate::run(&what)),
         Command::Scan(args) => ExitCode::from(authwatch::scan::scan_command(&args)),
         Command::Explain(args) => ExitCode::from(authwatch::scan::explain_command(&args)),
         Command::Render {
