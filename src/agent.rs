@@ -1351,7 +1351,15 @@ fn reload_config(
     let Some(path) = &cfg.path else {
         anyhow::bail!("the embedded configuration cannot be reloaded; start with --config FILE");
     };
-    let new = Config::load(path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut new = Config::load(path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    if cfg
+        .sources
+        .iter()
+        .all(|s| matches!(s.kind, SourceKind::Stdin))
+    {
+        // `run --stdin`: the pipe stays the source, whatever the file lists.
+        new.sources = cfg.sources.clone();
+    }
     let same_sources = new.sources.len() == cfg.sources.len()
         && new
             .sources
