@@ -47,6 +47,12 @@ impl Rule for CourierRule {
     fn service(&self) -> &'static str {
         SERVICE
     }
+    fn literals(&self) -> Option<Vec<Vec<u8>>> {
+        super::literal_list(&["LOGIN FAILED, ", "LOGIN, user=", "error,relay="])
+    }
+    fn stateless(&self) -> bool {
+        true
+    }
 
     fn parse(&mut self, line: &str, ctx: &ParseCtx) -> Option<Hit> {
         let b = line.as_bytes();

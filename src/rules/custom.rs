@@ -86,6 +86,12 @@ impl Rule for CustomRule {
     fn service(&self) -> &'static str {
         self.name
     }
+    fn literals(&self) -> Option<Vec<Vec<u8>>> {
+        Some(vec![self.literal.needle().to_vec()])
+    }
+    fn stateless(&self) -> bool {
+        true
+    }
 
     fn parse(&mut self, line: &str, ctx: &ParseCtx) -> Option<Hit> {
         self.literal.find(line.as_bytes())?;

@@ -50,6 +50,12 @@ impl Rule for CyrusRule {
     fn service(&self) -> &'static str {
         SERVICE
     }
+    fn literals(&self) -> Option<Vec<Vec<u8>>> {
+        super::literal_list(&["event=login.", "login: "])
+    }
+    fn stateless(&self) -> bool {
+        true
+    }
 
     fn parse(&mut self, line: &str, ctx: &ParseCtx) -> Option<Hit> {
         let b = line.as_bytes();

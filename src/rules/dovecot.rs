@@ -99,6 +99,9 @@ impl super::Rule for DovecotRule {
     fn service(&self) -> &'static str {
         SERVICE
     }
+    fn literals(&self) -> Option<Vec<Vec<u8>>> {
+        super::literal_list(&["rip=", "auth"])
+    }
     fn parse(&mut self, line: &str, ctx: &ParseCtx) -> Option<Hit> {
         DovecotRule::parse(self, line, ctx)
     }

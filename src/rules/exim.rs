@@ -59,6 +59,12 @@ impl super::Rule for EximRule {
     fn service(&self) -> &'static str {
         SERVICE
     }
+    fn literals(&self) -> Option<Vec<Vec<u8>>> {
+        super::literal_list(&[FAILED_FOR, " A="])
+    }
+    fn stateless(&self) -> bool {
+        true
+    }
     fn parse(&mut self, line: &str, ctx: &ParseCtx) -> Option<Hit> {
         EximRule::parse(self, line, ctx)
     }

@@ -2,7 +2,9 @@
 //! writes it), which account, which service, how many attempts, and when (log time).
 //! Rules know nothing of thresholds; `detect` does the counting.
 
+use aho_corasick::{AhoCorasick, MatchKind};
 use jiff::{tz::TimeZone, Timestamp};
+use memchr::memmem;
 use std::net::IpAddr;
 
 pub mod courier;
@@ -28,6 +30,24 @@ pub trait Rule: Send {
     /// One line (without its newline) to a hit, or `None`. Must be cheap for lines that are not
     /// candidates: a literal prefilter before anything else, no allocation.
     fn parse(&mut self, line: &str, ctx: &ParseCtx) -> Option<Hit>;
+    /// Texts of which every line the rule can match (or learn from, for a rule with state)
+    /// contains at least one: on a line holding none of them `parse` returns `None` and
+    /// changes nothing. [`RuleSet`] searches them all at once, so most lines are skipped
+    /// after one pass. `None`: any line may matter (no prefilter for the whole set).
+    fn literals(&self) -> Option<Vec<Vec<u8>>> {
+        None
+    }
+    /// Whether `parse` is a pure function of the line (no state carried between lines), so
+    /// that parts of a log can be matched on different threads. Rules that pair lines of one
+    /// session keep the default, `false`, and see their lines in order.
+    fn stateless(&self) -> bool {
+        false
+    }
+}
+
+/// `literals` in the form [`Rule::literals`] returns.
+pub(crate) fn literal_list(l: &[&str]) -> Option<Vec<Vec<u8>>> {
+    Some(l.iter().map(|s| s.as_bytes().to_vec()).collect())
 }
 
 /// Names of the built-in rules, in the order they are tried.
@@ -83,13 +103,57 @@ pub fn intern_service(name: &str) -> &'static str {
 }
 
 /// The rules applied to one source: each line is offered to each rule until one matches.
+/// One combined prefilter (Aho-Corasick over every rule's [`Rule::literals`]) comes first:
+/// a line holding none of them is not offered to any rule.
 pub struct RuleSet {
     rules: Vec<Box<dyn Rule>>,
+    /// Over all rules' literals; `None` when a rule has none (or one that is not ASCII: the
+    /// search runs on raw bytes, rules see invalid UTF-8 replaced).
+    prefilter: Option<AhoCorasick>,
+    /// Per rule: its literals (empty: the rule may match any line).
+    literals: Vec<Vec<memmem::Finder<'static>>>,
+    stateless: Vec<bool>,
 }
 
 impl RuleSet {
     pub fn new(rules: Vec<Box<dyn Rule>>) -> Self {
-        RuleSet { rules }
+        let mut literals = Vec::with_capacity(rules.len());
+        let mut all: Vec<Vec<u8>> = Vec::new();
+        let mut every_rule_has_some = true;
+        for r in &rules {
+            match r.literals() {
+                Some(l) if !l.is_empty() && l.iter().all(|x| !x.is_empty() && x.is_ascii()) => {
+                    literals.push(
+                        l.iter()
+                            .map(|x| memmem::Finder::new(x).into_owned())
+                            .collect(),
+                    );
+                    all.extend(l);
+                }
+                _ => {
+                    every_rule_has_some = false;
+                    literals.push(Vec::new());
+                }
+            }
+        }
+        let prefilter = if every_rule_has_some && !all.is_empty() {
+            all.sort();
+            all.dedup();
+            // Leftmost-first: the kind the vectorised (Teddy) search supports; any match will do.
+            AhoCorasick::builder()
+                .match_kind(MatchKind::LeftmostFirst)
+                .build(&all)
+                .ok()
+        } else {
+            None
+        };
+        let stateless = rules.iter().map(|r| r.stateless()).collect();
+        RuleSet {
+            rules,
+            prefilter,
+            literals,
+            stateless,
+        }
     }
 
     /// All built-in rules.
@@ -119,7 +183,53 @@ impl RuleSet {
     }
 
     pub fn parse(&mut self, line: &str, ctx: &ParseCtx) -> Option<Hit> {
+        if let Some(pf) = &self.prefilter {
+            if !pf.is_match(line.as_bytes()) {
+                return None;
+            }
+        }
         self.rules.iter_mut().find_map(|r| r.parse(line, ctx))
+    }
+
+    /// The combined prefilter: a line in which it finds nothing matches no rule. `None` when
+    /// some rule may match any line.
+    pub fn prefilter(&self) -> Option<&AhoCorasick> {
+        self.prefilter.as_ref()
+    }
+
+    /// Number of rules.
+    pub fn len(&self) -> usize {
+        self.rules.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// Whether rule `i` keeps no state between lines (see [`Rule::stateless`]).
+    pub fn is_stateless(&self, i: usize) -> bool {
+        self.stateless[i]
+    }
+
+    /// Whether rule `i` may match `line`: it holds one of the rule's literals (or the rule
+    /// has none).
+    pub fn may_match(&self, i: usize, line: &[u8]) -> bool {
+        let l = &self.literals[i];
+        l.is_empty() || l.iter().any(|f| f.find(line).is_some())
+    }
+
+    /// Offer `line` to rule `i` alone.
+    pub fn parse_with(&mut self, i: usize, line: &str, ctx: &ParseCtx) -> Option<Hit> {
+        self.rules[i].parse(line, ctx)
+    }
+
+    /// Offer `line` to the rules from `first` on, in order, until one matches: the rest of
+    /// [`RuleSet::parse`] once the rules before `first` have returned `None`.
+    pub fn parse_from(&mut self, first: usize, line: &str, ctx: &ParseCtx) -> Option<Hit> {
+        self.rules
+            .iter_mut()
+            .skip(first)
+            .find_map(|r| r.parse(line, ctx))
     }
 
     /// The services in this set.
@@ -174,5 +284,77 @@ pub fn canonical_ip(ip: IpAddr) -> IpAddr {
             None => IpAddr::V6(v6),
         },
         v4 => v4,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every line of the fuzz corpus (real and crafted lines of every service).
+    fn corpus_lines() -> Vec<String> {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/parse_line");
+        let mut lines = Vec::new();
+        for entry in std::fs::read_dir(dir).expect("fuzz/corpus/parse_line") {
+            let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+            let text = String::from_utf8_lossy(&bytes).into_owned();
+            lines.extend(
+                text.split('\n')
+                    .map(|l| l.trim_end_matches('\r').to_string()),
+            );
+        }
+        assert!(lines.len() > 500);
+        lines
+    }
+
+    #[test]
+    fn every_hit_holds_one_of_its_rules_literals_and_the_prefilter_changes_nothing() {
+        let ctx = ParseCtx::new(TimeZone::UTC, "2026-11-24T00:00:00Z".parse().unwrap());
+        let lines = corpus_lines();
+        let mut hits = 0;
+        for name in BUILTIN {
+            let rule = builtin(name).unwrap();
+            let literals = rule.literals().expect("built-in rules have literals");
+            let mut rule = builtin(name).unwrap();
+            for line in &lines {
+                if rule.parse(line, &ctx).is_some() {
+                    hits += 1;
+                    assert!(
+                        literals
+                            .iter()
+                            .any(|l| memmem::find(line.as_bytes(), l).is_some()),
+                        "{name} matched a line without its literals: {line}"
+                    );
+                }
+            }
+        }
+        assert!(hits > 100, "{hits}");
+        // The whole set, with and without the combined prefilter, line by line in order.
+        let mut with = RuleSet::all_builtin();
+        assert!(with.prefilter().is_some());
+        let mut without = RuleSet::all_builtin();
+        without.prefilter = None;
+        for line in &lines {
+            assert_eq!(with.parse(line, &ctx), without.parse(line, &ctx), "{line}");
+        }
+    }
+
+    #[test]
+    fn a_rule_without_literals_turns_the_combined_prefilter_off() {
+        struct Any;
+        impl Rule for Any {
+            fn service(&self) -> &'static str {
+                "any"
+            }
+            fn parse(&mut self, _: &str, _: &ParseCtx) -> Option<Hit> {
+                None
+            }
+        }
+        let rules: Vec<Box<dyn Rule>> = vec![builtin("exim").unwrap(), Box::new(Any)];
+        let set = RuleSet::new(rules);
+        assert!(set.prefilter().is_none());
+        assert!(set.is_stateless(0) && !set.is_stateless(1));
+        assert!(set.may_match(1, b"anything"));
+        assert!(!set.may_match(0, b"anything"));
     }
 }

@@ -189,6 +189,9 @@ impl Rule for OpenSmtpdRule {
     fn service(&self) -> &'static str {
         SERVICE
     }
+    fn literals(&self) -> Option<Vec<Vec<u8>>> {
+        super::literal_list(&["smtp-in: ", " smtp "])
+    }
 
     fn parse(&mut self, line: &str, ctx: &ParseCtx) -> Option<Hit> {
         let b = line.as_bytes();

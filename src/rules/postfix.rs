@@ -52,6 +52,12 @@ impl super::Rule for PostfixRule {
     fn service(&self) -> &'static str {
         SERVICE
     }
+    fn literals(&self) -> Option<Vec<Vec<u8>>> {
+        super::literal_list(&[FAILED, ": client="])
+    }
+    fn stateless(&self) -> bool {
+        true
+    }
     fn parse(&mut self, line: &str, ctx: &ParseCtx) -> Option<Hit> {
         PostfixRule::parse(self, line, ctx)
     }

@@ -62,6 +62,12 @@ impl Rule for RoundcubeRule {
     fn service(&self) -> &'static str {
         SERVICE
     }
+    fn literals(&self) -> Option<Vec<Vec<u8>>> {
+        super::literal_list(&[" login for ", "Login failed for "])
+    }
+    fn stateless(&self) -> bool {
+        true
+    }
 
     fn parse(&mut self, line: &str, ctx: &ParseCtx) -> Option<Hit> {
         let b = line.as_bytes();

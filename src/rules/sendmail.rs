@@ -93,6 +93,9 @@ impl Rule for SendmailRule {
     fn service(&self) -> &'static str {
         SERVICE
     }
+    fn literals(&self) -> Option<Vec<Vec<u8>>> {
+        super::literal_list(&["AUTH failure (", ATTACK, "AUTH=server, relay="])
+    }
 
     fn parse(&mut self, line: &str, ctx: &ParseCtx) -> Option<Hit> {
         let b = line.as_bytes();

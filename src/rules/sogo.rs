@@ -46,6 +46,12 @@ impl Rule for SogoRule {
     fn service(&self) -> &'static str {
         SERVICE
     }
+    fn literals(&self) -> Option<Vec<Vec<u8>>> {
+        super::literal_list(&["ogin from '"])
+    }
+    fn stateless(&self) -> bool {
+        true
+    }
 
     fn parse(&mut self, line: &str, ctx: &ParseCtx) -> Option<Hit> {
         self.finder.find(line.as_bytes())?;

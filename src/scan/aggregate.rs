@@ -50,6 +50,23 @@ impl Default for Caps {
     }
 }
 
+/// Where an IP or account lives in the aggregate: `None` until looked up, then `Some(None)`
+/// when it is beyond a cap, else `Some(Some(index))`.
+pub(crate) type Slot = Option<Option<u32>>;
+
+/// One hit, as the aggregate counts it (the account is passed beside it).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Observed {
+    pub ip: IpAddr,
+    pub service: &'static str,
+    pub attempts: u32,
+    pub kind: HitKind,
+    /// The line's time, or the previous stamped line's.
+    pub time: Option<Timestamp>,
+    pub file: u32,
+    pub line: u64,
+}
+
 /// Where and when an IP first crossed the threshold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Crossing {
@@ -184,6 +201,65 @@ impl Aggregate {
 
     /// Count one hit. `time` is the line's time, or the previous stamped line's.
     pub fn observe(&mut self, hit: &Hit, time: Option<Timestamp>, file: u32, line: u64) {
+        let key = Observed {
+            ip: hit.ip,
+            service: hit.service,
+            attempts: hit.attempts,
+            kind: hit.kind,
+            time,
+            file,
+            line,
+        };
+        let mut account = None;
+        let user = hit.user.as_deref().map(|u| (u, &mut account));
+        self.observe_keyed(&key, &mut None, user);
+    }
+
+    fn ip_place(&mut self, ip: IpAddr) -> Option<u32> {
+        let tracked = self.entries.len();
+        match self.index.entry(ip) {
+            Entry::Occupied(o) => Some(*o.get()),
+            Entry::Vacant(v) => {
+                if tracked >= self.caps.ips {
+                    return None;
+                }
+                v.insert(tracked as u32);
+                self.entries.push((ip, IpEntry::default()));
+                Some(tracked as u32)
+            }
+        }
+    }
+
+    fn account_place(&mut self, user: &str) -> Option<u32> {
+        let name = cut(user, MAX_ACCOUNT_CHARS);
+        match self.names.get(name) {
+            Some(&i) => Some(i),
+            None if self.accounts.len() < self.caps.accounts => {
+                let i = self.accounts.len() as u32;
+                self.names.insert(name.into(), i);
+                self.accounts.push(AccountEntry {
+                    name: name.into(),
+                    attempts: 0,
+                    ips: 0,
+                });
+                Some(i)
+            }
+            None => None,
+        }
+    }
+
+    /// [`Aggregate::observe`] with the IP's and the account's places looked up at most once
+    /// per key and batch: `ip_slot` and the user's slot start as `None` and are filled on
+    /// first use (entries are never removed, so a place once found, or once refused for a
+    /// cap, stays right for the rest of the scan).
+    pub fn observe_keyed(
+        &mut self,
+        hit: &Observed,
+        ip_slot: &mut Slot,
+        user: Option<(&str, &mut Slot)>,
+    ) {
+        let time = hit.time;
+        let (file, line) = (hit.file, hit.line);
         let n = u64::from(hit.attempts.max(1));
         let failure = hit.kind == HitKind::Failure;
         if failure {
@@ -195,80 +271,75 @@ impl Aggregate {
         } else {
             self.successes += n;
         }
-        let tracked = self.entries.len();
-        let i = match self.index.entry(hit.ip) {
-            Entry::Occupied(o) => *o.get() as usize,
-            Entry::Vacant(v) => {
-                if tracked >= self.caps.ips {
-                    if failure {
-                        self.untracked_ip_attempts += n;
-                    }
-                    return;
-                }
-                v.insert(tracked as u32);
-                self.entries.push((hit.ip, IpEntry::default()));
-                tracked
+        let place = match *ip_slot {
+            Some(p) => p,
+            None => {
+                let p = self.ip_place(hit.ip);
+                *ip_slot = Some(p);
+                p
             }
         };
-        let e = &mut self.entries[i].1;
+        let Some(i) = place else {
+            if failure {
+                self.untracked_ip_attempts += n;
+            }
+            return;
+        };
+        let i = i as usize;
         if !failure {
-            e.successes += n;
+            self.entries[i].1.successes += n;
             return;
         }
+        // Accounts: interned names, a short list per IP, distinct IPs per account.
+        let account = user.map(|(name, slot)| match *slot {
+            Some(p) => p,
+            None => {
+                let p = self.account_place(name);
+                *slot = Some(p);
+                p
+            }
+        });
+        let e = &mut self.entries[i].1;
         e.failures += n;
         if let Some(t) = time {
             e.first_seen = min_opt(e.first_seen, t);
             e.last_seen = max_opt(e.last_seen, t);
         }
-        if !e.services.contains(&hit.service) {
+        if !e
+            .services
+            .iter()
+            .any(|s| std::ptr::eq(*s, hit.service) || *s == hit.service)
+        {
             e.services.push(hit.service);
         }
 
-        // Accounts: interned names, a short list per IP, distinct IPs per account.
-        match hit.user.as_deref() {
+        match account {
             None => e.no_account += n,
-            Some(user) => {
-                let name = cut(user, MAX_ACCOUNT_CHARS);
-                let idx = match self.names.get(name) {
-                    Some(&i) => Some(i),
-                    None if self.accounts.len() < self.caps.accounts => {
-                        let i = self.accounts.len() as u32;
-                        self.names.insert(name.into(), i);
-                        self.accounts.push(AccountEntry {
-                            name: name.into(),
-                            attempts: 0,
-                            ips: 0,
-                        });
-                        Some(i)
-                    }
-                    None => None,
-                };
-                match idx {
-                    None => {
-                        self.untracked_account_attempts += n;
+            Some(idx) => match idx {
+                None => {
+                    self.untracked_account_attempts += n;
+                    e.other_account_attempts += n;
+                }
+                Some(i) => {
+                    let acc = &mut self.accounts[i as usize];
+                    acc.attempts += n;
+                    if let Some(p) = e.accounts.iter_mut().find(|p| p.0 == i) {
+                        p.1 += n;
+                    } else if e.accounts.len() < self.caps.accounts_per_ip {
+                        e.accounts.push((i, n));
+                        acc.ips += 1;
+                    } else {
                         e.other_account_attempts += n;
-                    }
-                    Some(i) => {
-                        let acc = &mut self.accounts[i as usize];
-                        acc.attempts += n;
-                        if let Some(p) = e.accounts.iter_mut().find(|p| p.0 == i) {
-                            p.1 += n;
-                        } else if e.accounts.len() < self.caps.accounts_per_ip {
-                            e.accounts.push((i, n));
-                            acc.ips += 1;
-                        } else {
-                            e.other_account_attempts += n;
-                            if self.overflow_pairs.len() < self.caps.overflow_pairs {
-                                if self.overflow_pairs.insert((i, hit.ip)) {
-                                    acc.ips += 1;
-                                }
-                            } else if !self.overflow_pairs.contains(&(i, hit.ip)) {
-                                self.pairs_capped = true;
+                        if self.overflow_pairs.len() < self.caps.overflow_pairs {
+                            if self.overflow_pairs.insert((i, hit.ip)) {
+                                acc.ips += 1;
                             }
+                        } else if !self.overflow_pairs.contains(&(i, hit.ip)) {
+                            self.pairs_capped = true;
                         }
                     }
                 }
-            }
+            },
         }
 
         // Threshold: only until the first crossing.
@@ -327,31 +398,30 @@ impl Aggregate {
             .map(|(ip, e)| (ip, e))
             .collect();
         ips.sort_by(|a, b| b.1.failures.cmp(&a.1.failures).then(a.0.cmp(b.0)));
-        let offenders = ips
-            .iter()
-            .map(|(ip, e)| {
-                let mut accs: Vec<AccountCount> = e
-                    .accounts
-                    .iter()
-                    .map(|&(i, c)| AccountCount {
-                        name: accounts_tbl[i as usize].name.to_string(),
-                        count: c,
-                    })
-                    .collect();
-                accs.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.name.cmp(&b.name)));
-                Offender {
-                    ip: **ip,
-                    attempts: e.failures,
-                    accounts: accs,
-                    other_account_attempts: e.other_account_attempts,
-                    no_account_attempts: e.no_account,
-                    first_seen: t(e.first_seen),
-                    last_seen: t(e.last_seen),
-                    service: e.services.join(","),
-                    successes: e.successes,
-                }
-            })
-            .collect();
+        let offender = |(ip, e): &(&IpAddr, &IpEntry)| {
+            let mut accs: Vec<AccountCount> = e
+                .accounts
+                .iter()
+                .map(|&(i, c)| AccountCount {
+                    name: accounts_tbl[i as usize].name.to_string(),
+                    count: c,
+                })
+                .collect();
+            accs.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.name.cmp(&b.name)));
+            Offender {
+                ip: **ip,
+                attempts: e.failures,
+                accounts: accs,
+                other_account_attempts: e.other_account_attempts,
+                no_account_attempts: e.no_account,
+                first_seen: t(e.first_seen),
+                last_seen: t(e.last_seen),
+                service: e.services.join(","),
+                successes: e.successes,
+            }
+        };
+        // Tens of thousands of rows, each with its own strings: worth both cores.
+        let offenders = par_map(&ips, offender);
 
         let mut accounts: Vec<AccountRow> = self
             .accounts
@@ -457,6 +527,34 @@ impl Aggregate {
             limits,
         }
     }
+}
+
+/// `items.iter().map(f).collect()`, on several threads when there are many items.
+fn par_map<T: Sync, U: Send>(items: &[T], f: impl Fn(&T) -> U + Sync) -> Vec<U> {
+    const MIN_PER_THREAD: usize = 4096;
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(items.len() / MIN_PER_THREAD)
+        .max(1);
+    if threads == 1 {
+        return items.iter().map(f).collect();
+    }
+    let per = items.len().div_ceil(threads);
+    let f = &f;
+    std::thread::scope(|scope| {
+        let parts: Vec<_> = items
+            .chunks(per)
+            .map(|part| scope.spawn(move || part.iter().map(f).collect::<Vec<U>>()))
+            .collect();
+        let mut out = Vec::with_capacity(items.len());
+        for p in parts {
+            match p.join() {
+                Ok(v) => out.extend(v),
+                Err(e) => std::panic::resume_unwind(e),
+            }
+        }
+        out
+    })
 }
 
 /// Attempts per hour from the first to the last hour with attempts (hours without attempts

@@ -25,6 +25,9 @@ pub(crate) struct Input {
     /// The file's modification time: "now" for inferring the year of yearless stamps.
     pub mtime: Option<Timestamp>,
     pub progress: Option<ProgressBar>,
+    /// The file and its length when the input is a regular file that is not gzip: it can be
+    /// read at offsets, in parallel, instead of through `reader`.
+    pub plain: Option<(File, u64)>,
 }
 
 impl Input {
@@ -72,6 +75,7 @@ pub(crate) fn open(arg: &Path, progress: bool) -> io::Result<Input> {
             reader: maybe_gunzip(reader)?,
             mtime: None,
             progress: None,
+            plain: None,
         });
     }
     let file = File::open(arg)?;
@@ -83,6 +87,17 @@ pub(crate) fn open(arg: &Path, progress: bool) -> io::Result<Input> {
         .modified()
         .ok()
         .and_then(|t| Timestamp::try_from(t).ok());
+    let plain = if meta.is_file() {
+        let mut magic = [0u8; 2];
+        let n = std::os::unix::fs::FileExt::read_at(&file, &mut magic, 0)?;
+        if magic[..n] == [0x1f, 0x8b] {
+            None
+        } else {
+            Some((file.try_clone()?, meta.len()))
+        }
+    } else {
+        None
+    };
     let show = progress
         && meta.is_file()
         && meta.len() >= PROGRESS_MIN_BYTES
@@ -99,6 +114,7 @@ pub(crate) fn open(arg: &Path, progress: bool) -> io::Result<Input> {
             reader: maybe_gunzip(reader)?,
             mtime,
             progress: Some(pb),
+            plain,
         })
     } else {
         let reader = BufReader::with_capacity(READ_BUFFER, file);
@@ -107,6 +123,7 @@ pub(crate) fn open(arg: &Path, progress: bool) -> io::Result<Input> {
             reader: maybe_gunzip(reader)?,
             mtime,
             progress: None,
+            plain,
         })
     }
 }
