@@ -562,6 +562,15 @@ impl Engine {
         }
     }
 
+    /// The detectors' state, for `state.json`, serialized straight from the live maps.
+    pub fn detectors_view(&self) -> crate::state::DetectorsView<'_> {
+        crate::state::DetectorsView {
+            ips: self.detector.view(),
+            subnets: self.subnets.as_ref().map(|(d, _)| d.view()),
+            accounts: self.accounts.as_ref().map(|(d, _)| d.view()),
+        }
+    }
+
     /// Continue from saved detector state.
     pub fn restore(&mut self, snap: crate::state::Detectors) {
         self.detector.restore(snap.ips);
@@ -1142,8 +1151,8 @@ pub async fn run(
                     })
                 })
                 .collect(),
-            detector: engine.snapshot(),
-            policy: engine.policy_state(),
+            detector: engine.detectors_view(),
+            policy: engine.policy.state(),
         };
         if let Err(e) = state::save(&cfg.state_dir, &st) {
             error!(dir = %cfg.state_dir.display(), error = %e, "cannot save the state (checkpoints, windows); a restart would re-read lines");
