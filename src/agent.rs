@@ -11,14 +11,14 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, Start};
 use crate::detect::{DetectorSettings, IpDetector, KeyDetector};
 use crate::hostinfo::HostInfo;
-use crate::mail::{run_mailer, Composer, Sender, Spool};
+use crate::mail::{run_mailer, Composer, Sender, Spool, SpoolWriter};
 use crate::policy::{Notice, Outgoing, Policy, PolicySettings};
 use crate::render::{
     AlertEnv, CompromiseContext, GroupAlertContext, IpAlertContext, Rendered, Renderer,
 };
 use crate::rules::HitKind;
 use crate::rules::{Hit, ParseCtx, RuleSet};
-use crate::source::{Checkpoint, StartAt, Tailer};
+use crate::source::{Checkpoint, LineBatch, StartAt, Tailer};
 use crate::state::{self, SourceState, State, STATE_VERSION};
 use anyhow::{Context, Result};
 use ipnet::IpNet;
@@ -115,6 +115,10 @@ pub struct Engine {
     compromised_min_failures: Option<u64>,
     /// (ip, account) → when a compromise alert was last sent (one per window), bounded.
     compromise_sent: lru::LruCache<(IpAddr, String), Timestamp>,
+    /// account → when a login to it during an attack from other addresses was last logged (once
+    /// per window and account: the owner logs in all day, and a warning per login flooded the
+    /// log with tens of thousands of lines on a generated day), bounded.
+    attacked_login_logged: lru::LruCache<String, i64>,
     allowlist: crate::config::AllowlistConfig,
     per_ip_window: Duration,
     policy: Policy,
@@ -180,6 +184,9 @@ impl Engine {
             compromise_sent: lru::LruCache::new(
                 std::num::NonZeroUsize::new(4096).unwrap_or(std::num::NonZeroUsize::MIN),
             ),
+            attacked_login_logged: lru::LruCache::new(
+                std::num::NonZeroUsize::new(4096).unwrap_or(std::num::NonZeroUsize::MIN),
+            ),
             allowlist: cfg.allowlist.clone(),
             per_ip_window: cfg.detect.per_ip.window,
             policy: Policy::new(policy_settings(cfg)),
@@ -224,8 +231,11 @@ impl Engine {
 
     /// Process one line from source number `source`; returns the mails due now (usually none).
     pub fn line(&mut self, source: usize, line: &str) -> Vec<Rendered> {
-        let now = self.clock.now();
         let notices = self.detect_line(source, line);
+        if notices.is_empty() {
+            return Vec::new();
+        }
+        let now = self.clock.now();
         let mut out = Vec::new();
         for n in notices {
             self.metrics.inc_incidents_opened();
@@ -363,7 +373,7 @@ impl Engine {
             out.push(notice("ip_burst", key, false, r, alert.attempts_total));
         }
         let attempts = u64::from(hit.attempts);
-        let member = hit.ip.to_string();
+        let member = ip_text(&hit.ip);
         if let Some((d, sc)) = &mut self.subnets {
             let prefix = match hit.ip {
                 IpAddr::V6(_) => Some(sc.ipv6_prefix),
@@ -427,7 +437,17 @@ impl Engine {
                 .compromised_min_failures
                 .is_some_and(|min| on_account >= min)
         {
-            warn!(ip = %hit.ip, account = %crate::render::inert(hit.user.as_deref().unwrap_or_default()), failures_on_account = on_account, "successful login to an account under attack from other addresses");
+            let user = hit.user.as_deref().unwrap_or_default();
+            let sec = at.as_second();
+            let window = self.per_ip_window.as_secs() as i64;
+            let logged_lately = self
+                .attacked_login_logged
+                .get(user)
+                .is_some_and(|t| sec.saturating_sub(*t) < window);
+            if !logged_lately {
+                self.attacked_login_logged.put(user.to_string(), sec);
+                warn!(ip = %hit.ip, account = %crate::render::inert(user), failures_on_account = on_account, "successful login to an account under attack from other addresses (logged once per window and account)");
+            }
         }
         if !urgent {
             if self.allowlist.reset_on_success {
@@ -478,10 +498,12 @@ impl Engine {
 
     /// Tell the policy about further attempts on keys that may have open incidents.
     fn report_activity(&mut self, hit: &Hit, now: Timestamp) {
-        let ip = hit.ip.to_string();
+        // Only keys that alerted can have an open incident: the others are not looked up (a
+        // key formatted and searched per hit was a tenth of the engine's time).
         let attempts = u64::from(hit.attempts);
-        if let Some(t) = self.detector.total(&hit.ip) {
-            self.policy.activity("ip_burst", &ip, t + attempts, now);
+        if let Some(t) = self.detector.alerted_total(&hit.ip) {
+            self.policy
+                .activity("ip_burst", &hit.ip.to_string(), t + attempts, now);
         }
         if let Some((d, sc)) = &self.subnets {
             let prefix = match hit.ip {
@@ -492,14 +514,14 @@ impl Engine {
                 .and_then(|p| IpNet::new(hit.ip, p).ok())
                 .map(|n| n.trunc())
             {
-                if let Some(t) = d.total(&net) {
+                if let Some(t) = d.alerted_total(&net) {
                     self.policy
                         .activity("subnet_burst", &net.to_string(), t + attempts, now);
                 }
             }
         }
         if let (Some((d, _)), Some(user)) = (&self.accounts, &hit.user) {
-            if let Some(t) = d.total(user) {
+            if let Some(t) = d.alerted_total(user) {
                 let key = crate::render::inert(user);
                 self.policy
                     .activity("account_attack", &key, t + attempts, now);
@@ -590,6 +612,30 @@ impl Engine {
     /// IPs currently tracked.
     pub fn tracked_ips(&self) -> usize {
         self.detector.tracked()
+    }
+}
+
+/// `ip.to_string()`, quicker for IPv4 (the std formatter goes through `fmt` machinery that cost
+/// more than the rest of a hit's bookkeeping).
+fn ip_text(ip: &IpAddr) -> String {
+    match ip {
+        IpAddr::V4(a) => {
+            let mut s = String::with_capacity(15);
+            for (i, o) in a.octets().into_iter().enumerate() {
+                if i > 0 {
+                    s.push('.');
+                }
+                if o >= 100 {
+                    s.push(char::from(b'0' + o / 100));
+                }
+                if o >= 10 {
+                    s.push(char::from(b'0' + o / 10 % 10));
+                }
+                s.push(char::from(b'0' + o % 10));
+            }
+            s
+        }
+        IpAddr::V6(_) => ip.to_string(),
     }
 }
 
@@ -823,48 +869,52 @@ struct HealthContextParts {
     advice: String,
 }
 
-/// Put an alert into the durable spool and wake the mail task. A spool that cannot be written
-/// (full disk, permissions) is logged loudly; the alert text goes to the log so it is not lost.
-fn queue(
-    composer: &Composer,
-    spool: &Spool,
-    notify: &tokio::sync::Notify,
-    ids: &mut crate::mail::AlertIds,
-    r: Rendered,
-) {
+/// Stage an alert for the spool (see [`SpoolWriter`]): it becomes durable, and the mail task
+/// is woken, at [`commit`], once per batch of lines or timer tick. An alert whose id was
+/// spooled before (lines read again after a crash) is not sent again.
+fn queue(composer: &Composer, writer: &mut SpoolWriter, r: Rendered) {
     if let Some(id) = &r.id {
-        if ids.contains(id) {
+        if writer.seen(id) {
             info!(id = %id, subject = %r.subject, "alert already sent before a restart; not sending it again");
             return;
         }
     }
     match composer.build(&r) {
-        Ok(msg) => match spool.put(&msg) {
-            Ok(p) => {
-                debug!(file = %p.display(), "alert spooled");
-                if let Some(id) = &r.id {
-                    ids.record(id);
-                }
-                notify.notify_one();
+        Ok(msg) => {
+            if let Err(e) = writer.stage(&msg, &r) {
+                error!(
+                    dir = %writer.spool().dir().display(),
+                    error = %e,
+                    subject = %r.subject,
+                    body = %r.text,
+                    "cannot write the alert to the spool"
+                );
             }
-            Err(e) => error!(
-                dir = %spool.dir().display(),
-                error = %e,
-                subject = %r.subject,
-                body = %r.text,
-                "cannot write the alert to the spool"
-            ),
-        },
+        }
         Err(e) => {
             error!(error = %format!("{e:#}"), subject = %r.subject, "cannot build the alert mail")
         }
     }
 }
 
+/// Make the staged alerts durable, then wake the mail task. Call before a checkpoint may move
+/// past the lines that made them.
+fn commit(writer: &mut SpoolWriter, notify: &tokio::sync::Notify) {
+    if writer.commit() > 0 {
+        notify.notify_one();
+    }
+}
+
+/// A tailer hands over what it read after at most this many bytes, so that the engine works on
+/// lines while more are read, a batch's alerts are spooled (and sent) without waiting for a
+/// whole backlog, and a catch-up never holds the backlog in memory (the channel holds at most
+/// 64 batches).
+const MAX_BATCH_BYTES: u64 = 1 << 20;
+
 /// A batch of lines from one source, and where the source stands after them.
 struct Batch {
     source: usize,
-    lines: Vec<String>,
+    lines: LineBatch,
     checkpoint: Option<Checkpoint>,
     /// Why the source cannot be read right now, if it cannot.
     problem: Option<String>,
@@ -891,12 +941,13 @@ fn spawn_tailer(
                 }
                 None => Tailer::new(path, start, max_line_bytes),
             };
+            tailer.set_max_bytes_per_poll(MAX_BATCH_BYTES);
             let mut last_cp = None;
             let mut last_problem = None;
             loop {
                 let stopping = stop.load(Ordering::SeqCst);
-                let mut lines = Vec::new();
-                tailer.poll(&mut |l| lines.push(l.to_string()));
+                let mut lines = LineBatch::default();
+                tailer.poll(&mut |l| lines.push(l));
                 let checkpoint = tailer.checkpoint();
                 let problem = tailer.problem();
                 if (!lines.is_empty() || checkpoint != last_cp || problem != last_problem)
@@ -916,7 +967,10 @@ fn spawn_tailer(
                 if stopping {
                     return;
                 }
-                std::thread::sleep(poll);
+                // Catching up (the poll stopped at its byte cap): read on at once.
+                if tailer.caught_up() {
+                    std::thread::sleep(poll);
+                }
             }
         })
         .context("starting a tailer thread")
@@ -1085,13 +1139,13 @@ pub async fn run(
     let sender = Sender::new(&cfg.mail, &host.name)?;
     let mut reload = reload;
     let mail_target = sender.target().to_string();
-    let spool = Spool::open(&cfg.state_dir).with_context(|| {
+    let mut writer = SpoolWriter::open(&cfg.state_dir).with_context(|| {
         format!(
             "state_dir {}: cannot open the spool",
             cfg.state_dir.display()
         )
     })?;
-    let spooled = spool.pending().map(|v| v.len()).unwrap_or(0);
+    let spooled = writer.spool().pending().map(|v| v.len()).unwrap_or(0);
     info!(
         config = %cfg.origin,
         host = %host.name,
@@ -1103,7 +1157,6 @@ pub async fn run(
     );
     let notify = Arc::new(tokio::sync::Notify::new());
     let mut health = Health::new(&cfg, &mail_target, clock_now());
-    let mut ids = crate::mail::AlertIds::open(&cfg.state_dir);
     let mut mailer = MailTask::start(sender, &cfg, notify.clone(), engine.metrics.clone())?;
     let metrics_server = match cfg.metrics_listen {
         Some(addr) => match crate::metrics::serve(addr, engine.metrics.clone()) {
@@ -1217,15 +1270,16 @@ pub async fn run(
                 let status = mailer.status.borrow().clone();
                 for parts in health.due(&status, clock_now()) {
                     let r = engine.render_health(parts);
-                    queue(&composer, &spool, &notify, &mut ids, r);
+                    queue(&composer, &mut writer, r);
                 }
                 let due = engine.tick();
                 if !due.is_empty() {
                     dirty = true;
                 }
                 for r in due {
-                    queue(&composer, &spool, &notify, &mut ids, r);
+                    queue(&composer, &mut writer, r);
                 }
+                commit(&mut writer, &notify);
             }
             _ = eviction_tick.tick() => {
                 let now = engine.evictions();
@@ -1245,12 +1299,14 @@ pub async fn run(
                     engine.metrics.add_lines_read(&s.path.display().to_string(), batch.lines.len() as u64);
                 }
                 engine.refresh_clock();
-                for l in &batch.lines {
+                for l in batch.lines.iter() {
                     for r in engine.line(batch.source, l) {
-                        queue(&composer, &spool, &notify, &mut ids, r);
+                        queue(&composer, &mut writer, r);
                     }
                 }
-                // Only now are these lines processed: the checkpoint may move past them.
+                // The batch's alerts are durable in the spool (one commit per batch, not per
+                // alert); only now may the checkpoint move past these lines.
+                commit(&mut writer, &notify);
                 positions[batch.source] = batch.checkpoint;
                 dirty = true;
             }
@@ -1260,7 +1316,7 @@ pub async fn run(
                     dirty = false;
                 }
                 let status = mailer.status.borrow().clone();
-                write_status(&cfg, &engine, &health, &status, &mail_target, &spool);
+                write_status(&cfg, &engine, &health, &status, &mail_target, writer.spool());
             }
             _ = &mut shutdown => break,
         }
@@ -1274,11 +1330,12 @@ pub async fn run(
     });
     while let Some(batch) = line_rx.recv().await {
         engine.refresh_clock();
-        for l in &batch.lines {
+        for l in batch.lines.iter() {
             for r in engine.line(batch.source, l) {
-                queue(&composer, &spool, &notify, &mut ids, r);
+                queue(&composer, &mut writer, r);
             }
         }
+        commit(&mut writer, &notify);
         positions[batch.source] = batch.checkpoint;
     }
     let _ = joiner.await;
@@ -1287,7 +1344,12 @@ pub async fn run(
     // is left stays in the spool for the next start.
     notify.notify_one();
     let drain = async {
-        while spool.pending().map(|v| !v.is_empty()).unwrap_or(false) {
+        while writer
+            .spool()
+            .pending()
+            .map(|v| !v.is_empty())
+            .unwrap_or(false)
+        {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     };
@@ -1326,6 +1388,21 @@ mod tests {
         Engine::new(&cfg, &host, clock).unwrap()
     }
 
+    #[test]
+    fn ip_text_is_to_string() {
+        for ip in [
+            "0.0.0.0",
+            "9.10.99.100",
+            "255.255.255.255",
+            "192.0.2.7",
+            "2001:db8::1",
+            "::ffff:1.2.3.4",
+        ] {
+            let ip: IpAddr = ip.parse().unwrap();
+            assert_eq!(ip_text(&ip), ip.to_string());
+        }
+    }
+
     fn clock() -> Arc<ManualClock> {
         Arc::new(ManualClock::new("2026-11-23T12:00:00Z".parse().unwrap()))
     }
@@ -1350,7 +1427,7 @@ mod tests {
     fn batch(source: usize, lines: usize, problem: Option<&str>) -> Batch {
         Batch {
             source,
-            lines: vec!["x".to_string(); lines],
+            lines: std::iter::repeat_n("x", lines).collect(),
             checkpoint: None,
             problem: problem.map(str::to_string),
         }

@@ -819,7 +819,10 @@ mod tests {
         let a = d.observe(&hit("198.51.100.9", Some("zz")), "l", at);
         let b = d2.observe(&hit("198.51.100.9", Some("zz")), "l", at);
         assert_eq!(a, b);
-        assert_eq!(a.map(|a| (a.alert_number, a.distinct_members)), Some((2, 24)));
+        assert_eq!(
+            a.map(|a| (a.alert_number, a.distinct_members)),
+            Some((2, 24))
+        );
     }
 
     #[test]

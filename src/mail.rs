@@ -292,6 +292,14 @@ impl AlertIds {
     /// Remember an id durably; the file is rewritten when it has grown to twice what is kept.
     pub fn record(&mut self, id: &str) {
         self.remember(id.to_string());
+        self.persist(&[id]);
+    }
+
+    /// Write ids already remembered to the file, in one write and one fsync.
+    fn persist(&mut self, ids: &[&str]) {
+        if ids.is_empty() {
+            return;
+        }
         let res = if self.order.len() == Self::KEEP
             && std::fs::metadata(&self.path).map_or(0, |m| m.len()) > 64 * 2 * Self::KEEP as u64
         {
@@ -304,13 +312,132 @@ impl AlertIds {
                 .append(true)
                 .open(&self.path)
                 .and_then(|mut f| {
-                    f.write_all(format!("{id}\n").as_bytes())?;
+                    let mut text = ids.join("\n");
+                    text.push('\n');
+                    f.write_all(text.as_bytes())?;
                     f.sync_data()
                 })
         };
         if let Err(e) = res {
             warn!(file = %self.path.display(), error = %e, "cannot record the alert id; after a crash it might be sent twice");
         }
+    }
+}
+
+/// Puts alerts into the spool a batch at a time and remembers their ids ([`AlertIds`]).
+///
+/// [`SpoolWriter::stage`] writes an alert to a hidden temp file in the spool (not synced yet:
+/// the mail task ignores hidden files, and [`Spool::open`] removes them after a crash).
+/// [`SpoolWriter::commit`] then makes the whole batch durable, in this order:
+///
+/// 1. `fdatasync` each temp file (back to back: the disk flushes are merged as far as the file
+///    system can; one per alert, but no longer three);
+/// 2. rename each into place (now the mail task may send it), then one fsync of the folder, so
+///    the names are durable too;
+/// 3. append the batch's ids to `alert-ids` in one write and fsync it once.
+///
+/// A crash before 2 leaves only temp files: the alerts' lines were not checkpointed, so they
+/// are read and alerted again after the restart (nothing lost). Between 2 and 3 the alerts are
+/// safe in the spool, and re-read lines may make them once more (a rare duplicate, never a
+/// loss). After 3 a restart repeats nothing. The caller commits before it lets the checkpoint
+/// move past the batch's lines, so an alert is durable before the checkpoint that passes its
+/// line is saved. Renaming only after the data is synced matters: on ext4 a rename can reach
+/// the disk before the data of a new file does, and an empty spool file whose id is recorded
+/// would be a lost alert.
+pub struct SpoolWriter {
+    spool: Spool,
+    ids: AlertIds,
+    staged: Vec<Staged>,
+}
+
+/// An alert written to a temp file, waiting for [`SpoolWriter::commit`].
+struct Staged {
+    file: std::fs::File,
+    tmp: PathBuf,
+    dst: PathBuf,
+    id: Option<String>,
+    /// For the error log if it cannot be made durable.
+    subject: String,
+    text: String,
+}
+
+impl SpoolWriter {
+    /// Open the spool and the id file of `state_dir`.
+    pub fn open(state_dir: &Path) -> std::io::Result<SpoolWriter> {
+        Ok(SpoolWriter {
+            spool: Spool::open(state_dir)?,
+            ids: AlertIds::open(state_dir),
+            staged: Vec::new(),
+        })
+    }
+
+    pub fn spool(&self) -> &Spool {
+        &self.spool
+    }
+
+    /// Whether an alert with this id was spooled already (also earlier in this batch).
+    pub fn seen(&self, id: &str) -> bool {
+        self.ids.contains(id)
+    }
+
+    /// Alerts staged and not yet committed.
+    pub fn staged(&self) -> usize {
+        self.staged.len()
+    }
+
+    /// Write `msg` to a temp file in the spool; durable and visible after [`commit`](Self::commit).
+    pub fn stage(&mut self, msg: &Message, r: &Rendered) -> std::io::Result<()> {
+        let name = unique_name("alert");
+        let tmp = self.spool.dir.join(format!(".{name}.tmp"));
+        let mut file = std::fs::File::create(&tmp)?;
+        if let Err(e) = file.write_all(&msg.formatted()) {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
+        }
+        if let Some(id) = &r.id {
+            self.ids.remember(id.clone());
+        }
+        self.staged.push(Staged {
+            file,
+            tmp,
+            dst: self.spool.dir.join(name),
+            id: r.id.clone(),
+            subject: r.subject.clone(),
+            text: r.text.clone(),
+        });
+        Ok(())
+    }
+
+    /// Make every staged alert durable (see the type's docs for the order). Returns how many
+    /// are now in the spool; the others are logged with their text (they cannot be written).
+    pub fn commit(&mut self) -> usize {
+        if self.staged.is_empty() {
+            return 0;
+        }
+        let staged = std::mem::take(&mut self.staged);
+        let fail = |st: &Staged, e: &std::io::Error| {
+            let _ = std::fs::remove_file(&st.tmp);
+            error!(dir = %self.spool.dir.display(), error = %e, subject = %st.subject,
+                body = %st.text, "cannot write the alert to the spool");
+        };
+        let mut synced = Vec::with_capacity(staged.len());
+        for st in staged {
+            match st.file.sync_data() {
+                Ok(()) => synced.push(st),
+                Err(e) => fail(&st, &e),
+            }
+        }
+        let mut done = Vec::with_capacity(synced.len());
+        for st in synced {
+            match std::fs::rename(&st.tmp, &st.dst) {
+                Ok(()) => done.push(st),
+                Err(e) => fail(&st, &e),
+            }
+        }
+        sync_dir(&self.spool.dir);
+        let ids: Vec<&str> = done.iter().filter_map(|st| st.id.as_deref()).collect();
+        self.ids.persist(&ids);
+        done.len()
     }
 }
 
