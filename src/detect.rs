@@ -123,7 +123,9 @@ struct Member {
 #[derive(Debug, Clone, Default)]
 struct Members {
     list: Vec<Member>,
-    index: Option<HashMap<Box<str>, u32>>,
+    /// Boxed: most keys never need it, and an empty map is 48 bytes inline in every key.
+    #[allow(clippy::box_collection)]
+    index: Option<Box<HashMap<Box<str>, u32>>>,
 }
 
 /// Members are found by a linear search up to this many, by a hash index beyond.
@@ -161,13 +163,13 @@ impl Members {
                 ix.insert(self.list[n - 1].name.clone(), (n - 1) as u32);
             }
             None if n > MEMBER_INDEX_FROM => {
-                self.index = Some(
+                self.index = Some(Box::new(
                     self.list
                         .iter()
                         .enumerate()
                         .map(|(i, m)| (m.name.clone(), i as u32))
                         .collect(),
-                );
+                ));
             }
             None => {}
         }
@@ -354,9 +356,15 @@ impl<K: Hash + Eq + Clone> KeyDetector<K> {
         let attempts = attempts.max(1);
         let sec = at.as_second();
         self.latest = self.latest.max(Some(sec));
-        if !self.ips.contains(&key) {
-            let fresh = KeyState {
-                buckets: VecDeque::new(),
+        // One hash lookup: `fresh` runs only when the key is new, and a new key evicts the
+        // least recently seen one when the map is full.
+        let full = self.ips.len() == self.ips.cap().get();
+        let mut inserted = false;
+        let st = self.ips.get_or_insert_mut(key.clone(), || {
+            inserted = true;
+            KeyState {
+                // Sized for the first hit; most keys of a spraying attack see no second.
+                buckets: VecDeque::with_capacity(1),
                 in_window: 0,
                 total: 0,
                 first_seen: sec,
@@ -371,15 +379,12 @@ impl<K: Hash + Eq + Clone> KeyDetector<K> {
                 alerts_sent: 0,
                 total_at_last_alert: 0,
                 earlier_alerts: VecDeque::new(),
-            };
-            if let Some((old, _)) = self.ips.push(key.clone(), fresh) {
-                if old != key {
-                    self.evictions += 1;
-                }
             }
+        });
+        if inserted && full {
+            self.evictions += 1;
         }
         let s = &self.s;
-        let st = self.ips.get_mut(&key)?;
 
         // Window: add this hit's second, drop what fell out of [at - window, at].
         match st.buckets.iter().rposition(|&(t, _)| t <= sec) {
@@ -431,6 +436,9 @@ impl<K: Hash + Eq + Clone> KeyDetector<K> {
             let mut buf = if st.lines.len() >= s.log_lines {
                 st.lines.pop_front().unwrap_or_default()
             } else {
+                if st.lines.is_empty() {
+                    st.lines.reserve_exact(1);
+                }
                 String::new()
             };
             buf.clear();
@@ -467,15 +475,20 @@ impl<K: Hash + Eq + Clone> KeyDetector<K> {
         let since = st.total - st.total_at_last_alert;
         st.total_at_last_alert = st.total;
 
-        let mut members: Vec<(String, u64)> = st
+        // Sorted by reference; only the listed names are copied.
+        let mut members: Vec<(&str, u64)> = st
             .members
             .list
             .iter()
-            .map(|m| (m.name.to_string(), m.attempts))
+            .map(|m| (&*m.name, m.attempts))
             .collect();
-        members.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        members.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
         let distinct = members.len() as u64 + st.overflow_names;
-        let listed: Vec<(String, u64)> = members.iter().take(s.top_accounts).cloned().collect();
+        let listed: Vec<(String, u64)> = members
+            .iter()
+            .take(s.top_accounts)
+            .map(|&(name, n)| (name.to_string(), n))
+            .collect();
         let other = members
             .iter()
             .skip(s.top_accounts)
