@@ -841,6 +841,51 @@ mod tests {
     }
 
     #[test]
+    fn a_batch_is_invisible_until_committed_and_a_crash_before_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let composer = Composer::new(&cfg(dir.path())).unwrap();
+        let alert = |id: &str| Rendered {
+            subject: format!("s {id}"),
+            text: "b".into(),
+            html: None,
+            id: Some(id.into()),
+        };
+        let mut w = SpoolWriter::open(dir.path()).unwrap();
+        for id in ["ip_burst-1", "ip_burst-2", "ip_burst-3"] {
+            let r = alert(id);
+            w.stage(&composer.build(&r).unwrap(), &r).unwrap();
+        }
+        assert_eq!(w.staged(), 3);
+        // Staged: remembered in memory (no duplicate within the batch), not yet in the spool
+        // for the mail task, not yet recorded on disk.
+        assert!(w.seen("ip_burst-2"));
+        assert!(w.spool().pending().unwrap().is_empty());
+        assert!(!AlertIds::open(dir.path()).contains("ip_burst-1"));
+        // "Crash" before the commit: a restart finds no alert and no id, so the lines (not yet
+        // checkpointed) make the alerts again.
+        drop(w);
+        let mut w = SpoolWriter::open(dir.path()).unwrap();
+        assert!(!w.seen("ip_burst-1"));
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("spool")).unwrap().count(),
+            0
+        );
+        for id in ["ip_burst-1", "ip_burst-2"] {
+            let r = alert(id);
+            w.stage(&composer.build(&r).unwrap(), &r).unwrap();
+        }
+        assert_eq!(w.commit(), 2);
+        assert_eq!(w.staged(), 0);
+        let pending = w.spool().pending().unwrap();
+        assert_eq!(pending.len(), 2);
+        let first = std::fs::read_to_string(&pending[0]).unwrap();
+        assert!(first.contains("s ip_burst-1"), "oldest first: {first}");
+        let ids = AlertIds::open(dir.path());
+        assert!(ids.contains("ip_burst-1") && ids.contains("ip_burst-2"));
+        assert_eq!(w.commit(), 0, "nothing staged");
+    }
+
+    #[test]
     fn alert_ids_survive_a_restart() {
         let dir = tempfile::tempdir().unwrap();
         let mut ids = AlertIds::open(dir.path());
