@@ -223,6 +223,9 @@ impl Spool {
         Ok(v)
     }
 
+    /// A message was delivered: remove it. The folder is synced once per pass of the mail
+    /// task ([`Spool::sync`]), not per message: a removal lost in a power cut only means the
+    /// message is sent again, never that one is lost.
     fn done(&self, p: &Path) {
         // In outbox mode the file has already been moved away.
         if let Err(e) = std::fs::remove_file(p).or_else(|e| match e.kind() {
@@ -231,6 +234,9 @@ impl Spool {
         }) {
             error!(file = %p.display(), error = %e, "cannot remove a sent message from the spool; it may be sent again");
         }
+    }
+
+    fn sync(&self) {
         sync_dir(&self.dir);
     }
 
@@ -441,21 +447,25 @@ impl SpoolWriter {
     }
 }
 
-/// Move (or copy, across file systems) a file into a folder, durably.
+/// Move (or copy, across file systems) a file into a folder. A rename within one file system
+/// is atomic, also across a power cut: the message is in one folder or the other, so the
+/// folders are synced once per pass of the mail task (`sync_dirs`), not per message. A copy is
+/// synced (file and folder) before the original is removed.
 fn move_into(src: &Path, dir: &Path) -> std::io::Result<PathBuf> {
     std::fs::create_dir_all(dir)?;
     let dst = dir.join(src.file_name().unwrap_or_default());
-    if std::fs::rename(src, &dst).is_err() {
-        let bytes = std::fs::read(src)?;
-        let name = dst
-            .file_name()
-            .unwrap_or_default()
-            .to_string_lossy()
-            .to_string();
-        write_atomic(dir, &name, &bytes)?;
-        std::fs::remove_file(src)?;
+    if std::fs::rename(src, &dst).is_ok() {
+        return Ok(dst);
     }
+    let bytes = std::fs::read(src)?;
+    let name = dst
+        .file_name()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .to_string();
+    write_atomic(dir, &name, &bytes)?;
     sync_dir(dir);
+    std::fs::remove_file(src)?;
     Ok(dst)
 }
 
@@ -526,6 +536,13 @@ impl Sender {
     /// Where mail goes, for logs.
     pub fn target(&self) -> &str {
         &self.target
+    }
+
+    /// Sync the outbox folder (after messages were renamed into it; see `move_into`).
+    fn sync_outbox(&self) {
+        if let Delivery::Outbox(dir) = &self.delivery {
+            sync_dir(dir);
+        }
     }
 
     /// Deliver one spooled file once.
@@ -635,6 +652,7 @@ pub async fn run_mailer(
             }
         };
         let mut transient = false;
+        let mut delivered = false;
         for p in &pending {
             if *shutdown.borrow() {
                 break;
@@ -642,6 +660,7 @@ pub async fn run_mailer(
             match sender.deliver_once(p).await {
                 Ok(()) => {
                     spool.done(p);
+                    delivered = true;
                     if let Some(since) = down_since.take() {
                         info!(server = %sender.target(), down_for = ?since.elapsed(), "mail delivery works again");
                     }
@@ -682,6 +701,11 @@ pub async fn run_mailer(
                     break;
                 }
             }
+        }
+        if delivered {
+            // Once per pass: the messages moved into the outbox and the removals from the spool.
+            sender.sync_outbox();
+            spool.sync();
         }
         if *shutdown.borrow() {
             let left = spool.pending().map(|v| v.len()).unwrap_or(0);
