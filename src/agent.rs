@@ -12,7 +12,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, SourceConfig, SourceKind, Start};
 use crate::detect::{DetectorSettings, IpDetector, KeyDetector};
 use crate::hostinfo::HostInfo;
-use crate::mail::{run_mailer, Composer, Sender, Spool};
+use crate::mail::{run_mailer, Composer, Sender, Spool, SpoolWriter};
 use crate::policy::{Notice, Outgoing, Policy, PolicySettings};
 use crate::render::{
     AlertEnv, CompromiseContext, GroupAlertContext, IpAlertContext, Rendered, Renderer,
@@ -21,7 +21,7 @@ use crate::rules::HitKind;
 use crate::rules::{Hit, ParseCtx, RuleSet};
 use crate::source::journal::{JournalArgs, JournalSource};
 use crate::source::stdin::StdinSource;
-use crate::source::{Checkpoint, StartAt, Tailer};
+use crate::source::{Checkpoint, LineBatch, StartAt, Tailer};
 use crate::state::{self, CursorState, SourceState, State, STATE_VERSION};
 use anyhow::{Context, Result};
 use ipnet::IpNet;
@@ -163,6 +163,10 @@ pub struct Engine {
     compromised_min_failures: Option<u64>,
     /// (ip, account) → when a compromise alert was last sent (one per window), bounded.
     compromise_sent: lru::LruCache<(IpAddr, String), Timestamp>,
+    /// account → when a login to it during an attack from other addresses was last logged (once
+    /// per window and account: the owner logs in all day, and a warning per login flooded the
+    /// log with tens of thousands of lines on a generated day), bounded.
+    attacked_login_logged: lru::LruCache<String, i64>,
     allowlist: crate::config::AllowlistConfig,
     per_ip_window: Duration,
     policy: Policy,
@@ -247,6 +251,9 @@ impl Engine {
             }),
             compromised_min_failures: cfg.detect.compromised_min_failures,
             compromise_sent: lru::LruCache::new(
+                std::num::NonZeroUsize::new(4096).unwrap_or(std::num::NonZeroUsize::MIN),
+            ),
+            attacked_login_logged: lru::LruCache::new(
                 std::num::NonZeroUsize::new(4096).unwrap_or(std::num::NonZeroUsize::MIN),
             ),
             allowlist: cfg.allowlist.clone(),
@@ -591,7 +598,7 @@ impl Engine {
             ));
         }
         let attempts = u64::from(hit.attempts);
-        let member = hit.ip.to_string();
+        let member = ip_text(&hit.ip);
         let mut subnet_alert = None;
         if let Some((d, sc)) = &mut self.subnets {
             let prefix = match hit.ip {
@@ -680,7 +687,17 @@ impl Engine {
                 .compromised_min_failures
                 .is_some_and(|min| on_account >= min)
         {
-            warn!(ip = %hit.ip, account = %crate::render::inert(hit.user.as_deref().unwrap_or_default()), failures_on_account = on_account, "successful login to an account under attack from other addresses");
+            let user = hit.user.as_deref().unwrap_or_default();
+            let sec = at.as_second();
+            let window = self.per_ip_window.as_secs() as i64;
+            let logged_lately = self
+                .attacked_login_logged
+                .get(user)
+                .is_some_and(|t| sec.saturating_sub(*t) < window);
+            if !logged_lately {
+                self.attacked_login_logged.put(user.to_string(), sec);
+                warn!(ip = %hit.ip, account = %crate::render::inert(user), failures_on_account = on_account, "successful login to an account under attack from other addresses (logged once per window and account)");
+            }
         }
         if !urgent {
             if self.allowlist.reset_on_success {
@@ -730,10 +747,12 @@ impl Engine {
 
     /// Tell the policy about further attempts on keys that may have open incidents.
     fn report_activity(&mut self, hit: &Hit, now: Timestamp) {
-        let ip = hit.ip.to_string();
+        // Only keys that alerted can have an open incident: the others are not looked up (a
+        // key formatted and searched per hit was a tenth of the engine's time).
         let attempts = u64::from(hit.attempts);
-        if let Some(t) = self.detector.total(&hit.ip) {
-            self.policy.activity("ip_burst", &ip, t + attempts, now);
+        if let Some(t) = self.detector.alerted_total(&hit.ip) {
+            self.policy
+                .activity("ip_burst", &hit.ip.to_string(), t + attempts, now);
         }
         if let Some((d, sc)) = &self.subnets {
             let prefix = match hit.ip {
@@ -744,14 +763,14 @@ impl Engine {
                 .and_then(|p| IpNet::new(hit.ip, p).ok())
                 .map(|n| n.trunc())
             {
-                if let Some(t) = d.total(&net) {
+                if let Some(t) = d.alerted_total(&net) {
                     self.policy
                         .activity("subnet_burst", &net.to_string(), t + attempts, now);
                 }
             }
         }
         if let (Some((d, _)), Some(user)) = (&self.accounts, &hit.user) {
-            if let Some(t) = d.total(user) {
+            if let Some(t) = d.alerted_total(user) {
                 let key = crate::render::inert(user);
                 self.policy
                     .activity("account_attack", &key, t + attempts, now);
@@ -814,6 +833,15 @@ impl Engine {
         }
     }
 
+    /// The detectors' state, for `state.json`, serialized straight from the live maps.
+    pub fn detectors_view(&self) -> crate::state::DetectorsView<'_> {
+        crate::state::DetectorsView {
+            ips: self.detector.view(),
+            subnets: self.subnets.as_ref().map(|(d, _)| d.view()),
+            accounts: self.accounts.as_ref().map(|(d, _)| d.view()),
+        }
+    }
+
     /// Continue from saved detector state.
     pub fn restore(&mut self, snap: crate::state::Detectors) {
         self.detector.restore(snap.ips);
@@ -833,6 +861,30 @@ impl Engine {
     /// IPs currently tracked.
     pub fn tracked_ips(&self) -> usize {
         self.detector.tracked()
+    }
+}
+
+/// `ip.to_string()`, quicker for IPv4 (the std formatter goes through `fmt` machinery that cost
+/// more than the rest of a hit's bookkeeping).
+fn ip_text(ip: &IpAddr) -> String {
+    match ip {
+        IpAddr::V4(a) => {
+            let mut s = String::with_capacity(15);
+            for (i, o) in a.octets().into_iter().enumerate() {
+                if i > 0 {
+                    s.push('.');
+                }
+                if o >= 100 {
+                    s.push(char::from(b'0' + o / 100));
+                }
+                if o >= 10 {
+                    s.push(char::from(b'0' + o / 10 % 10));
+                }
+                s.push(char::from(b'0' + o % 10));
+            }
+            s
+        }
+        IpAddr::V6(_) => ip.to_string(),
     }
 }
 
@@ -1073,43 +1125,47 @@ struct HealthContextParts {
     advice: String,
 }
 
-/// Put an alert into the durable spool and wake the mail task. A spool that cannot be written
-/// (full disk, permissions) is logged loudly; the alert text goes to the log so it is not lost.
-fn queue(
-    composer: &Composer,
-    spool: &Spool,
-    notify: &tokio::sync::Notify,
-    ids: &mut crate::mail::AlertIds,
-    r: Rendered,
-) {
+/// Stage an alert for the spool (see [`SpoolWriter`]): it becomes durable, and the mail task
+/// is woken, at [`commit`], once per batch of lines or timer tick. An alert whose id was
+/// spooled before (lines read again after a crash) is not sent again.
+fn queue(composer: &Composer, writer: &mut SpoolWriter, r: Rendered) {
     if let Some(id) = &r.id {
-        if ids.contains(id) {
+        if writer.seen(id) {
             info!(id = %id, subject = %r.subject, "alert already sent before a restart; not sending it again");
             return;
         }
     }
     match composer.build(&r) {
-        Ok(msg) => match spool.put(&msg) {
-            Ok(p) => {
-                debug!(file = %p.display(), "alert spooled");
-                if let Some(id) = &r.id {
-                    ids.record(id);
-                }
-                notify.notify_one();
+        Ok(msg) => {
+            if let Err(e) = writer.stage(&msg, &r) {
+                error!(
+                    dir = %writer.spool().dir().display(),
+                    error = %e,
+                    subject = %r.subject,
+                    body = %r.text,
+                    "cannot write the alert to the spool"
+                );
             }
-            Err(e) => error!(
-                dir = %spool.dir().display(),
-                error = %e,
-                subject = %r.subject,
-                body = %r.text,
-                "cannot write the alert to the spool"
-            ),
-        },
+        }
         Err(e) => {
             error!(error = %format!("{e:#}"), subject = %r.subject, "cannot build the alert mail")
         }
     }
 }
+
+/// Make the staged alerts durable, then wake the mail task. Call before a checkpoint may move
+/// past the lines that made them.
+fn commit(writer: &mut SpoolWriter, notify: &tokio::sync::Notify) {
+    if writer.commit() > 0 {
+        notify.notify_one();
+    }
+}
+
+/// A file source hands over what it read after at most this many bytes, so that the engine works
+/// on lines while more are read, a batch's alerts are spooled (and sent) without waiting for a
+/// whole backlog, and a catch-up never holds the backlog in memory (the channel holds at most
+/// 64 batches). The journal and stdin sources cap their batches by lines.
+const MAX_BATCH_BYTES: u64 = 1 << 20;
 
 /// Where a source stands: what is saved in `state.json` so a restart continues there.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -1125,7 +1181,7 @@ enum Position {
 /// A batch of lines from one source, and where the source stands after them.
 struct Batch {
     source: usize,
-    lines: Vec<String>,
+    lines: LineBatch,
     position: Position,
     /// Why the source cannot be read right now, if it cannot.
     problem: Option<String>,
@@ -1149,13 +1205,17 @@ impl Reader {
         };
         let max = cfg.follow.max_line_bytes;
         Ok(match &s.kind {
-            SourceKind::File(path) => Reader::File(match resume {
-                Position::File(cp) => {
-                    info!(path = %path.display(), offset = cp.offset, "resuming from the saved checkpoint");
-                    Tailer::resume(path.clone(), cp, max)
-                }
-                _ => Tailer::new(path.clone(), start, max),
-            }),
+            SourceKind::File(path) => {
+                let mut tailer = match resume {
+                    Position::File(cp) => {
+                        info!(path = %path.display(), offset = cp.offset, "resuming from the saved checkpoint");
+                        Tailer::resume(path.clone(), cp, max)
+                    }
+                    _ => Tailer::new(path.clone(), start, max),
+                };
+                tailer.set_max_bytes_per_poll(MAX_BATCH_BYTES);
+                Reader::File(tailer)
+            }
             SourceKind::Journal(j) => {
                 let cursor = match resume {
                     Position::Cursor(c) => {
@@ -1256,8 +1316,8 @@ fn spawn_reader(
             let mut last_problem = None;
             loop {
                 let stopping = stop.load(Ordering::SeqCst);
-                let mut lines = Vec::new();
-                let more = reader.poll(poll, &mut |l| lines.push(l.to_string()));
+                let mut lines = LineBatch::default();
+                let more = reader.poll(poll, &mut |l| lines.push(l));
                 let position = reader.position();
                 let problem = reader.problem();
                 let done = reader.done();
@@ -1279,6 +1339,7 @@ fn spawn_reader(
                 if stopping || done {
                     return;
                 }
+                // Catching up (the poll stopped at its cap): read on at once.
                 if !more && reader.sleeps() {
                     std::thread::sleep(poll);
                 }
@@ -1494,13 +1555,13 @@ pub async fn run(
     let sender = Sender::new(&cfg.mail, &host.name)?;
     let mut reload = reload;
     let mail_target = sender.target().to_string();
-    let spool = Spool::open(&cfg.state_dir).with_context(|| {
+    let mut writer = SpoolWriter::open(&cfg.state_dir).with_context(|| {
         format!(
             "state_dir {}: cannot open the spool",
             cfg.state_dir.display()
         )
     })?;
-    let spooled = spool.pending().map(|v| v.len()).unwrap_or(0);
+    let spooled = writer.spool().pending().map(|v| v.len()).unwrap_or(0);
     info!(
         config = %cfg.origin,
         host = %host.name,
@@ -1512,7 +1573,6 @@ pub async fn run(
     );
     let notify = Arc::new(tokio::sync::Notify::new());
     let mut health = Health::new(&cfg, &mail_target, clock_now());
-    let mut ids = crate::mail::AlertIds::open(&cfg.state_dir);
     let mut mailer = MailTask::start(sender, &cfg, notify.clone(), engine.metrics.clone())?;
     let metrics_server = match cfg.metrics_listen {
         Some(addr) => match crate::metrics::serve(addr, engine.metrics.clone()) {
@@ -1584,8 +1644,8 @@ pub async fn run(
                     _ => None,
                 })
                 .collect(),
-            detector: engine.snapshot(),
-            policy: engine.policy_state(),
+            detector: engine.detectors_view(),
+            policy: engine.policy.state(),
         };
         if let Err(e) = state::save(&cfg.state_dir, &st) {
             error!(dir = %cfg.state_dir.display(), error = %e, "cannot save the state (checkpoints, windows); a restart would re-read lines");
@@ -1650,15 +1710,16 @@ pub async fn run(
                 let status = mailer.status.borrow().clone();
                 for parts in health.due(&status, clock_now()) {
                     let r = engine.render_health(parts);
-                    queue(&composer, &spool, &notify, &mut ids, r);
+                    queue(&composer, &mut writer, r);
                 }
                 let due = engine.tick();
                 if !due.is_empty() {
                     dirty = true;
                 }
                 for r in due {
-                    queue(&composer, &spool, &notify, &mut ids, r);
+                    queue(&composer, &mut writer, r);
                 }
+                commit(&mut writer, &notify);
             }
             _ = eviction_tick.tick() => {
                 let now = engine.evictions();
@@ -1678,20 +1739,22 @@ pub async fn run(
                     engine.metrics.add_lines_read(&s.name(), batch.lines.len() as u64);
                 }
                 engine.refresh_clock();
-                for l in &batch.lines {
+                for l in batch.lines.iter() {
                     for r in engine.line(batch.source, l) {
-                        queue(&composer, &spool, &notify, &mut ids, r);
+                        queue(&composer, &mut writer, r);
                     }
                 }
                 for r in run_actions(&mut engine).await {
-                    queue(&composer, &spool, &notify, &mut ids, r);
+                    queue(&composer, &mut writer, r);
                 }
                 if let (Some(s), Some(last)) = (cfg.sources.get(batch.source), batch.lines.last()) {
                     if let Some(lag) = engine.lag_of(last) {
                         engine.metrics.set_lag_seconds(&s.name(), lag);
                     }
                 }
-                // Only now are these lines processed: the checkpoint may move past them.
+                // The batch's alerts (with their actions' results) are durable in the spool (one
+                // commit per batch, not per alert); only now may the checkpoint move past them.
+                commit(&mut writer, &notify);
                 positions[batch.source] = batch.position;
                 dirty = true;
                 if batch.done {
@@ -1710,7 +1773,7 @@ pub async fn run(
                     dirty = false;
                 }
                 let status = mailer.status.borrow().clone();
-                write_status(&cfg, &engine, &health, &status, &mail_target, &spool);
+                write_status(&cfg, &engine, &health, &status, &mail_target, writer.spool());
             }
             _ = &mut shutdown => break,
         }
@@ -1724,14 +1787,15 @@ pub async fn run(
     });
     while let Some(batch) = line_rx.recv().await {
         engine.refresh_clock();
-        for l in &batch.lines {
+        for l in batch.lines.iter() {
             for r in engine.line(batch.source, l) {
-                queue(&composer, &spool, &notify, &mut ids, r);
+                queue(&composer, &mut writer, r);
             }
         }
         for r in run_actions(&mut engine).await {
-            queue(&composer, &spool, &notify, &mut ids, r);
+            queue(&composer, &mut writer, r);
         }
+        commit(&mut writer, &notify);
         positions[batch.source] = batch.position;
     }
     let _ = joiner.await;
@@ -1740,7 +1804,12 @@ pub async fn run(
     // is left stays in the spool for the next start.
     notify.notify_one();
     let drain = async {
-        while spool.pending().map(|v| !v.is_empty()).unwrap_or(false) {
+        while writer
+            .spool()
+            .pending()
+            .map(|v| !v.is_empty())
+            .unwrap_or(false)
+        {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     };
@@ -1779,6 +1848,21 @@ mod tests {
         Engine::new(&cfg, &host, clock).unwrap()
     }
 
+    #[test]
+    fn ip_text_is_to_string() {
+        for ip in [
+            "0.0.0.0",
+            "9.10.99.100",
+            "255.255.255.255",
+            "192.0.2.7",
+            "2001:db8::1",
+            "::ffff:1.2.3.4",
+        ] {
+            let ip: IpAddr = ip.parse().unwrap();
+            assert_eq!(ip_text(&ip), ip.to_string());
+        }
+    }
+
     fn clock() -> Arc<ManualClock> {
         Arc::new(ManualClock::new("2026-11-23T12:00:00Z".parse().unwrap()))
     }
@@ -1803,7 +1887,7 @@ mod tests {
     fn batch(source: usize, lines: usize, problem: Option<&str>) -> Batch {
         Batch {
             source,
-            lines: vec!["x".to_string(); lines],
+            lines: std::iter::repeat_n("x", lines).collect(),
             position: Position::None,
             done: false,
             problem: problem.map(str::to_string),

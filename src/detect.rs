@@ -12,13 +12,14 @@
 use crate::rules::{Hit, HitKind};
 use jiff::Timestamp;
 use lru::LruCache;
-use serde::de::DeserializeOwned;
-use serde::Serialize;
 use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
 use std::net::IpAddr;
 use std::num::NonZeroUsize;
 use std::time::Duration;
+
+mod wire;
+pub use wire::{DetectorSnapshotV2, SnapshotView};
 
 /// Distinct members (accounts, addresses) remembered per key; further ones are only counted.
 pub const MAX_MEMBERS_PER_KEY: usize = 256;
@@ -85,49 +86,103 @@ pub struct KeyAlert<K> {
 /// An alert about one attacking IP.
 pub type IpAlert = KeyAlert<IpAddr>;
 
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+/// A key's state. Times are whole seconds since the Unix epoch (log time): detection works on
+/// seconds, and alerts show seconds.
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct KeyState {
     /// (second, attempts) buckets inside the window, oldest first; at most one per second.
     buckets: VecDeque<(i64, u64)>,
     in_window: u64,
     total: u64,
-    first_seen: Timestamp,
-    last_seen: Timestamp,
+    first_seen: i64,
+    last_seen: i64,
     service: ServiceName,
-    /// member → (attempts, last second seen)
-    members: HashMap<String, (u64, i64)>,
+    members: Members,
     /// Attempts of members not kept because of the cap.
     overflow_attempts: u64,
     overflow_names: u64,
     no_member: u64,
     lines: VecDeque<String>,
-    last_alert: Option<Timestamp>,
+    last_alert: Option<i64>,
     alerts_sent: u32,
     total_at_last_alert: u64,
-    #[serde(default)]
-    earlier_alerts: VecDeque<Timestamp>,
+    earlier_alerts: VecDeque<i64>,
+}
+
+/// One member of a key (an account tried from an IP, an address in a subnet, ...).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Member {
+    name: Box<str>,
+    attempts: u64,
+    /// Last second seen.
+    last: i64,
+}
+
+/// The members of a key: a plain list (most keys have one or a few, and a list is a fraction
+/// of the memory of a hash map), indexed by name once it grows past [`MEMBER_INDEX_FROM`].
+#[derive(Debug, Clone, Default)]
+struct Members {
+    list: Vec<Member>,
+    /// Boxed: most keys never need it, and an empty map is 48 bytes inline in every key.
+    #[allow(clippy::box_collection)]
+    index: Option<Box<HashMap<Box<str>, u32>>>,
+}
+
+/// Members are found by a linear search up to this many, by a hash index beyond.
+const MEMBER_INDEX_FROM: usize = 16;
+
+impl PartialEq for Members {
+    fn eq(&self, other: &Self) -> bool {
+        self.list == other.list
+    }
+}
+
+impl Eq for Members {}
+
+impl Members {
+    fn len(&self) -> usize {
+        self.list.len()
+    }
+
+    fn get_mut(&mut self, name: &str) -> Option<&mut Member> {
+        let i = match &self.index {
+            Some(ix) => *ix.get(name)? as usize,
+            None => self.list.iter().position(|m| &*m.name == name)?,
+        };
+        self.list.get_mut(i)
+    }
+
+    fn push(&mut self, m: Member) {
+        if self.list.is_empty() {
+            self.list.reserve_exact(1);
+        }
+        self.list.push(m);
+        let n = self.list.len();
+        match &mut self.index {
+            Some(ix) => {
+                ix.insert(self.list[n - 1].name.clone(), (n - 1) as u32);
+            }
+            None if n > MEMBER_INDEX_FROM => {
+                self.index = Some(Box::new(
+                    self.list
+                        .iter()
+                        .enumerate()
+                        .map(|(i, m)| (m.name.clone(), i as u32))
+                        .collect(),
+                ));
+            }
+            None => {}
+        }
+    }
 }
 
 /// A service name; it survives a restart as text and comes back as the rule's `&'static str`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct ServiceName(&'static str);
 
-impl serde::Serialize for ServiceName {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.0)
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for ServiceName {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let name = <String as serde::Deserialize>::deserialize(d)?;
-        Ok(ServiceName(crate::rules::intern_service(&name)))
-    }
-}
-
-/// A detector's state as saved in `state.json`: tracked keys, least recently seen first.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-#[serde(bound(serialize = "K: Serialize", deserialize = "K: DeserializeOwned"))]
+/// A detector's state as saved in `state.json`: tracked keys, least recently seen first (see
+/// [`wire`] for the layout).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DetectorSnapshot<K = IpAddr> {
     ips: Vec<(K, KeyState)>,
     evictions: u64,
@@ -158,18 +213,31 @@ pub struct KeyDetector<K: Hash + Eq> {
     s: DetectorSettings,
     ips: LruCache<K, KeyState>,
     evictions: u64,
-    /// The latest hit time seen (log time), the reference for what a snapshot keeps.
-    latest: Option<Timestamp>,
+    /// The latest hit second seen (log time), the reference for what a snapshot keeps.
+    latest: Option<i64>,
 }
 
 /// Per-IP detection.
 pub type IpDetector = KeyDetector<IpAddr>;
 
-fn cut(s: &str, max_chars: usize) -> String {
-    match s.char_indices().nth(max_chars) {
-        Some((i, _)) => format!("{}…", &s[..i]),
-        None => s.to_string(),
+/// Append `s` to `out`, cut to `max_chars` characters (with an ellipsis when cut).
+fn push_cut(out: &mut String, s: &str, max_chars: usize) {
+    // A string of at most `max_chars` bytes has at most that many characters: no need to count.
+    if s.len() <= max_chars {
+        out.push_str(s);
+        return;
     }
+    match s.char_indices().nth(max_chars) {
+        Some((i, _)) => {
+            out.push_str(&s[..i]);
+            out.push('…');
+        }
+        None => out.push_str(s),
+    }
+}
+
+fn ts(sec: i64) -> Timestamp {
+    Timestamp::from_second(sec).unwrap_or(Timestamp::UNIX_EPOCH)
 }
 
 impl<K: Hash + Eq + Clone> KeyDetector<K> {
@@ -183,24 +251,37 @@ impl<K: Hash + Eq + Clone> KeyDetector<K> {
         }
     }
 
-    /// What is worth keeping across a restart: the keys seen within the window or the cooldown
-    /// of the latest hit (older ones would neither alert nor be held back by a cooldown).
+    /// Whether a key is worth keeping across a restart: seen within the window of the latest
+    /// hit (it may still alert), or alerted within the cooldown (it holds back the next alert).
+    /// Older keys would do neither; after a restart they start afresh, as after an eviction.
+    fn worth_saving(&self) -> impl Fn(&KeyState) -> bool {
+        let latest = self.latest.unwrap_or(i64::MIN);
+        let window = latest.saturating_sub(self.s.window.as_secs() as i64);
+        let cooldown = latest.saturating_sub(self.s.cooldown.as_secs() as i64);
+        move |st: &KeyState| st.last_seen >= window || st.last_alert.is_some_and(|t| t >= cooldown)
+    }
+
+    /// The state worth keeping across a restart (see [`KeyDetector::view`]), as an owned copy.
     pub fn snapshot(&self) -> DetectorSnapshot<K> {
-        let keep = self.s.window.max(self.s.cooldown).as_secs() as i64;
-        let horizon = self
-            .latest
-            .map_or(i64::MIN, |t| t.as_second().saturating_sub(keep));
-        let mut ips: Vec<(K, KeyState)> = self
+        let keep = self.worth_saving();
+        let ips = self
             .ips
             .iter()
-            .filter(|(_, st)| st.last_seen.as_second() >= horizon)
+            .rev()
+            .filter(|(_, st)| keep(st))
             .map(|(k, st)| (k.clone(), st.clone()))
             .collect();
-        ips.reverse();
         DetectorSnapshot {
             ips,
             evictions: self.evictions,
         }
+    }
+
+    /// The state worth keeping across a restart, serialized straight from the live map (no
+    /// copy): the keys seen within the window of the latest hit, and those alerted within the
+    /// cooldown, least recently seen first.
+    pub fn view(&self) -> SnapshotView<'_, K> {
+        SnapshotView { d: self }
     }
 
     /// Continue from a snapshot (the settings are this detector's own; the cap applies).
@@ -246,6 +327,15 @@ impl<K: Hash + Eq + Clone> KeyDetector<K> {
         self.ips.peek(key).map(|st| st.total)
     }
 
+    /// All attempts counted for `key` so far, if it is tracked and has alerted (only such keys
+    /// can have an open incident).
+    pub fn alerted_total(&self, key: &K) -> Option<u64> {
+        self.ips
+            .peek(key)
+            .filter(|st| st.alerts_sent > 0)
+            .map(|st| st.total)
+    }
+
     /// Forget a key (for example after a successful login, when configured).
     pub fn forget(&mut self, key: &K) {
         self.ips.pop(key);
@@ -264,16 +354,23 @@ impl<K: Hash + Eq + Clone> KeyDetector<K> {
         at: Timestamp,
     ) -> Option<KeyAlert<K>> {
         let attempts = attempts.max(1);
-        self.latest = self.latest.max(Some(at));
-        if !self.ips.contains(&key) {
-            let fresh = KeyState {
-                buckets: VecDeque::new(),
+        let sec = at.as_second();
+        self.latest = self.latest.max(Some(sec));
+        // One hash lookup: `fresh` runs only when the key is new, and a new key evicts the
+        // least recently seen one when the map is full.
+        let full = self.ips.len() == self.ips.cap().get();
+        let mut inserted = false;
+        let st = self.ips.get_or_insert_mut(key.clone(), || {
+            inserted = true;
+            KeyState {
+                // Sized for the first hit; most keys of a spraying attack see no second.
+                buckets: VecDeque::with_capacity(1),
                 in_window: 0,
                 total: 0,
-                first_seen: at,
-                last_seen: at,
+                first_seen: sec,
+                last_seen: sec,
                 service: ServiceName(service),
-                members: HashMap::new(),
+                members: Members::default(),
                 overflow_attempts: 0,
                 overflow_names: 0,
                 no_member: 0,
@@ -282,18 +379,14 @@ impl<K: Hash + Eq + Clone> KeyDetector<K> {
                 alerts_sent: 0,
                 total_at_last_alert: 0,
                 earlier_alerts: VecDeque::new(),
-            };
-            if let Some((old, _)) = self.ips.push(key.clone(), fresh) {
-                if old != key {
-                    self.evictions += 1;
-                }
             }
+        });
+        if inserted && full {
+            self.evictions += 1;
         }
         let s = &self.s;
-        let st = self.ips.get_mut(&key)?;
 
         // Window: add this hit's second, drop what fell out of [at - window, at].
-        let sec = at.as_second();
         match st.buckets.iter().rposition(|&(t, _)| t <= sec) {
             Some(i) if st.buckets[i].0 == sec => st.buckets[i].1 += attempts,
             Some(i) => st.buckets.insert(i + 1, (sec, attempts)),
@@ -311,16 +404,26 @@ impl<K: Hash + Eq + Clone> KeyDetector<K> {
         }
 
         st.total += attempts;
-        st.first_seen = st.first_seen.min(at);
-        st.last_seen = st.last_seen.max(at);
+        st.first_seen = st.first_seen.min(sec);
+        st.last_seen = st.last_seen.max(sec);
         match member {
             Some(u) => {
-                let name = cut(u, MAX_ACCOUNT_CHARS);
-                if let Some(n) = st.members.get_mut(&name) {
-                    n.0 += attempts;
-                    n.1 = n.1.max(sec);
+                let mut cut_name = String::new();
+                let name = if u.len() <= MAX_ACCOUNT_CHARS {
+                    u
+                } else {
+                    push_cut(&mut cut_name, u, MAX_ACCOUNT_CHARS);
+                    &cut_name
+                };
+                if let Some(m) = st.members.get_mut(name) {
+                    m.attempts += attempts;
+                    m.last = m.last.max(sec);
                 } else if st.members.len() < MAX_MEMBERS_PER_KEY {
-                    st.members.insert(name, (attempts, sec));
+                    st.members.push(Member {
+                        name: name.into(),
+                        attempts,
+                        last: sec,
+                    });
                 } else {
                     st.overflow_attempts += attempts;
                     st.overflow_names += 1;
@@ -329,24 +432,33 @@ impl<K: Hash + Eq + Clone> KeyDetector<K> {
             None => st.no_member += attempts,
         }
         if s.log_lines > 0 {
-            if st.lines.len() == s.log_lines {
-                st.lines.pop_front();
-            }
-            st.lines.push_back(cut(line, MAX_QUOTED_LINE_CHARS));
+            // Reuse the oldest line's buffer: no allocation once a key has its lines.
+            let mut buf = if st.lines.len() >= s.log_lines {
+                st.lines.pop_front().unwrap_or_default()
+            } else {
+                if st.lines.is_empty() {
+                    st.lines.reserve_exact(1);
+                }
+                String::new()
+            };
+            buf.clear();
+            push_cut(&mut buf, line, MAX_QUOTED_LINE_CHARS);
+            st.lines.push_back(buf);
         }
 
         let crossed = st.in_window >= u64::from(s.attempts);
         let cooled = match st.last_alert {
             None => true,
-            Some(prev) => at.duration_since(prev).as_secs() >= s.cooldown.as_secs() as i64,
+            Some(prev) => sec.saturating_sub(prev) >= s.cooldown.as_secs() as i64,
         };
         if !(crossed && cooled) {
             return None;
         }
         let distinct_in_window = st
             .members
-            .values()
-            .filter(|(_, last)| *last >= oldest_kept)
+            .list
+            .iter()
+            .filter(|m| m.last >= oldest_kept)
             .count() as u64;
         if s.min_distinct_members > 1 && distinct_in_window < s.min_distinct_members as u64 {
             return None;
@@ -358,16 +470,25 @@ impl<K: Hash + Eq + Clone> KeyDetector<K> {
             }
             st.earlier_alerts.push_back(prev);
         }
-        st.last_alert = Some(at);
+        st.last_alert = Some(sec);
         st.alerts_sent += 1;
         let since = st.total - st.total_at_last_alert;
         st.total_at_last_alert = st.total;
 
-        let mut members: Vec<(String, u64)> =
-            st.members.iter().map(|(k, v)| (k.clone(), v.0)).collect();
-        members.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        // Sorted by reference; only the listed names are copied.
+        let mut members: Vec<(&str, u64)> = st
+            .members
+            .list
+            .iter()
+            .map(|m| (&*m.name, m.attempts))
+            .collect();
+        members.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
         let distinct = members.len() as u64 + st.overflow_names;
-        let listed: Vec<(String, u64)> = members.iter().take(s.top_accounts).cloned().collect();
+        let listed: Vec<(String, u64)> = members
+            .iter()
+            .take(s.top_accounts)
+            .map(|&(name, n)| (name.to_string(), n))
+            .collect();
         let other = members
             .iter()
             .skip(s.top_accounts)
@@ -389,8 +510,8 @@ impl<K: Hash + Eq + Clone> KeyDetector<K> {
             attempts_in_window: st.in_window,
             attempts_total: st.total,
             attempts_since_last_alert: since,
-            first_seen: st.first_seen,
-            last_seen: st.last_seen,
+            first_seen: ts(st.first_seen),
+            last_seen: ts(st.last_seen),
             top_members: listed,
             distinct_members: distinct,
             distinct_members_in_window: distinct_in_window,
@@ -398,8 +519,8 @@ impl<K: Hash + Eq + Clone> KeyDetector<K> {
             attempts_without_member: st.no_member,
             recent_lines: st.lines.iter().cloned().collect(),
             alert_number: st.alerts_sent,
-            previous_alert,
-            earlier_alerts: st.earlier_alerts.iter().copied().collect(),
+            previous_alert: previous_alert.map(ts),
+            earlier_alerts: st.earlier_alerts.iter().copied().map(ts).collect(),
             per_minute,
         })
     }
@@ -664,9 +785,103 @@ mod tests {
         assert_eq!(st.members.len(), MAX_MEMBERS_PER_KEY);
         assert!(st
             .members
-            .keys()
-            .all(|k| k.chars().count() <= MAX_ACCOUNT_CHARS + 1));
+            .list
+            .iter()
+            .all(|m| m.name.chars().count() <= MAX_ACCOUNT_CHARS + 1));
         assert_eq!(st.lines.len(), 3);
         assert_eq!(st.overflow_names, 1000 - MAX_MEMBERS_PER_KEY as u64);
+    }
+
+    #[test]
+    fn snapshot_json_round_trip_is_exact_and_the_live_view_writes_the_same() {
+        let mut s = settings();
+        s.attempts = 3;
+        let mut d = IpDetector::new(s.clone());
+        for k in 0..40i64 {
+            let ip = format!("2001:db8:{:x}::{:x}", k % 7, k);
+            let user = format!("user{}", k % 23);
+            d.observe(
+                &hit(&ip, Some(&user)),
+                &format!("line {k} \"quoted\" ✓"),
+                t0() + SignedDuration::from_secs(k * 17),
+            );
+            // One key with many members (past the member index threshold) and alerts.
+            d.observe(
+                &hit("198.51.100.9", Some(&user)),
+                "l",
+                t0() + SignedDuration::from_secs(k * 17),
+            );
+        }
+        let owned = d.snapshot();
+        let from_owned = serde_json::to_string(&owned).unwrap();
+        let from_view = serde_json::to_string(&d.view()).unwrap();
+        assert_eq!(from_owned, from_view);
+        let back: DetectorSnapshot<IpAddr> = serde_json::from_str(&from_view).unwrap();
+        assert_eq!(back, owned);
+        // Compact: no field names, no RFC 3339 times.
+        assert!(!from_view.contains("first_seen") && !from_view.contains("2026-"));
+        // A restored detector continues exactly: the next observation alerts the same way.
+        let mut d2 = IpDetector::new(s);
+        d2.restore(back);
+        let at = t0() + SignedDuration::from_secs(40 * 17 + 4000);
+        for _ in 0..2 {
+            let a = d.observe(&hit("198.51.100.9", Some("zz")), "l", at);
+            let b = d2.observe(&hit("198.51.100.9", Some("zz")), "l", at);
+            assert_eq!((a, b), (None, None));
+        }
+        let a = d.observe(&hit("198.51.100.9", Some("zz")), "l", at);
+        let b = d2.observe(&hit("198.51.100.9", Some("zz")), "l", at);
+        assert_eq!(a, b);
+        assert_eq!(
+            a.map(|a| (a.alert_number, a.distinct_members)),
+            Some((2, 24))
+        );
+    }
+
+    #[test]
+    fn snapshot_keeps_alerted_keys_for_the_cooldown_and_drops_expired_quiet_ones() {
+        let mut d = IpDetector::new(settings());
+        // Alerted at t0 (5 attempts): its cooldown (1 h) holds until t0 + 3600.
+        for _ in 0..5 {
+            d.observe(&hit("203.0.113.90", None), "l", t0());
+        }
+        // Seen at t0 but never alerted: its window (600 s) ends at t0 + 600.
+        d.observe(&hit("203.0.113.91", None), "l", t0());
+        d.observe(
+            &hit("203.0.113.92", None),
+            "l",
+            t0() + SignedDuration::from_secs(1800),
+        );
+        let keys = |d: &IpDetector| -> Vec<String> {
+            d.snapshot()
+                .ips
+                .iter()
+                .map(|(k, _)| k.to_string())
+                .collect()
+        };
+        assert_eq!(keys(&d), vec!["203.0.113.90", "203.0.113.92"]);
+        d.observe(
+            &hit("203.0.113.92", None),
+            "l",
+            t0() + SignedDuration::from_secs(3601),
+        );
+        assert_eq!(keys(&d), vec!["203.0.113.92"]);
+    }
+
+    #[test]
+    fn members_past_the_index_threshold_are_still_found() {
+        let mut m = Members::default();
+        for i in 0..40u64 {
+            m.push(Member {
+                name: format!("u{i}").into(),
+                attempts: i,
+                last: 0,
+            });
+        }
+        assert!(m.index.is_some());
+        for i in 0..40u64 {
+            assert_eq!(m.get_mut(&format!("u{i}")).map(|x| x.attempts), Some(i));
+        }
+        assert!(m.get_mut("u40").is_none());
     }
 }

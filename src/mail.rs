@@ -223,6 +223,9 @@ impl Spool {
         Ok(v)
     }
 
+    /// A message was delivered: remove it. The folder is synced once per pass of the mail
+    /// task ([`Spool::sync`]), not per message: a removal lost in a power cut only means the
+    /// message is sent again, never that one is lost.
     fn done(&self, p: &Path) {
         // In outbox mode the file has already been moved away.
         if let Err(e) = std::fs::remove_file(p).or_else(|e| match e.kind() {
@@ -231,6 +234,9 @@ impl Spool {
         }) {
             error!(file = %p.display(), error = %e, "cannot remove a sent message from the spool; it may be sent again");
         }
+    }
+
+    fn sync(&self) {
         sync_dir(&self.dir);
     }
 
@@ -292,6 +298,14 @@ impl AlertIds {
     /// Remember an id durably; the file is rewritten when it has grown to twice what is kept.
     pub fn record(&mut self, id: &str) {
         self.remember(id.to_string());
+        self.persist(&[id]);
+    }
+
+    /// Write ids already remembered to the file, in one write and one fsync.
+    fn persist(&mut self, ids: &[&str]) {
+        if ids.is_empty() {
+            return;
+        }
         let res = if self.order.len() == Self::KEEP
             && std::fs::metadata(&self.path).map_or(0, |m| m.len()) > 64 * 2 * Self::KEEP as u64
         {
@@ -304,7 +318,9 @@ impl AlertIds {
                 .append(true)
                 .open(&self.path)
                 .and_then(|mut f| {
-                    f.write_all(format!("{id}\n").as_bytes())?;
+                    let mut text = ids.join("\n");
+                    text.push('\n');
+                    f.write_all(text.as_bytes())?;
                     f.sync_data()
                 })
         };
@@ -314,21 +330,142 @@ impl AlertIds {
     }
 }
 
-/// Move (or copy, across file systems) a file into a folder, durably.
+/// Puts alerts into the spool a batch at a time and remembers their ids ([`AlertIds`]).
+///
+/// [`SpoolWriter::stage`] writes an alert to a hidden temp file in the spool (not synced yet:
+/// the mail task ignores hidden files, and [`Spool::open`] removes them after a crash).
+/// [`SpoolWriter::commit`] then makes the whole batch durable, in this order:
+///
+/// 1. `fdatasync` each temp file (back to back: the disk flushes are merged as far as the file
+///    system can; one per alert, but no longer three);
+/// 2. rename each into place (now the mail task may send it), then one fsync of the folder, so
+///    the names are durable too;
+/// 3. append the batch's ids to `alert-ids` in one write and fsync it once.
+///
+/// A crash before 2 leaves only temp files: the alerts' lines were not checkpointed, so they
+/// are read and alerted again after the restart (nothing lost). Between 2 and 3 the alerts are
+/// safe in the spool, and re-read lines may make them once more (a rare duplicate, never a
+/// loss). After 3 a restart repeats nothing. The caller commits before it lets the checkpoint
+/// move past the batch's lines, so an alert is durable before the checkpoint that passes its
+/// line is saved. Renaming only after the data is synced matters: on ext4 a rename can reach
+/// the disk before the data of a new file does, and an empty spool file whose id is recorded
+/// would be a lost alert.
+pub struct SpoolWriter {
+    spool: Spool,
+    ids: AlertIds,
+    staged: Vec<Staged>,
+}
+
+/// An alert written to a temp file, waiting for [`SpoolWriter::commit`].
+struct Staged {
+    file: std::fs::File,
+    tmp: PathBuf,
+    dst: PathBuf,
+    id: Option<String>,
+    /// For the error log if it cannot be made durable.
+    subject: String,
+    text: String,
+}
+
+impl SpoolWriter {
+    /// Open the spool and the id file of `state_dir`.
+    pub fn open(state_dir: &Path) -> std::io::Result<SpoolWriter> {
+        Ok(SpoolWriter {
+            spool: Spool::open(state_dir)?,
+            ids: AlertIds::open(state_dir),
+            staged: Vec::new(),
+        })
+    }
+
+    pub fn spool(&self) -> &Spool {
+        &self.spool
+    }
+
+    /// Whether an alert with this id was spooled already (also earlier in this batch).
+    pub fn seen(&self, id: &str) -> bool {
+        self.ids.contains(id)
+    }
+
+    /// Alerts staged and not yet committed.
+    pub fn staged(&self) -> usize {
+        self.staged.len()
+    }
+
+    /// Write `msg` to a temp file in the spool; durable and visible after [`commit`](Self::commit).
+    pub fn stage(&mut self, msg: &Message, r: &Rendered) -> std::io::Result<()> {
+        let name = unique_name("alert");
+        let tmp = self.spool.dir.join(format!(".{name}.tmp"));
+        let mut file = std::fs::File::create(&tmp)?;
+        if let Err(e) = file.write_all(&msg.formatted()) {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
+        }
+        if let Some(id) = &r.id {
+            self.ids.remember(id.clone());
+        }
+        self.staged.push(Staged {
+            file,
+            tmp,
+            dst: self.spool.dir.join(name),
+            id: r.id.clone(),
+            subject: r.subject.clone(),
+            text: r.text.clone(),
+        });
+        Ok(())
+    }
+
+    /// Make every staged alert durable (see the type's docs for the order). Returns how many
+    /// are now in the spool; the others are logged with their text (they cannot be written).
+    pub fn commit(&mut self) -> usize {
+        if self.staged.is_empty() {
+            return 0;
+        }
+        let staged = std::mem::take(&mut self.staged);
+        let fail = |st: &Staged, e: &std::io::Error| {
+            let _ = std::fs::remove_file(&st.tmp);
+            error!(dir = %self.spool.dir.display(), error = %e, subject = %st.subject,
+                body = %st.text, "cannot write the alert to the spool");
+        };
+        let mut synced = Vec::with_capacity(staged.len());
+        for st in staged {
+            match st.file.sync_data() {
+                Ok(()) => synced.push(st),
+                Err(e) => fail(&st, &e),
+            }
+        }
+        let mut done = Vec::with_capacity(synced.len());
+        for st in synced {
+            match std::fs::rename(&st.tmp, &st.dst) {
+                Ok(()) => done.push(st),
+                Err(e) => fail(&st, &e),
+            }
+        }
+        sync_dir(&self.spool.dir);
+        let ids: Vec<&str> = done.iter().filter_map(|st| st.id.as_deref()).collect();
+        self.ids.persist(&ids);
+        done.len()
+    }
+}
+
+/// Move (or copy, across file systems) a file into a folder. A rename within one file system
+/// is atomic, also across a power cut: the message is in one folder or the other, so the
+/// folders are synced once per pass of the mail task (`sync_dirs`), not per message. A copy is
+/// synced (file and folder) before the original is removed.
 fn move_into(src: &Path, dir: &Path) -> std::io::Result<PathBuf> {
     std::fs::create_dir_all(dir)?;
     let dst = dir.join(src.file_name().unwrap_or_default());
-    if std::fs::rename(src, &dst).is_err() {
-        let bytes = std::fs::read(src)?;
-        let name = dst
-            .file_name()
-            .unwrap_or_default()
-            .to_string_lossy()
-            .to_string();
-        write_atomic(dir, &name, &bytes)?;
-        std::fs::remove_file(src)?;
+    if std::fs::rename(src, &dst).is_ok() {
+        return Ok(dst);
     }
+    let bytes = std::fs::read(src)?;
+    let name = dst
+        .file_name()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .to_string();
+    write_atomic(dir, &name, &bytes)?;
     sync_dir(dir);
+    std::fs::remove_file(src)?;
     Ok(dst)
 }
 
@@ -399,6 +536,13 @@ impl Sender {
     /// Where mail goes, for logs.
     pub fn target(&self) -> &str {
         &self.target
+    }
+
+    /// Sync the outbox folder (after messages were renamed into it; see `move_into`).
+    fn sync_outbox(&self) {
+        if let Delivery::Outbox(dir) = &self.delivery {
+            sync_dir(dir);
+        }
     }
 
     /// Deliver one spooled file once.
@@ -508,6 +652,7 @@ pub async fn run_mailer(
             }
         };
         let mut transient = false;
+        let mut delivered = false;
         for p in &pending {
             if *shutdown.borrow() {
                 break;
@@ -515,6 +660,7 @@ pub async fn run_mailer(
             match sender.deliver_once(p).await {
                 Ok(()) => {
                     spool.done(p);
+                    delivered = true;
                     if let Some(since) = down_since.take() {
                         info!(server = %sender.target(), down_for = ?since.elapsed(), "mail delivery works again");
                     }
@@ -555,6 +701,11 @@ pub async fn run_mailer(
                     break;
                 }
             }
+        }
+        if delivered {
+            // Once per pass: the messages moved into the outbox and the removals from the spool.
+            sender.sync_outbox();
+            spool.sync();
         }
         if *shutdown.borrow() {
             let left = spool.pending().map(|v| v.len()).unwrap_or(0);
@@ -711,6 +862,51 @@ mod tests {
             .join("failed")
             .join(a.file_name().unwrap())
             .exists());
+    }
+
+    #[test]
+    fn a_batch_is_invisible_until_committed_and_a_crash_before_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let composer = Composer::new(&cfg(dir.path())).unwrap();
+        let alert = |id: &str| Rendered {
+            subject: format!("s {id}"),
+            text: "b".into(),
+            html: None,
+            id: Some(id.into()),
+        };
+        let mut w = SpoolWriter::open(dir.path()).unwrap();
+        for id in ["ip_burst-1", "ip_burst-2", "ip_burst-3"] {
+            let r = alert(id);
+            w.stage(&composer.build(&r).unwrap(), &r).unwrap();
+        }
+        assert_eq!(w.staged(), 3);
+        // Staged: remembered in memory (no duplicate within the batch), not yet in the spool
+        // for the mail task, not yet recorded on disk.
+        assert!(w.seen("ip_burst-2"));
+        assert!(w.spool().pending().unwrap().is_empty());
+        assert!(!AlertIds::open(dir.path()).contains("ip_burst-1"));
+        // "Crash" before the commit: a restart finds no alert and no id, so the lines (not yet
+        // checkpointed) make the alerts again.
+        drop(w);
+        let mut w = SpoolWriter::open(dir.path()).unwrap();
+        assert!(!w.seen("ip_burst-1"));
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("spool")).unwrap().count(),
+            0
+        );
+        for id in ["ip_burst-1", "ip_burst-2"] {
+            let r = alert(id);
+            w.stage(&composer.build(&r).unwrap(), &r).unwrap();
+        }
+        assert_eq!(w.commit(), 2);
+        assert_eq!(w.staged(), 0);
+        let pending = w.spool().pending().unwrap();
+        assert_eq!(pending.len(), 2);
+        let first = std::fs::read_to_string(&pending[0]).unwrap();
+        assert!(first.contains("s ip_burst-1"), "oldest first: {first}");
+        let ids = AlertIds::open(dir.path());
+        assert!(ids.contains("ip_burst-1") && ids.contains("ip_burst-2"));
+        assert_eq!(w.commit(), 0, "nothing staged");
     }
 
     #[test]

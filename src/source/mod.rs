@@ -10,6 +10,7 @@
 //! after the last delivered line) so a restart resumes where it left off. The caller owns the
 //! thread and the poll interval; see `DESIGN.md` §2 for why this is not `linemux`.
 
+mod batch;
 pub mod journal;
 pub mod stdin;
 mod tail;
@@ -19,6 +20,7 @@ mod tests;
 
 use serde::{Deserialize, Serialize};
 
+pub use batch::LineBatch;
 pub use tail::{Tailer, DEFAULT_ROTATION_GRACE, FINGERPRINT_LEN};
 
 /// Where a [`Tailer`] starts in a file that already exists when it is created.

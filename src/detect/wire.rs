@@ -1,0 +1,311 @@
+//! How detector state is written in `state.json` (state version 3), and read back, including
+//! the older layout of version 2.
+//!
+//! A detector is `{"base": B, "evictions": N, "keys": [[key, state], ...]}`, keys least recently
+//! seen first. `B` is the latest hit second of the detector (Unix time); every time in a key's
+//! state is written as seconds before `B` ("ago", small non-negative integers). A key's state is
+//! one array, in this order:
+//!
+//! ```text
+//! [service, first_seen_ago, last_seen_ago, total,
+//!  [bucket_ago, attempts, bucket_ago, attempts, ...],        window buckets, oldest first
+//!  [[member, attempts, last_ago], ...],
+//!  overflow_attempts, overflow_names, attempts_without_member,
+//!  ["quoted line", ...],
+//!  last_alert_ago or null, alerts_sent, total_at_last_alert,
+//!  [earlier_alert_ago, ...]]
+//! ```
+//!
+//! Keys are written as text (`"2001:db8::7"`, `"2001:db8:1::/64"`, an account name). Version 2
+//! wrote each state as an object with field names and RFC 3339 times: about four times the
+//! bytes, and it was built as a full copy of the maps before writing. [`DetectorSnapshotV2`]
+//! reads it for the migration.
+
+use super::{DetectorSnapshot, KeyDetector, KeyState, Member, Members, ServiceName};
+use super::{MAX_EARLIER_ALERTS, MAX_MEMBERS_PER_KEY};
+use jiff::Timestamp;
+use serde::de::DeserializeOwned;
+use serde::ser::{SerializeMap, SerializeSeq, SerializeTuple};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::collections::{HashMap, VecDeque};
+use std::hash::Hash;
+
+/// A detector's saved state, serialized straight from the live map (see
+/// [`KeyDetector::view`]).
+pub struct SnapshotView<'a, K: Hash + Eq> {
+    pub(super) d: &'a KeyDetector<K>,
+}
+
+impl<K: Hash + Eq + Clone + Serialize> Serialize for SnapshotView<'_, K> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let keep = self.d.worth_saving();
+        let keys = || self.d.ips.iter().rev().filter(|(_, st)| keep(st));
+        write_snapshot(s, self.d.latest.unwrap_or(0), self.d.evictions, keys)
+    }
+}
+
+impl<K: Serialize> Serialize for DetectorSnapshot<K> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let base = self
+            .ips
+            .iter()
+            .map(|(_, st)| st.last_seen)
+            .max()
+            .unwrap_or(0);
+        let keys = || self.ips.iter().map(|(k, st)| (k, st));
+        write_snapshot(s, base, self.evictions, keys)
+    }
+}
+
+fn write_snapshot<'a, S, K, I, F>(
+    s: S,
+    base: i64,
+    evictions: u64,
+    keys: F,
+) -> Result<S::Ok, S::Error>
+where
+    S: Serializer,
+    K: Serialize + 'a,
+    I: Iterator<Item = (&'a K, &'a KeyState)>,
+    F: Fn() -> I,
+{
+    struct Keys<F>(F, i64);
+    impl<'a, K, I, F> Serialize for Keys<F>
+    where
+        K: Serialize + 'a,
+        I: Iterator<Item = (&'a K, &'a KeyState)>,
+        F: Fn() -> I,
+    {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            let mut seq = s.serialize_seq(None)?;
+            for (k, st) in (self.0)() {
+                seq.serialize_element(&(k, StateOut { st, base: self.1 }))?;
+            }
+            seq.end()
+        }
+    }
+    let mut m = s.serialize_map(Some(3))?;
+    m.serialize_entry("base", &base)?;
+    m.serialize_entry("evictions", &evictions)?;
+    m.serialize_entry("keys", &Keys(keys, base))?;
+    m.end()
+}
+
+/// One key's state in the array layout above.
+struct StateOut<'a> {
+    st: &'a KeyState,
+    base: i64,
+}
+
+impl Serialize for StateOut<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let (st, base) = (self.st, self.base);
+        let ago = |t: i64| base.saturating_sub(t);
+        let mut t = s.serialize_tuple(14)?;
+        t.serialize_element(st.service.0)?;
+        t.serialize_element(&ago(st.first_seen))?;
+        t.serialize_element(&ago(st.last_seen))?;
+        t.serialize_element(&st.total)?;
+        t.serialize_element(&Ints(
+            st.buckets
+                .iter()
+                .flat_map(|&(t, n)| [ago(t), n.min(i64::MAX as u64) as i64]),
+        ))?;
+        t.serialize_element(&MembersOut(&st.members, base))?;
+        t.serialize_element(&st.overflow_attempts)?;
+        t.serialize_element(&st.overflow_names)?;
+        t.serialize_element(&st.no_member)?;
+        t.serialize_element(&st.lines)?;
+        t.serialize_element(&st.last_alert.map(ago))?;
+        t.serialize_element(&st.alerts_sent)?;
+        t.serialize_element(&st.total_at_last_alert)?;
+        t.serialize_element(&Ints(st.earlier_alerts.iter().map(|&t| ago(t))))?;
+        t.end()
+    }
+}
+
+/// A list of integers from a (cloneable) iterator.
+struct Ints<I>(I);
+
+impl<I: Iterator<Item = i64> + Clone> Serialize for Ints<I> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.clone())
+    }
+}
+
+struct MembersOut<'a>(&'a Members, i64);
+
+impl Serialize for MembersOut<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let base = self.1;
+        s.collect_seq(
+            self.0
+                .list
+                .iter()
+                .map(|m| (&*m.name, m.attempts, base.saturating_sub(m.last))),
+        )
+    }
+}
+
+/// A key's state as read (the array layout above).
+#[derive(Deserialize)]
+struct StateIn(
+    String,
+    i64,
+    i64,
+    u64,
+    Vec<i64>,
+    Vec<(String, u64, i64)>,
+    u64,
+    u64,
+    u64,
+    VecDeque<String>,
+    Option<i64>,
+    u32,
+    u64,
+    Vec<i64>,
+);
+
+#[derive(Deserialize)]
+#[serde(bound = "K: DeserializeOwned")]
+struct SnapshotIn<K> {
+    base: i64,
+    evictions: u64,
+    keys: Vec<(K, StateIn)>,
+}
+
+fn members_from(list: impl IntoIterator<Item = (String, u64, i64)>) -> Members {
+    let mut members = Members::default();
+    for (name, attempts, last) in list.into_iter().take(MAX_MEMBERS_PER_KEY) {
+        if members.get_mut(&name).is_none() {
+            members.push(Member {
+                name: name.into(),
+                attempts,
+                last,
+            });
+        }
+    }
+    members
+}
+
+fn state_from(w: StateIn, base: i64) -> KeyState {
+    let at = |ago: i64| base.saturating_sub(ago);
+    let buckets: VecDeque<(i64, u64)> =
+        w.4.chunks_exact(2)
+            .map(|p| (at(p[0]), p[1].max(0) as u64))
+            .collect();
+    KeyState {
+        in_window: buckets.iter().map(|b| b.1).sum(),
+        buckets,
+        total: w.3,
+        first_seen: at(w.1),
+        last_seen: at(w.2),
+        service: ServiceName(crate::rules::intern_service(&w.0)),
+        members: members_from(w.5.into_iter().map(|(n, a, ago)| (n, a, at(ago)))),
+        overflow_attempts: w.6,
+        overflow_names: w.7,
+        no_member: w.8,
+        lines: w.9,
+        last_alert: w.10.map(at),
+        alerts_sent: w.11,
+        total_at_last_alert: w.12,
+        earlier_alerts: w
+            .13
+            .iter()
+            .rev()
+            .take(MAX_EARLIER_ALERTS)
+            .rev()
+            .map(|&a| at(a))
+            .collect(),
+    }
+}
+
+impl<'de, K: DeserializeOwned> Deserialize<'de> for DetectorSnapshot<K> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let w = SnapshotIn::<K>::deserialize(d)?;
+        let base = w.base;
+        Ok(DetectorSnapshot {
+            ips: w
+                .keys
+                .into_iter()
+                .map(|(k, st)| (k, state_from(st, base)))
+                .collect(),
+            evictions: w.evictions,
+        })
+    }
+}
+
+/// A detector's state as state version 2 wrote it (for the migration to version 3).
+#[derive(Deserialize)]
+#[serde(bound = "K: DeserializeOwned")]
+pub struct DetectorSnapshotV2<K> {
+    ips: Vec<(K, KeyStateV2)>,
+    evictions: u64,
+}
+
+impl<K> Default for DetectorSnapshotV2<K> {
+    fn default() -> Self {
+        DetectorSnapshotV2 {
+            ips: Vec::new(),
+            evictions: 0,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct KeyStateV2 {
+    buckets: VecDeque<(i64, u64)>,
+    total: u64,
+    first_seen: Timestamp,
+    last_seen: Timestamp,
+    service: String,
+    members: HashMap<String, (u64, i64)>,
+    overflow_attempts: u64,
+    overflow_names: u64,
+    no_member: u64,
+    lines: VecDeque<String>,
+    last_alert: Option<Timestamp>,
+    alerts_sent: u32,
+    total_at_last_alert: u64,
+    #[serde(default)]
+    earlier_alerts: VecDeque<Timestamp>,
+}
+
+impl<K> DetectorSnapshotV2<K> {
+    /// The same state in the current form.
+    pub fn migrate(self) -> DetectorSnapshot<K> {
+        DetectorSnapshot {
+            ips: self
+                .ips
+                .into_iter()
+                .map(|(k, o)| {
+                    let mut members: Vec<(String, u64, i64)> = o
+                        .members
+                        .into_iter()
+                        .map(|(name, (n, last))| (name, n, last))
+                        .collect();
+                    members.sort_by(|a, b| a.0.cmp(&b.0));
+                    let st = KeyState {
+                        in_window: o.buckets.iter().map(|b| b.1).sum(),
+                        buckets: o.buckets,
+                        total: o.total,
+                        first_seen: o.first_seen.as_second(),
+                        last_seen: o.last_seen.as_second(),
+                        service: ServiceName(crate::rules::intern_service(&o.service)),
+                        members: members_from(members),
+                        overflow_attempts: o.overflow_attempts,
+                        overflow_names: o.overflow_names,
+                        no_member: o.no_member,
+                        lines: o.lines,
+                        last_alert: o.last_alert.map(|t| t.as_second()),
+                        alerts_sent: o.alerts_sent,
+                        total_at_last_alert: o.total_at_last_alert,
+                        earlier_alerts: o.earlier_alerts.iter().map(|t| t.as_second()).collect(),
+                    };
+                    (k, st)
+                })
+                .collect(),
+            evictions: self.evictions,
+        }
+    }
+}
