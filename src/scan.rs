@@ -725,17 +725,17 @@ mod tests {
         assert_eq!(r.offenders[0].ip.to_string(), "203.0.113.5");
         assert_eq!(r.offenders[0].attempts, 6);
         assert_eq!(
-            r.offenders[0].first_seen.as_deref(),
+            r.offenders[0].first_seen.map(|t| t.to_string()).as_deref(),
             Some("2026-11-23T10:00:00+00:00")
         );
-        assert_eq!(r.accounts[0].name, "alice");
+        assert_eq!(&*r.accounts[0].name, "alice");
         assert_eq!((r.accounts[0].attempts, r.accounts[0].ips), (7, 2));
         assert_eq!(r.subnets.len(), 1);
         assert_eq!(r.subnets[0].subnet, "203.0.113.0/24");
         assert_eq!(r.crossings.len(), 1);
         // The fifth failure is on line 9 (failures on odd lines).
         assert_eq!(r.crossings[0].line, 9);
-        assert_eq!(r.crossings[0].time, "2026-11-23T10:00:04+00:00");
+        assert_eq!(r.crossings[0].time.to_string(), "2026-11-23T10:00:04+00:00");
         let h: Vec<u64> = r.hourly.iter().map(|h| h.attempts).collect();
         assert_eq!(h, vec![6, 1]);
         let table = r.to_table(20);

@@ -9,15 +9,17 @@
 //! 1 s resolution. Each IP keeps only the seconds inside the window until it first crosses.
 
 use super::report::{
-    rfc3339, AccountCount, AccountRow, CrossingRow, HourRow, Limits as LimitsOut, Offender,
+    rfc3339, AccountCount, AccountRow, CrossingRow, HourRow, Limits as LimitsOut, Offender, Stamp,
     SubnetRow,
 };
 use crate::rules::{Hit, HitKind};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use jiff::{tz::TimeZone, Timestamp};
+use std::borrow::Cow;
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::IpAddr;
+use std::sync::Arc;
 
 /// Account names longer than this (in chars) are cut before they are counted.
 pub(crate) const MAX_ACCOUNT_CHARS: usize = 128;
@@ -121,7 +123,7 @@ struct IpEntry {
 
 #[derive(Debug)]
 struct AccountEntry {
-    name: Box<str>,
+    name: Arc<str>,
     attempts: u64,
     ips: u64,
 }
@@ -388,6 +390,7 @@ impl Aggregate {
             *self.hourly.entry(h).or_insert(0) += c;
         }
         let t = |ts: Option<Timestamp>| ts.map(|ts| rfc3339(ts, tz));
+        let stamp = |ts: Option<Timestamp>| ts.map(|ts| Stamp::new(ts, tz));
         let accounts_tbl = &self.accounts;
 
         // Offenders: most attempts first, then by address.
@@ -403,7 +406,7 @@ impl Aggregate {
                 .accounts
                 .iter()
                 .map(|&(i, c)| AccountCount {
-                    name: accounts_tbl[i as usize].name.to_string(),
+                    name: Arc::clone(&accounts_tbl[i as usize].name),
                     count: c,
                 })
                 .collect();
@@ -414,9 +417,12 @@ impl Aggregate {
                 accounts: accs,
                 other_account_attempts: e.other_account_attempts,
                 no_account_attempts: e.no_account,
-                first_seen: t(e.first_seen),
-                last_seen: t(e.last_seen),
-                service: e.services.join(","),
+                first_seen: stamp(e.first_seen),
+                last_seen: stamp(e.last_seen),
+                service: match e.services.as_slice() {
+                    [one] => Cow::Borrowed(*one),
+                    many => Cow::Owned(many.join(",")),
+                },
                 successes: e.successes,
             }
         };
@@ -428,7 +434,7 @@ impl Aggregate {
             .iter()
             .filter(|a| a.attempts > 0)
             .map(|a| AccountRow {
-                name: a.name.to_string(),
+                name: Arc::clone(&a.name),
                 attempts: a.attempts,
                 ips: a.ips,
             })
@@ -502,7 +508,7 @@ impl Aggregate {
                     c.file,
                     CrossingRow {
                         ip: *ip,
-                        time: rfc3339(c.time, tz),
+                        time: Stamp::new(c.time, tz),
                         file: String::new(),
                         line: c.line,
                         in_window: c.in_window,
@@ -678,7 +684,7 @@ mod tests {
         assert_eq!(listed + o.other_account_attempts, 55);
         assert_eq!(f.accounts.len(), 10);
         assert!(f.accounts.iter().all(|r| r.ips == 2), "{:?}", f.accounts);
-        assert_eq!(f.accounts[0].name, "u9");
+        assert_eq!(&*f.accounts[0].name, "u9");
         assert_eq!(f.accounts[0].attempts, 11);
     }
 

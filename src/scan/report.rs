@@ -3,15 +3,50 @@
 //! inert with [`crate::render::inert`], long tables cut at `--top` with a count of the rest,
 //! and attempts per hour as a bar chart of `▁▂▃▄▅▆▇█`.
 
-use jiff::{tz::TimeZone, Timestamp};
+use jiff::{
+    tz::{Offset, TimeZone},
+    Timestamp,
+};
 use serde::Serialize;
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 /// A time as RFC 3339 with the offset of `tz` at that moment (e.g. `2026-11-23T15:59:08+01:00`).
 pub(crate) fn rfc3339(ts: Timestamp, tz: &TimeZone) -> String {
     ts.display_with_offset(tz.to_offset(ts)).to_string()
+}
+
+/// A moment with the offset of the scan's zone at that moment: shown as RFC 3339 like
+/// [`rfc3339`], but formatted only when written (a report of a large log holds hundreds of
+/// thousands of them, and the table shows a few).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamp {
+    ts: Timestamp,
+    offset: Offset,
+}
+
+impl Stamp {
+    pub(crate) fn new(ts: Timestamp, tz: &TimeZone) -> Stamp {
+        Stamp {
+            ts,
+            offset: tz.to_offset(ts),
+        }
+    }
+}
+
+impl std::fmt::Display for Stamp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(&self.ts.display_with_offset(self.offset), f)
+    }
+}
+
+impl Serialize for Stamp {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
 }
 
 /// The wall-clock part of an RFC 3339 time, for tables: `2026-11-23 15:59:08`.
@@ -22,8 +57,9 @@ fn wall(rfc: &str) -> String {
     }
 }
 
-fn wall_opt(rfc: &Option<String>) -> String {
-    rfc.as_deref().map_or_else(|| "-".to_string(), wall)
+fn wall_opt<T: std::fmt::Display>(t: &Option<T>) -> String {
+    t.as_ref()
+        .map_or_else(|| "-".to_string(), |t| wall(&t.to_string()))
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -46,7 +82,8 @@ pub struct Threshold {
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct AccountCount {
-    pub name: String,
+    /// Shared with the account table: one copy of each name however many IPs tried it.
+    pub name: Arc<str>,
     pub count: u64,
 }
 
@@ -61,17 +98,17 @@ pub struct Offender {
     pub other_account_attempts: u64,
     /// Attempts that named no account.
     pub no_account_attempts: u64,
-    pub first_seen: Option<String>,
-    pub last_seen: Option<String>,
+    pub first_seen: Option<Stamp>,
+    pub last_seen: Option<Stamp>,
     /// The service(s) that logged the failures, comma-separated, first seen first.
-    pub service: String,
+    pub service: Cow<'static, str>,
     /// Successful logins from this IP (in the same logs).
     pub successes: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct AccountRow {
-    pub name: String,
+    pub name: Arc<str>,
     pub attempts: u64,
     /// Distinct IPs that tried this account.
     pub ips: u64,
@@ -92,7 +129,7 @@ pub struct SubnetRow {
 pub struct CrossingRow {
     pub ip: IpAddr,
     /// Log time of the failure that filled the window.
-    pub time: String,
+    pub time: Stamp,
     pub file: String,
     /// Its line number in `file` (1-based).
     pub line: u64,
@@ -351,7 +388,7 @@ impl Report {
                 account_count(o),
                 wall_opt(&o.first_seen),
                 wall_opt(&o.last_seen),
-                o.service.clone(),
+                o.service.to_string(),
                 top_accounts(o),
             ]);
         }
@@ -462,7 +499,7 @@ impl Report {
             let attempts = attempts_of.get(&c.ip).copied().unwrap_or(0);
             t.rows.push(vec![
                 c.ip.to_string(),
-                wall(&c.time),
+                wall(&c.time.to_string()),
                 line,
                 attempts.to_string(),
             ]);
@@ -591,6 +628,21 @@ mod tests {
         assert_eq!(s, "2026-07-01T14:00:00+02:00");
         assert_eq!(wall(&s), "2026-07-01 14:00:00");
         assert_eq!(rfc3339(ts, &TimeZone::UTC), "2026-07-01T12:00:00+00:00");
+        for t in [
+            "2026-07-01T12:00:00Z",
+            "2026-01-15T23:59:59Z",
+            "2026-03-29T01:00:00Z",
+        ] {
+            let ts: Timestamp = t.parse().unwrap();
+            let st = Stamp::new(ts, &tz);
+            assert_eq!(st.to_string(), rfc3339(ts, &tz));
+            assert_eq!(
+                serde_json::to_value(st).unwrap(),
+                serde_json::Value::String(rfc3339(ts, &tz))
+            );
+        }
+        assert_eq!(wall_opt(&Some(Stamp::new(ts, &tz))), "2026-07-01 14:00:00");
+        assert_eq!(wall_opt::<Stamp>(&None), "-");
     }
 
     #[test]
