@@ -653,7 +653,7 @@ mod tests {
         let f = a.figures(&TimeZone::UTC);
         let o = f.offenders.iter().find(|o| o.ip.to_string() == "192.0.2.4");
         assert_eq!(
-            o.map(|o| (o.attempts, o.first_seen.clone())),
+            o.map(|o| (o.attempts, o.first_seen)),
             Some((10, None))
         );
         assert_eq!(f.limits.attempts_without_time, 10);
