@@ -13,11 +13,12 @@ use super::report::{
     SubnetRow,
 };
 use crate::rules::{Hit, HitKind};
+use foldhash::{HashMap, HashSet};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use jiff::{tz::TimeZone, Timestamp};
 use std::borrow::Cow;
 use std::collections::hash_map::Entry;
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -185,13 +186,13 @@ impl Aggregate {
             attempts_needed: u64::from(attempts.max(1)),
             window_secs: i64::try_from(window_secs).unwrap_or(i64::MAX),
             caps,
-            index: HashMap::new(),
+            index: HashMap::default(),
             entries: Vec::new(),
-            names: HashMap::new(),
+            names: HashMap::default(),
             accounts: Vec::new(),
-            overflow_pairs: HashSet::new(),
+            overflow_pairs: HashSet::default(),
             pairs_capped: false,
-            hourly: HashMap::new(),
+            hourly: HashMap::default(),
             this_hour: None,
             failures: 0,
             successes: 0,
@@ -452,7 +453,7 @@ impl Aggregate {
             first: Option<Timestamp>,
             last: Option<Timestamp>,
         }
-        let mut nets: HashMap<IpNet, Net> = HashMap::new();
+        let mut nets: HashMap<IpNet, Net> = HashMap::default();
         for (ip, e) in &ips {
             let net = match ip {
                 IpAddr::V4(v4) => Ipv4Net::new(*v4, 24).map(|n| IpNet::V4(n.trunc())),
@@ -652,10 +653,7 @@ mod tests {
         assert!(a.crossing("192.0.2.4".parse().unwrap()).is_none());
         let f = a.figures(&TimeZone::UTC);
         let o = f.offenders.iter().find(|o| o.ip.to_string() == "192.0.2.4");
-        assert_eq!(
-            o.map(|o| (o.attempts, o.first_seen)),
-            Some((10, None))
-        );
+        assert_eq!(o.map(|o| (o.attempts, o.first_seen)), Some((10, None)));
         assert_eq!(f.limits.attempts_without_time, 10);
     }
 
