@@ -565,11 +565,14 @@ pub fn scan_command(args: &ScanArgs) -> u8 {
     }
     let report = scanner.finish();
     let mut stdout = io::BufWriter::with_capacity(1 << 16, io::stdout().lock());
-    // JSON goes straight to stdout: the report of a large log is tens of megabytes.
+    // JSON goes straight to stdout, compact: the report of a large log is tens of megabytes.
     let written = match args.format {
         ScanFormat::Table => stdout.write_all(report.to_table(args.top).as_bytes()),
-        ScanFormat::Json => serde_json::to_writer_pretty(&mut stdout, &report)
-            .map_err(io::Error::from)
+        ScanFormat::Json => report
+            .write_json(
+                &mut stdout,
+                std::thread::available_parallelism().map_or(1, |n| n.get()),
+            )
             .and_then(|()| stdout.write_all(b"\n")),
     };
     if let Err(e) = written.and_then(|()| stdout.flush()) {
@@ -687,6 +690,38 @@ mod tests {
         sc.scan("log", &mut Cursor::new(text.as_bytes().to_vec()), now())
             .unwrap();
         sc.finish()
+    }
+
+    #[test]
+    fn write_json_gives_the_bytes_of_the_derived_serialisation() {
+        // Enough offenders for several rounds on several threads, hostile names included.
+        let mut text = String::new();
+        for i in 0..20_000u32 {
+            let ip = format!("10.{}.{}.{}", i >> 16, (i >> 8) & 255, i & 255);
+            let user = match i % 3 {
+                0 => format!("user{i}@example.com"),
+                1 => format!("\"q\\uote\" {i} ✓"),
+                _ => format!("x) [10.0.0.{}]:1: 535", i % 250),
+            };
+            text.push_str(&fail(
+                &format!("2026-11-23 10:{:02}:{:02}", (i / 60) % 60, i % 60),
+                &ip,
+                &user,
+            ));
+            text.push('\n');
+        }
+        let r = scan_text(settings(), &text);
+        assert!(r.offenders.len() > 2 * report::JSON_ROWS_PER_THREAD);
+        let want = serde_json::to_vec(&r).unwrap();
+        for threads in [1, 2, 3] {
+            let mut got = Vec::new();
+            r.write_json(&mut got, threads).unwrap();
+            assert!(got == want, "{threads} threads: output differs");
+        }
+        let empty = scan_text(settings(), "");
+        let mut got = Vec::new();
+        empty.write_json(&mut got, 2).unwrap();
+        assert_eq!(got, serde_json::to_vec(&empty).unwrap());
     }
 
     #[test]

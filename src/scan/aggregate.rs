@@ -401,7 +401,8 @@ impl Aggregate {
             .filter(|(_, e)| e.failures > 0)
             .map(|(ip, e)| (ip, e))
             .collect();
-        ips.sort_by(|a, b| b.1.failures.cmp(&a.1.failures).then(a.0.cmp(b.0)));
+        // Keys are unique (one entry per IP), so an unstable sort gives the same order.
+        ips.sort_unstable_by(|a, b| b.1.failures.cmp(&a.1.failures).then(a.0.cmp(b.0)));
         let offender = |(ip, e): &(&IpAddr, &IpEntry)| {
             let mut accs: Vec<AccountCount> = e
                 .accounts
@@ -411,7 +412,7 @@ impl Aggregate {
                     count: c,
                 })
                 .collect();
-            accs.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.name.cmp(&b.name)));
+            accs.sort_unstable_by(|a, b| b.count.cmp(&a.count).then_with(|| a.name.cmp(&b.name)));
             Offender {
                 ip: **ip,
                 attempts: e.failures,
@@ -453,7 +454,8 @@ impl Aggregate {
             first: Option<Timestamp>,
             last: Option<Timestamp>,
         }
-        let mut nets: HashMap<IpNet, Net> = HashMap::default();
+        let mut nets: HashMap<IpNet, Net> =
+            HashMap::with_capacity_and_hasher(ips.len(), Default::default());
         for (ip, e) in &ips {
             let net = match ip {
                 IpAddr::V4(v4) => Ipv4Net::new(*v4, 24).map(|n| IpNet::V4(n.trunc())),
@@ -477,7 +479,7 @@ impl Aggregate {
         }
         let mut subnets: Vec<(IpNet, Net)> =
             nets.into_iter().filter(|(_, n)| n.addresses > 1).collect();
-        subnets.sort_by(|a, b| {
+        subnets.sort_unstable_by(|a, b| {
             b.1.attempts
                 .cmp(&a.1.attempts)
                 .then(b.1.addresses.cmp(&a.1.addresses))
@@ -499,7 +501,7 @@ impl Aggregate {
             .iter()
             .filter_map(|(ip, e)| e.crossing.map(|c| (ip, c)))
             .collect();
-        crossings.sort_by(|a, b| {
+        crossings.sort_unstable_by(|a, b| {
             (a.1.time, a.1.file, a.1.line, a.0).cmp(&(b.1.time, b.1.file, b.1.line, b.0))
         });
         let crossings = crossings

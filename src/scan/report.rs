@@ -177,6 +177,85 @@ pub struct Report {
 }
 
 // ---------------------------------------------------------------------------------------------
+// JSON
+
+/// Offender rows serialised per thread and round: large enough to be worth a thread, small
+/// enough that a round's text (a few MB) is all that is held in memory.
+pub(crate) const JSON_ROWS_PER_THREAD: usize = 8192;
+
+impl Report {
+    /// Write the report as compact JSON: the same bytes as `serde_json::to_writer(out, self)`,
+    /// with the offender rows (most of the report of a large log: hundreds of thousands of
+    /// rows) serialised on up to `threads` threads, round by round, written in order.
+    pub fn write_json(&self, out: &mut dyn std::io::Write, threads: usize) -> std::io::Result<()> {
+        fn put(
+            out: &mut dyn std::io::Write,
+            first: bool,
+            key: &str,
+            value: &impl Serialize,
+        ) -> std::io::Result<()> {
+            out.write_all(if first { b"{\"" } else { b",\"" })?;
+            out.write_all(key.as_bytes())?;
+            out.write_all(b"\":")?;
+            serde_json::to_writer(&mut *out, value).map_err(std::io::Error::from)
+        }
+        put(out, true, "files", &self.files)?;
+        put(out, false, "lines", &self.lines)?;
+        put(out, false, "matched", &self.matched)?;
+        put(out, false, "failed_attempts", &self.failed_attempts)?;
+        put(out, false, "successful_logins", &self.successful_logins)?;
+        put(out, false, "services", &self.services)?;
+        put(out, false, "time_zone", &self.time_zone)?;
+        put(out, false, "threshold", &self.threshold)?;
+        out.write_all(b",\"offenders\":[")?;
+        let threads = threads.max(1);
+        let rows = |part: &[Offender]| -> Vec<u8> {
+            let mut v = Vec::with_capacity(part.len() * 320);
+            for (i, o) in part.iter().enumerate() {
+                if i > 0 {
+                    v.push(b',');
+                }
+                // Writing into a Vec cannot fail, and every field serialises.
+                let _ = serde_json::to_writer(&mut v, o);
+            }
+            v
+        };
+        let mut first = true;
+        for round in self.offenders.chunks(JSON_ROWS_PER_THREAD * threads) {
+            let parts: Vec<Vec<u8>> = if threads == 1 || round.len() <= JSON_ROWS_PER_THREAD {
+                vec![rows(round)]
+            } else {
+                let per = round.len().div_ceil(threads);
+                std::thread::scope(|scope| {
+                    let handles: Vec<_> = round
+                        .chunks(per)
+                        .map(|part| scope.spawn(move || rows(part)))
+                        .collect();
+                    handles
+                        .into_iter()
+                        .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+                        .collect()
+                })
+            };
+            for p in parts.iter().filter(|p| !p.is_empty()) {
+                if !first {
+                    out.write_all(b",")?;
+                }
+                out.write_all(p)?;
+                first = false;
+            }
+        }
+        out.write_all(b"]")?;
+        put(out, false, "accounts", &self.accounts)?;
+        put(out, false, "subnets", &self.subnets)?;
+        put(out, false, "crossings", &self.crossings)?;
+        put(out, false, "hourly", &self.hourly)?;
+        put(out, false, "limits", &self.limits)?;
+        out.write_all(b"}")
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Table
 
 /// Column alignment.
