@@ -410,6 +410,12 @@ impl Scanner {
     }
 
     pub fn finish(self) -> Report {
+        self.finish_with_rows(None)
+    }
+
+    /// [`Scanner::finish`] with offender rows for the first `rows` offenders only (the rest
+    /// is still counted): enough for a table of `--top rows`.
+    pub fn finish_with_rows(self, rows: Option<usize>) -> Report {
         let services = self
             .rules
             .services()
@@ -419,7 +425,7 @@ impl Scanner {
         let time_zone = self.settings.zone_name();
         let failed_attempts = self.agg.failures;
         let successful_logins = self.agg.successes;
-        let f = self.agg.figures(&self.settings.tz);
+        let f = self.agg.figures(&self.settings.tz, rows);
         let crossings = f
             .crossings
             .into_iter()
@@ -446,6 +452,9 @@ impl Scanner {
                 window: format_duration(self.settings.window),
             },
             offenders: f.offenders,
+            offender_count: f.offender_count,
+            offender_attempts: f.offender_attempts,
+            also_succeeded: f.also_succeeded,
             accounts: f.accounts,
             subnets: f.subnets,
             crossings,
@@ -563,7 +572,11 @@ pub fn scan_command(args: &ScanArgs) -> u8 {
             }
         }
     }
-    let report = scanner.finish();
+    // A table shows the first `--top` offenders (0: all); JSON has them all.
+    let report = match args.format {
+        ScanFormat::Table if args.top > 0 => scanner.finish_with_rows(Some(args.top)),
+        _ => scanner.finish(),
+    };
     let mut stdout = io::BufWriter::with_capacity(1 << 16, io::stdout().lock());
     // JSON goes straight to stdout, compact: the report of a large log is tens of megabytes.
     let written = match args.format {
@@ -722,6 +735,64 @@ mod tests {
         let mut got = Vec::new();
         empty.write_json(&mut got, 2).unwrap();
         assert_eq!(got, serde_json::to_vec(&empty).unwrap());
+    }
+
+    #[test]
+    fn a_table_from_the_first_rows_equals_the_table_from_all_rows() {
+        // Offenders of many sizes, some crossing the threshold, some also logging in.
+        let mut text = String::new();
+        for i in 0..300u32 {
+            let ip = format!("192.0.2.{}", i % 250);
+            let ip = if i >= 250 {
+                format!("2001:db8::{i:x}")
+            } else {
+                ip
+            };
+            for k in 0..(i % 9 + 1) {
+                let t = format!("2026-11-23 10:{:02}:{:02}", (i / 10) % 60, (k * 7) % 60);
+                text.push_str(&fail(&t, &ip, &format!("user{}", (i + k) % 13)));
+                text.push('\n');
+            }
+            if i % 7 == 0 {
+                text.push_str(&format!(
+                    "2026-11-23 11:00:00 1vAbCd-0001Xy-Q1 <= u{i}@example.com H=(laptop) [{ip}]:51544 P=esmtpsa A=dovecot_plain:u{i} S=2121 id=1a2b@example.com\n"
+                ));
+            }
+        }
+        let full = scan_text(settings(), &text);
+        assert!(full.offender_count > 250 && !full.also_succeeded.is_empty());
+        assert!(!full.crossings.is_empty());
+        // The counts kept beside the rows agree with the rows themselves.
+        assert_eq!(full.offender_count, full.offenders.len());
+        let sum: u64 = full.offenders.iter().map(|o| o.attempts).sum();
+        assert_eq!(full.offender_attempts, sum);
+        let succeeded: Vec<_> = full
+            .offenders
+            .iter()
+            .filter(|o| o.successes > 0)
+            .map(|o| (o.ip, o.attempts, o.successes))
+            .collect();
+        let kept: Vec<_> = full
+            .also_succeeded
+            .iter()
+            .map(|a| (a.ip, a.failures, a.successes))
+            .collect();
+        assert_eq!(kept, succeeded);
+        let rest: u64 = full.offenders[5..].iter().map(|o| o.attempts).sum();
+        let line = format!(
+            "  … and {} more IPs with {rest} attempts\n",
+            full.offender_count - 5
+        );
+        assert!(full.to_table(5).contains(&line), "{}", full.to_table(5));
+        for top in [1, 5, 20, 299, 300, 1000] {
+            let mut sc = Scanner::new(settings());
+            sc.scan("log", &mut Cursor::new(text.as_bytes().to_vec()), now())
+                .unwrap();
+            let part = sc.finish_with_rows(Some(top));
+            assert_eq!(part.offenders.len(), top.min(full.offender_count));
+            assert_eq!(part.to_table(top), full.to_table(top), "--top {top}");
+        }
+        assert_eq!(full.to_table(0), scan_text(settings(), &text).to_table(0));
     }
 
     #[test]

@@ -9,8 +9,8 @@
 //! 1 s resolution. Each IP keeps only the seconds inside the window until it first crosses.
 
 use super::report::{
-    rfc3339, AccountCount, AccountRow, CrossingRow, HourRow, Limits as LimitsOut, Offender, Stamp,
-    SubnetRow,
+    rfc3339, AccountCount, AccountRow, AlsoSucceeded, CrossingRow, HourRow, Limits as LimitsOut,
+    Offender, Stamp, SubnetRow,
 };
 use crate::rules::{Hit, HitKind};
 use foldhash::{HashMap, HashSet};
@@ -171,7 +171,11 @@ fn max_opt(a: Option<Timestamp>, b: Timestamp) -> Option<Timestamp> {
 
 /// The pieces of a report that come from the aggregate.
 pub(crate) struct Figures {
+    /// The first `rows` offenders (all, without a limit).
     pub offenders: Vec<Offender>,
+    pub offender_count: usize,
+    pub offender_attempts: u64,
+    pub also_succeeded: Vec<AlsoSucceeded>,
     pub accounts: Vec<AccountRow>,
     pub subnets: Vec<SubnetRow>,
     /// Crossings, with the index of the file they happened in.
@@ -386,7 +390,9 @@ impl Aggregate {
     }
 
     /// Sorted tables. Times are written in `tz`.
-    pub fn figures(mut self, tz: &TimeZone) -> Figures {
+    /// Sorted tables, with rows for the first `rows` offenders only when given (a table shows
+    /// a few; building hundreds of thousands of rows is most of the work after matching).
+    pub fn figures(mut self, tz: &TimeZone, rows: Option<usize>) -> Figures {
         if let Some((h, c)) = self.this_hour.take() {
             *self.hourly.entry(h).or_insert(0) += c;
         }
@@ -429,7 +435,18 @@ impl Aggregate {
             }
         };
         // Tens of thousands of rows, each with its own strings: worth both cores.
-        let offenders = par_map(&ips, offender);
+        let offender_count = ips.len();
+        let offender_attempts = ips.iter().map(|(_, e)| e.failures).sum();
+        let also_succeeded = ips
+            .iter()
+            .filter(|(_, e)| e.successes > 0)
+            .map(|(ip, e)| AlsoSucceeded {
+                ip: **ip,
+                failures: e.failures,
+                successes: e.successes,
+            })
+            .collect();
+        let offenders = par_map(&ips[..rows.unwrap_or(usize::MAX).min(ips.len())], offender);
 
         let mut accounts: Vec<AccountRow> = self
             .accounts
@@ -496,17 +513,17 @@ impl Aggregate {
             })
             .collect();
 
-        let mut crossings: Vec<(&IpAddr, Crossing)> = self
+        let mut crossings: Vec<(&IpAddr, Crossing, u64)> = self
             .entries
             .iter()
-            .filter_map(|(ip, e)| e.crossing.map(|c| (ip, c)))
+            .filter_map(|(ip, e)| e.crossing.map(|c| (ip, c, e.failures)))
             .collect();
         crossings.sort_unstable_by(|a, b| {
             (a.1.time, a.1.file, a.1.line, a.0).cmp(&(b.1.time, b.1.file, b.1.line, b.0))
         });
         let crossings = crossings
             .into_iter()
-            .map(|(ip, c)| {
+            .map(|(ip, c, attempts)| {
                 (
                     c.file,
                     CrossingRow {
@@ -515,6 +532,7 @@ impl Aggregate {
                         file: String::new(),
                         line: c.line,
                         in_window: c.in_window,
+                        attempts,
                     },
                 )
             })
@@ -529,6 +547,9 @@ impl Aggregate {
         };
         Figures {
             offenders,
+            offender_count,
+            offender_attempts,
+            also_succeeded,
             accounts,
             subnets,
             crossings,
@@ -653,7 +674,7 @@ mod tests {
             a.observe(&hit("192.0.2.4", Some("x"), 1), None, 0, i);
         }
         assert!(a.crossing("192.0.2.4".parse().unwrap()).is_none());
-        let f = a.figures(&TimeZone::UTC);
+        let f = a.figures(&TimeZone::UTC, None);
         let o = f.offenders.iter().find(|o| o.ip.to_string() == "192.0.2.4");
         assert_eq!(o.map(|o| (o.attempts, o.first_seen)), Some((10, None)));
         assert_eq!(f.limits.attempts_without_time, 10);
@@ -675,7 +696,7 @@ mod tests {
         for i in 0..10 {
             a.observe(&hit("198.51.100.2", Some(&format!("u{i}")), 1), at(i), 0, 1);
         }
-        let f = a.figures(&TimeZone::UTC);
+        let f = a.figures(&TimeZone::UTC, None);
         let o = &f.offenders[0];
         assert_eq!(o.ip.to_string(), "198.51.100.1");
         assert_eq!(o.attempts, 55);
@@ -701,7 +722,7 @@ mod tests {
         }
         assert_eq!(a.tracked_ips(), 10);
         assert_eq!(a.failures, 1000);
-        let f = a.figures(&TimeZone::UTC);
+        let f = a.figures(&TimeZone::UTC, None);
         assert_eq!(f.limits.attempts_from_untracked_ips, 990);
     }
 
@@ -710,7 +731,7 @@ mod tests {
         let mut a = Aggregate::new(5, 600, Caps::default());
         let long = "é".repeat(10_000);
         a.observe(&hit("192.0.2.9", Some(&long), 1), at(0), 0, 1);
-        let f = a.figures(&TimeZone::UTC);
+        let f = a.figures(&TimeZone::UTC, None);
         assert_eq!(f.accounts[0].name.chars().count(), MAX_ACCOUNT_CHARS);
     }
 
@@ -727,7 +748,7 @@ mod tests {
         ] {
             a.observe(&hit(ip, None, 1), at(60), 0, 1);
         }
-        let f = a.figures(&TimeZone::UTC);
+        let f = a.figures(&TimeZone::UTC, None);
         let nets: Vec<(String, u64, u64)> = f
             .subnets
             .iter()
@@ -747,7 +768,7 @@ mod tests {
         let mut a = Aggregate::new(5, 600, Caps::default());
         a.observe(&hit("192.0.2.1", None, 3), at(10), 0, 1);
         a.observe(&hit("192.0.2.1", None, 1), at(3 * 3600 + 5), 0, 2);
-        let f = a.figures(&TimeZone::UTC);
+        let f = a.figures(&TimeZone::UTC, None);
         let h: Vec<u64> = f.hourly.iter().map(|r| r.attempts).collect();
         assert_eq!(h, vec![3, 0, 0, 1]);
         assert_eq!(f.hourly[0].hour, "2026-11-01T00:00:00+00:00");
@@ -760,7 +781,7 @@ mod tests {
         h.kind = HitKind::Success;
         a.observe(&h, at(0), 0, 1);
         a.observe(&hit("192.0.2.50", Some("alice"), 1), at(1), 0, 2);
-        let f = a.figures(&TimeZone::UTC);
+        let f = a.figures(&TimeZone::UTC, None);
         assert_eq!(f.offenders.len(), 1);
         assert_eq!((f.offenders[0].attempts, f.offenders[0].successes), (1, 1));
         assert_eq!(f.accounts[0].attempts, 1);

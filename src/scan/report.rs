@@ -9,7 +9,6 @@ use jiff::{
 };
 use serde::Serialize;
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -135,6 +134,17 @@ pub struct CrossingRow {
     pub line: u64,
     /// Failures inside the window at that moment.
     pub in_window: u64,
+    /// All failures of the IP (the table shows them; JSON has them in `offenders`).
+    #[serde(skip)]
+    pub attempts: u64,
+}
+
+/// An attacking IP that also logged in successfully (for the table).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlsoSucceeded {
+    pub ip: IpAddr,
+    pub failures: u64,
+    pub successes: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -167,8 +177,17 @@ pub struct Report {
     pub services: Vec<String>,
     pub time_zone: String,
     pub threshold: Threshold,
-    /// All attacking IPs (the table shows the first `--top`).
+    /// All attacking IPs, most attempts first; only the first ones when the report was made
+    /// for a table (see [`Report::offender_count`]).
     pub offenders: Vec<Offender>,
+    /// Attacking IPs in all, and their failed attempts.
+    #[serde(skip)]
+    pub offender_count: usize,
+    #[serde(skip)]
+    pub offender_attempts: u64,
+    /// Attacking IPs that also logged in, in the order of `offenders`.
+    #[serde(skip)]
+    pub also_succeeded: Vec<AlsoSucceeded>,
     pub accounts: Vec<AccountRow>,
     pub subnets: Vec<SubnetRow>,
     pub crossings: Vec<CrossingRow>,
@@ -438,13 +457,13 @@ impl Report {
     }
 
     fn offenders_table(&self, out: &mut String, top: usize) {
-        let total = self.offenders.len();
+        let total = self.offender_count;
         let _ = writeln!(out);
         if total == 0 {
             let _ = writeln!(out, "OFFENDERS: none (no failed logins found)");
             return;
         }
-        let n = shown_rows(total, top);
+        let n = shown_rows(total, top).min(self.offenders.len());
         let _ = writeln!(
             out,
             "OFFENDERS ({} of {}, most attempts first)",
@@ -473,7 +492,8 @@ impl Report {
         }
         t.render(out);
         if n < total {
-            let rest: u64 = self.offenders[n..].iter().map(|o| o.attempts).sum();
+            let shown: u64 = self.offenders[..n].iter().map(|o| o.attempts).sum();
+            let rest = self.offender_attempts.saturating_sub(shown);
             rest_line(out, total - n, "IP", "IPs", Some(rest));
         }
     }
@@ -561,8 +581,6 @@ impl Report {
             plural(total as u64, "IP", "IPs")
         );
         let many_files = self.files.len() > 1;
-        let attempts_of: HashMap<IpAddr, u64> =
-            self.offenders.iter().map(|o| (o.ip, o.attempts)).collect();
         let mut t = Table::new(&[
             ("IP", Align::Left),
             ("CROSSED AT", Align::Left),
@@ -575,12 +593,11 @@ impl Report {
             } else {
                 c.line.to_string()
             };
-            let attempts = attempts_of.get(&c.ip).copied().unwrap_or(0);
             t.rows.push(vec![
                 c.ip.to_string(),
                 wall(&c.time.to_string()),
                 line,
-                attempts.to_string(),
+                c.attempts.to_string(),
             ]);
         }
         t.render(out);
@@ -590,7 +607,7 @@ impl Report {
     }
 
     fn successes_table(&self, out: &mut String, top: usize) {
-        let hits: Vec<&Offender> = self.offenders.iter().filter(|o| o.successes > 0).collect();
+        let hits = &self.also_succeeded;
         if hits.is_empty() {
             return;
         }
@@ -609,7 +626,7 @@ impl Report {
         for o in &hits[..n] {
             t.rows.push(vec![
                 o.ip.to_string(),
-                o.attempts.to_string(),
+                o.failures.to_string(),
                 o.successes.to_string(),
             ]);
         }
