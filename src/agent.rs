@@ -494,18 +494,22 @@ impl Engine {
     }
 
     fn render_outgoing(&self, o: Outgoing, now: Timestamp) -> Rendered {
-        match o {
-            Outgoing::Single(r) => r,
+        let id = o.id();
+        let mut r = match o {
+            Outgoing::Single(r) => return r,
             Outgoing::Group(alerts) => self.render_digest(alerts, Vec::new(), 0, 0, now),
             Outgoing::Digest {
                 incidents,
                 held,
                 held_dropped,
+                after: _,
             } => {
                 let n = held.len() as u64;
                 self.render_digest(held, incidents, n, held_dropped, now)
             }
-        }
+        };
+        r.id = id;
+        r
     }
 
     fn render_digest(

@@ -88,7 +88,58 @@ pub enum Outgoing {
         incidents: Vec<DigestLine>,
         held: Vec<Rendered>,
         held_dropped: u64,
+        /// When the digest before this one went out (none for the first).
+        after: Option<Timestamp>,
     },
+}
+
+impl Outgoing {
+    /// A stable identity, like a single alert's: a group or digest made again after a crash
+    /// (the lines since the last saved state read again, the policy state as it was saved)
+    /// gets the same id and is not sent twice.
+    ///
+    /// A group is named by its members' ids. A digest by the time of the digest before it
+    /// (restored with the state), the ids of the alerts it carries and the incidents it
+    /// lists, but not their counts: lines read on after the restart may add attempts, and
+    /// the same digest with a few more attempts is still a repeat (the totals show in the
+    /// next digest). A digest made again with another alert or incident in it is sent: a
+    /// rare repeat rather than a loss. None when a member has no id.
+    pub fn id(&self) -> Option<String> {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::hash::DefaultHasher::new();
+        let kind = match self {
+            Outgoing::Single(r) => return r.id.clone(),
+            Outgoing::Group(alerts) => {
+                let mut ids: Vec<&str> = alerts
+                    .iter()
+                    .map(|r| r.id.as_deref())
+                    .collect::<Option<_>>()?;
+                ids.sort_unstable();
+                ids.hash(&mut h);
+                "group"
+            }
+            Outgoing::Digest {
+                incidents,
+                held,
+                held_dropped: _,
+                after,
+            } => {
+                let mut ids: Vec<&str> = held
+                    .iter()
+                    .map(|r| r.id.as_deref())
+                    .collect::<Option<_>>()?;
+                ids.sort_unstable();
+                let mut keys: Vec<(&str, &str)> = incidents
+                    .iter()
+                    .map(|l| (l.kind.as_str(), l.key.as_str()))
+                    .collect();
+                keys.sort_unstable();
+                (after.map(|t| t.as_second()), ids, keys).hash(&mut h);
+                "digest"
+            }
+        };
+        Some(format!("{kind}-{:016x}", h.finish()))
+    }
 }
 
 /// The policy's state (all of it is saved across restarts).
@@ -297,11 +348,12 @@ impl Policy {
                 let held = std::mem::take(&mut self.st.held);
                 let held_dropped = std::mem::take(&mut self.st.held_dropped);
                 self.record_sent(now);
-                self.st.last_digest = Some(now);
+                let after = self.st.last_digest.replace(now);
                 out.push(Outgoing::Digest {
                     incidents: lines,
                     held: held.into_iter().map(|n| n.rendered).collect(),
                     held_dropped,
+                    after,
                 });
             } else {
                 self.st.last_digest = Some(now);
@@ -447,6 +499,68 @@ mod tests {
             }
         }
         assert!(repeated);
+    }
+
+    fn with_id(key: &str) -> Notice {
+        let mut n = notice(key, false);
+        n.rendered.id = Some(format!("ip_burst-{key}"));
+        n
+    }
+
+    fn ids(out: &[Outgoing]) -> Vec<Option<String>> {
+        out.iter().map(Outgoing::id).collect()
+    }
+
+    #[test]
+    fn groups_and_digests_made_again_after_a_crash_keep_their_id() {
+        let mut s = settings();
+        s.group_wait = Duration::from_secs(10);
+        let mut p = Policy::new(s.clone());
+        p.offer(with_id("a"), t(0));
+        p.offer(with_id("b"), t(1));
+        let group = ids(&p.tick(t(10)));
+        assert!(group[0]
+            .as_deref()
+            .is_some_and(|id| id.starts_with("group-")));
+        // The crash came before the state was saved: the lines are read again, in another
+        // batch split, and make the same group.
+        let mut q = Policy::new(s.clone());
+        q.offer(with_id("b"), t(20));
+        q.offer(with_id("a"), t(21));
+        assert_eq!(ids(&q.tick(t(31))), group);
+        // Another member: another group.
+        let mut r = Policy::new(s.clone());
+        r.offer(with_id("a"), t(0));
+        r.offer(with_id("c"), t(1));
+        assert_ne!(ids(&r.tick(t(10))), group);
+        // Without ids the group has none.
+        let mut u = Policy::new(s.clone());
+        u.offer(notice("a", false), t(0));
+        u.offer(notice("b", false), t(1));
+        assert_eq!(ids(&u.tick(t(10))), vec![None]);
+
+        // A digest (due an hour after the group's mail): saved before it went out, made again
+        // from that state after a crash with a few more attempts read since, has the same id;
+        // the next digest has another.
+        p.activity("ip_burst", "a", 9, t(100));
+        let saved = serde_json::to_string(p.state()).unwrap();
+        let first = ids(&p.tick(t(3610)));
+        assert!(first[0]
+            .as_deref()
+            .is_some_and(|id| id.starts_with("digest-")));
+        let mut q = Policy::new(s.clone());
+        q.restore(serde_json::from_str(&saved).unwrap());
+        q.activity("ip_burst", "a", 12, t(3601));
+        assert_eq!(ids(&q.tick(t(3612))), first);
+        p.activity("ip_burst", "a", 20, t(3700));
+        let second = ids(&p.tick(t(7210)));
+        assert_eq!(second.len(), 1);
+        assert_ne!(second, first, "the next digest is another mail");
+        // Made again with another incident in it: another id (sent: a repeat, not a loss).
+        let mut w = Policy::new(s);
+        w.restore(serde_json::from_str(&saved).unwrap());
+        w.activity("ip_burst", "b", 8, t(3601));
+        assert_ne!(ids(&w.tick(t(3612))), first);
     }
 
     #[test]

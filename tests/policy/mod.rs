@@ -153,6 +153,52 @@ fn the_cap_holds_back_without_loss_urgent_passes_and_restart_repeats_nothing() {
 }
 
 #[test]
+fn a_group_mail_made_again_after_a_crash_is_not_sent_twice() {
+    let tmp = tempdir();
+    let dir = tmp.path();
+    let sink = Sink::start(dir, &["--tls", "none"]);
+    let log = LogWriter::new(dir.join("mainlog"));
+    // No checkpoint after the start: after `kill -9` the agent reads the whole log again and
+    // makes the same group mail once more.
+    let text = config(dir, &log.path, sink.port, "group_wait: 1s, max_per_hour: 0")
+        .replace("start: end", "start: beginning")
+        .replace("checkpoint_interval: 100ms", "checkpoint_interval: 1h");
+    let cfg = write_file(dir, "a.yaml", &text);
+    let t = now_unix() - 60;
+    let mut lines = burst("203.0.113.41", t);
+    lines.extend(burst("203.0.113.42", t + 1));
+    log.append(&lines);
+    let mut agent = Agent::run(&cfg);
+    let mails = sink.wait_mails(1);
+    assert!(mails[0].mail.subject().contains("2 new alerts"));
+    // Sent and gone from the spool: only the re-made group could come again.
+    let spool = dir.join("state").join("spool");
+    wait_for("the spool to empty", || {
+        (std::fs::read_dir(&spool).ok()?.count() == 0).then_some(())
+    });
+    agent.kill9();
+
+    let mut agent = Agent::run(&cfg);
+    let said = wait_for("the re-made group to be recognised", || {
+        let text = agent.stderr_text();
+        text.lines()
+            .find(|l| l.contains("alert already sent before a restart") && l.contains("id=group-"))
+            .map(str::to_string)
+    });
+    assert!(said.contains("2 new alerts"), "{said}");
+    // A new burst proves the agent has read on; it is the only new mail.
+    log.append(&burst("203.0.113.43", now_unix()));
+    let mails = sink.wait_mails(2);
+    assert!(mails[1].mail.subject().contains("203.0.113.43"));
+    assert_eq!(
+        sink.mails().len(),
+        2,
+        "no duplicate of the group after the crash"
+    );
+    assert!(agent.stop().success());
+}
+
+#[test]
 fn sighup_reloads_thresholds_and_templates_and_keeps_windows() {
     let tmp = tempdir();
     let dir = tmp.path();
