@@ -862,6 +862,22 @@ impl Engine {
         self.detector.evictions()
     }
 
+    /// Keys forgotten because of the cap, per map ([`crate::metrics::EVICTION_MAPS`] order).
+    pub fn evictions_by_map(&self) -> [(&'static str, u64); 3] {
+        let [ips, subnets, accounts] = crate::metrics::EVICTION_MAPS;
+        [
+            (ips, self.detector.evictions()),
+            (
+                subnets,
+                self.subnets.as_ref().map_or(0, |(d, _)| d.evictions()),
+            ),
+            (
+                accounts,
+                self.accounts.as_ref().map_or(0, |(d, _)| d.evictions()),
+            ),
+        ]
+    }
+
     /// IPs currently tracked.
     pub fn tracked_ips(&self) -> usize {
         self.detector.tracked()
@@ -1066,7 +1082,9 @@ fn write_status(
     let spooled = spool.pending().map(|v| v.len()).unwrap_or(0) as u64;
     let m = &engine.metrics;
     m.set_spool_size(spooled);
-    m.set_evictions_total(engine.evictions());
+    for (map, n) in engine.evictions_by_map() {
+        m.set_evictions_total(map, n);
+    }
     m.set_open_incidents(engine.policy.incidents().len() as u64);
     let snap = StatusSnapshot {
         version: crate::metrics::STATUS_VERSION,
@@ -1400,8 +1418,25 @@ fn prepare_state_dir(cfg: &Config) -> Result<()> {
     Ok(())
 }
 
-/// How often evictions from the per-IP map are reported (once per interval, never silently).
+/// How often evictions from the per-key maps are reported (once per interval, and at stop:
+/// never silently).
 const EVICTION_REPORT_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Warn about keys evicted from each map since the last report (`reported`: the running
+/// totals then, updated).
+fn report_evictions(engine: &Engine, reported: &mut [(&'static str, u64); 3], cap: usize) {
+    for (now, last) in engine.evictions_by_map().iter().zip(reported.iter_mut()) {
+        if now.1 > last.1 {
+            let evicted = now.1 - last.1;
+            match now.0 {
+                "ips" => warn!(evicted, cap, "tracked IPs reached detect.max_tracked_ips; the least recently seen were forgotten"),
+                "subnets" => warn!(evicted, cap, "tracked subnets reached detect.max_tracked_ips; the least recently seen were forgotten"),
+                _ => warn!(evicted, cap, "tracked accounts reached detect.max_tracked_ips; the least recently seen were forgotten"),
+            }
+            *last = *now;
+        }
+    }
+}
 
 /// How long shutdown waits for spooled alerts to be sent before leaving them for the next start.
 const SHUTDOWN_MAIL_GRACE: Duration = Duration::from_secs(5);
@@ -1685,7 +1720,7 @@ pub async fn run(
     let mut policy_tick = tokio::time::interval(Duration::from_secs(1));
     policy_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut eviction_tick = tokio::time::interval(EVICTION_REPORT_INTERVAL);
-    let mut evictions_reported = engine.evictions();
+    let mut evictions_reported = engine.evictions_by_map();
     loop {
         tokio::select! {
             Some(()) = async {
@@ -1726,15 +1761,7 @@ pub async fn run(
                 commit(&mut writer, &notify);
             }
             _ = eviction_tick.tick() => {
-                let now = engine.evictions();
-                if now > evictions_reported {
-                    warn!(
-                        evicted = now - evictions_reported,
-                        cap = cfg.detect.max_tracked_ips,
-                        "tracked IPs reached detect.max_tracked_ips; the least recently seen were forgotten"
-                    );
-                    evictions_reported = now;
-                }
+                report_evictions(&engine, &mut evictions_reported, cfg.detect.max_tracked_ips);
             }
             batch = line_rx.recv() => {
                 let Some(batch) = batch else { break };
@@ -1822,10 +1849,16 @@ pub async fn run(
     if let Some(srv) = metrics_server {
         srv.shutdown();
     }
+    // Evictions since the last minute's report are not left unsaid.
+    report_evictions(&engine, &mut evictions_reported, cfg.detect.max_tracked_ips);
+    let [(_, ev_ips), (_, ev_subnets), (_, ev_accounts)] = engine.evictions_by_map();
     info!(
         lines = engine.lines_seen,
         hits = engine.hits_seen,
         tracked_ips = engine.tracked_ips(),
+        evicted_ips = ev_ips,
+        evicted_subnets = ev_subnets,
+        evicted_accounts = ev_accounts,
         "authwatch stopped"
     );
     Ok(())

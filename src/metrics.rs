@@ -26,6 +26,9 @@ use std::time::{Duration, Instant};
 /// Distinct label values kept per labelled metric; further values are counted under `other`.
 const MAX_LABEL_VALUES: usize = 1000;
 
+/// The per-key maps whose evictions are counted.
+pub const EVICTION_MAPS: [&str; 3] = ["ips", "subnets", "accounts"];
+
 /// Counters keyed by one label value.
 #[derive(Debug, Default)]
 struct Labelled {
@@ -81,7 +84,7 @@ pub struct Metrics {
     alerts_sent: AtomicU64,
     send_failures: AtomicU64,
     spool_size: AtomicU64,
-    evictions: AtomicU64,
+    evictions: Labelled,
 }
 
 impl Metrics {
@@ -97,6 +100,9 @@ impl Metrics {
         }
         for s in services {
             self.hits.add(s, 0);
+        }
+        for m in EVICTION_MAPS {
+            self.evictions.add(m, 0);
         }
     }
 
@@ -153,14 +159,14 @@ impl Metrics {
         self.spool_size.store(n, Ordering::Relaxed);
     }
 
-    /// IPs evicted from the tracking map.
-    pub fn add_evictions(&self, n: u64) {
-        self.evictions.fetch_add(n, Ordering::Relaxed);
+    /// Keys evicted from a tracking map (`ips`, `subnets`, `accounts`).
+    pub fn add_evictions(&self, map: &str, n: u64) {
+        self.evictions.add(map, n);
     }
 
-    /// Evictions as a running total from the detector; never goes down.
-    pub fn set_evictions_total(&self, total: u64) {
-        self.evictions.fetch_max(total, Ordering::Relaxed);
+    /// Evictions from a map as a running total from its detector; never goes down.
+    pub fn set_evictions_total(&self, map: &str, total: u64) {
+        self.evictions.cell(map).fetch_max(total, Ordering::Relaxed);
     }
 
     /// How far a source is behind: seconds between now and the stamp of the last line read
@@ -256,12 +262,13 @@ impl Metrics {
             "Alerts waiting in the spool for delivery.",
             &self.spool_size,
         );
-        single(
+        labelled(
             &mut out,
             "authwatch_evictions_total",
             "counter",
-            "Tracked IPs evicted because of the max_tracked_ips cap.",
-            &self.evictions,
+            "Keys evicted because of the detect.max_tracked_ips cap, per map (ips, subnets, accounts).",
+            "map",
+            counts(&self.evictions),
         );
         out
     }
@@ -725,8 +732,8 @@ mod tests {
         m.add_lines_read("/var/log/mail.log", 3);
         m.add_hits("exim", 2);
         m.set_lag_seconds("/var/log/mail.log", 1.5);
-        m.set_evictions_total(7);
-        m.set_evictions_total(5);
+        m.set_evictions_total("ips", 7);
+        m.set_evictions_total("ips", 5);
         let text = m.render();
         assert!(text.contains("# TYPE authwatch_lines_read_total counter\n"));
         assert!(
@@ -735,7 +742,8 @@ mod tests {
         assert!(text.contains("authwatch_lines_read_total{source=\"/var/log/mail.log\"} 3\n"));
         assert!(text.contains("authwatch_hits_total{service=\"exim\"} 2\n"));
         assert!(text.contains("authwatch_source_lag_seconds{source=\"/var/log/mail.log\"} 1.5\n"));
-        assert!(text.contains("authwatch_evictions_total 7\n"));
+        assert!(text.contains("authwatch_evictions_total{map=\"ips\"} 7\n"));
+        assert!(text.contains("authwatch_evictions_total{map=\"accounts\"} 0\n"));
         // Every sample line belongs to a declared family.
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             let name = line.split(['{', ' ']).next().unwrap();

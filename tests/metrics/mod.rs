@@ -60,7 +60,8 @@ fn metrics_endpoint_scraped_over_loopback() {
     m.inc_alerts_sent();
     m.inc_send_failures();
     m.set_spool_size(3);
-    m.add_evictions(4);
+    m.add_evictions("ips", 4);
+    m.add_evictions("subnets", 2);
     m.set_lag_seconds("/var/log/exim4/mainlog", 0.75);
     let server = serve("127.0.0.1:0".parse().unwrap(), Arc::clone(&m)).expect("serve");
     let addr = server.local_addr();
@@ -105,7 +106,9 @@ fn metrics_endpoint_scraped_over_loopback() {
         ("authwatch_alerts_sent_total", 2.0),
         ("authwatch_alert_send_failures_total", 1.0),
         ("authwatch_spool_messages", 3.0),
-        ("authwatch_evictions_total", 4.0),
+        ("authwatch_evictions_total{map=\"ips\"}", 4.0),
+        ("authwatch_evictions_total{map=\"subnets\"}", 2.0),
+        ("authwatch_evictions_total{map=\"accounts\"}", 0.0),
         (
             "authwatch_source_lag_seconds{source=\"/var/log/exim4/mainlog\"}",
             0.75,

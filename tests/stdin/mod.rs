@@ -79,3 +79,49 @@ fn run_stdin_alerts_and_ends_with_its_input() {
     assert_eq!(out.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown service \"nope\""));
 }
+
+#[test]
+fn evictions_are_reported_at_stop_per_map() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    // 30 addresses in 30 /64s, 30 accounts, one failure each, and room for 10 keys per map:
+    // 20 evictions from each map, reported at the end although no minute has passed.
+    let cfg = stdin_config(
+        dir,
+        "detect: {max_tracked_ips: 10, per_subnet: {enabled: true}, per_account: {enabled: true}}\n",
+    );
+    let t = now_unix();
+    let mut input = String::new();
+    for i in 0..30 {
+        input.push_str(&exim_fail(
+            t,
+            &format!("2001:db8:{i:x}::1"),
+            &format!("user{i}"),
+        ));
+        input.push('\n');
+    }
+    let out = run_stdin(&cfg, &[], input.as_bytes());
+    let err = crate::harness::strip_ansi(&String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{}\n{err}", out.status);
+    for map in ["IPs", "subnets", "accounts"] {
+        let line = err
+            .lines()
+            .find(|l| l.contains(&format!("tracked {map} reached detect.max_tracked_ips")))
+            .unwrap_or_else(|| panic!("no eviction warning for {map}:\n{err}"));
+        assert!(
+            line.contains("evicted=20") && line.contains("cap=10"),
+            "{line}"
+        );
+    }
+    let stopped = err
+        .lines()
+        .find(|l| l.contains("authwatch stopped"))
+        .expect("stop line");
+    for field in [
+        "evicted_ips=20",
+        "evicted_subnets=20",
+        "evicted_accounts=20",
+    ] {
+        assert!(stopped.contains(field), "{field} in {stopped}");
+    }
+}
