@@ -935,6 +935,7 @@ pub fn policy_settings(cfg: &Config) -> PolicySettings {
         repeat_interval: cfg.alerts.repeat_interval,
         max_per_hour: cfg.alerts.max_per_hour,
         cooldown: cfg.alerts.cooldown,
+        max_incidents: cfg.alerts.max_open_incidents,
     }
 }
 

@@ -229,6 +229,8 @@ pub struct AlertsConfig {
     pub repeat_interval: Duration,
     /// 0: no cap.
     pub max_per_hour: u32,
+    /// Open incidents remembered at most (the quietest are closed early beyond it).
+    pub max_open_incidents: usize,
     /// How many accounts are listed by name in an alert.
     pub top_accounts: usize,
     /// How many recent log lines an alert quotes.
@@ -490,6 +492,7 @@ struct RawAlerts {
     group_interval: S<String>,
     repeat_interval: S<String>,
     max_per_hour: S<u64>,
+    max_open_incidents: S<u64>,
     top_accounts: S<u64>,
     log_lines: S<u64>,
 }
@@ -1255,6 +1258,13 @@ impl Validator {
             ),
             max_per_hour: self.count(&ra.max_per_hour, "alerts.max_per_hour", 30, 0, 100_000)
                 as u32,
+            max_open_incidents: self.count(
+                &ra.max_open_incidents,
+                "alerts.max_open_incidents",
+                10_000,
+                10,
+                10_000_000,
+            ) as usize,
             top_accounts: self.count(&ra.top_accounts, "alerts.top_accounts", 5, 1, 100) as usize,
             log_lines: self.count(&ra.log_lines, "alerts.log_lines", 5, 0, 100) as usize,
         };

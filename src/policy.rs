@@ -21,8 +21,6 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
-/// Open incidents remembered at most; beyond this the longest-quiet one is closed early.
-pub const MAX_INCIDENTS: usize = 10_000;
 /// Alerts held back by the cap, at most; beyond this the digest only counts them.
 pub const MAX_HELD: usize = 1_000;
 
@@ -36,6 +34,9 @@ pub struct PolicySettings {
     pub max_per_hour: u32,
     /// An incident closes after this long without attempts.
     pub cooldown: Duration,
+    /// Open incidents remembered at most (`alerts.max_open_incidents`); when a new one would
+    /// pass it, the quietest tenth are closed early.
+    pub max_incidents: usize,
 }
 
 /// An alert from detection.
@@ -233,16 +234,8 @@ impl Policy {
                 inc.total_at_last_mail = inc.total;
             }
             None => {
-                if self.st.incidents.len() >= MAX_INCIDENTS {
-                    if let Some(oldest) = self
-                        .st
-                        .incidents
-                        .iter()
-                        .min_by_key(|(_, i)| i.last_activity)
-                        .map(|(k, _)| k.clone())
-                    {
-                        self.st.incidents.remove(&oldest);
-                    }
+                if self.st.incidents.len() >= self.s.max_incidents.max(1) {
+                    self.close_quietest();
                 }
                 self.st.incidents.insert(
                     id,
@@ -266,7 +259,29 @@ impl Policy {
             self.st.group_started = Some(now);
         }
         self.st.pending.push(n);
-        self.tick(now)
+        self.due(now)
+    }
+
+    /// Close the quietest tenth of the open incidents at once (at least one): one pass per
+    /// `max_incidents / 10` new incidents rather than a search of them all for each one, so
+    /// that an attacker who opens incidents fast cannot make each cost the whole map.
+    fn close_quietest(&mut self) {
+        let n = (self.st.incidents.len() / 10).max(1);
+        let mut by_quiet: Vec<(Timestamp, &String)> = self
+            .st
+            .incidents
+            .iter()
+            .map(|(k, i)| (i.last_activity, k))
+            .collect();
+        let quiet: Vec<String> = if n < by_quiet.len() {
+            by_quiet.select_nth_unstable(n - 1);
+            by_quiet[..n].iter().map(|(_, k)| (*k).clone()).collect()
+        } else {
+            by_quiet.iter().map(|(_, k)| (*k).clone()).collect()
+        };
+        for k in quiet {
+            self.st.incidents.remove(&k);
+        }
     }
 
     /// Further attempts on `key`: counted for the next digest (no mail by itself).
@@ -280,6 +295,17 @@ impl Policy {
     /// Timers: flush the group after `group_wait`, send the digest every `group_interval`,
     /// close quiet incidents. Call it every second or so.
     pub fn tick(&mut self, now: Timestamp) -> Vec<Outgoing> {
+        let out = self.due(now);
+        let quiet = secs(self.s.cooldown);
+        self.st
+            .incidents
+            .retain(|_, i| now.as_second() - i.last_activity.as_second() < quiet);
+        out
+    }
+
+    /// The group and the digest, when due (cheap unless one is: [`offer`](Self::offer) calls
+    /// it for every alert; closing quiet incidents is left to [`tick`](Self::tick)).
+    fn due(&mut self, now: Timestamp) -> Vec<Outgoing> {
         let mut out = Vec::new();
         let group_due = self
             .st
@@ -359,11 +385,6 @@ impl Policy {
                 self.st.last_digest = Some(now);
             }
         }
-
-        let quiet = secs(self.s.cooldown);
-        self.st
-            .incidents
-            .retain(|_, i| now.as_second() - i.last_activity.as_second() < quiet);
         out
     }
 }
@@ -379,6 +400,7 @@ mod tests {
             repeat_interval: Duration::from_secs(4 * 3600),
             max_per_hour: 0,
             cooldown: Duration::from_secs(3600),
+            max_incidents: 10_000,
         }
     }
 
@@ -499,6 +521,30 @@ mod tests {
             }
         }
         assert!(repeated);
+    }
+
+    #[test]
+    fn open_incidents_are_capped_closing_the_quietest_tenth() {
+        let mut s = settings();
+        s.max_incidents = 20;
+        let mut p = Policy::new(s);
+        for k in 0..20 {
+            p.offer(notice(&format!("k{k:02}"), false), t(k));
+        }
+        // k00 is the quietest but an attempt now makes it the most recent.
+        p.activity("ip_burst", "k00", 9, t(100));
+        assert_eq!(p.incidents().len(), 20);
+        // The 21st closes the quietest tenth (k01, k02) at once, then opens.
+        p.offer(notice("new", false), t(101));
+        let keys: Vec<&str> = p.incidents().iter().map(|i| i.key.as_str()).collect();
+        assert_eq!(keys.len(), 19, "{keys:?}");
+        assert!(!keys.contains(&"k01") && !keys.contains(&"k02"), "{keys:?}");
+        assert!(keys.contains(&"k00") && keys.contains(&"k03") && keys.contains(&"new"));
+        // Many more never pass the cap.
+        for k in 0..1000 {
+            p.offer(notice(&format!("m{k}"), false), t(200 + k));
+            assert!(p.incidents().len() <= 20);
+        }
     }
 
     fn with_id(key: &str) -> Notice {
