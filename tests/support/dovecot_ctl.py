@@ -62,6 +62,8 @@ import subprocess
 import sys
 import time
 
+from ctl_common import alive, cmdline, free_port, proc_state, tail, wait_gone, write_atomic
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 TEMPLATE = os.path.join(HERE, "dovecot", "dovecot.conf.in")
 DOVECOT = os.environ.get("DOVECOT_BIN", "/usr/sbin/dovecot")
@@ -75,36 +77,6 @@ def note(msg):
 def die(msg, code=1):
     note(f"error: {msg}")
     sys.exit(code)
-
-
-def write_atomic(path, text, mode=0o644):
-    tmp = f"{path}.tmp.{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.chmod(tmp, mode)
-    os.replace(tmp, path)
-
-
-def proc_state(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            data = f.read()
-        return data[data.rindex(")") + 2]
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def alive(pid):
-    st = proc_state(pid)
-    return st is not None and st not in ("Z", "X")
-
-
-def cmdline(pid):
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return [a.decode("utf-8", "replace") for a in f.read().split(b"\0") if a]
-    except OSError:
-        return []
 
 
 def parent(pid):
@@ -136,14 +108,6 @@ def children(pid):
     return out
 
 
-def free_port():
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.bind((HOST, 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 def greeting_ok(port, timeout=1.0):
     try:
         with socket.create_connection((HOST, port), timeout=timeout) as s:
@@ -167,14 +131,6 @@ def ensure_traversable(d, users):
             note(f"adding o+x to {p} so that Dovecot's users can reach {d}")
             os.chmod(p, st.st_mode | 0o001)
         p = os.path.dirname(p)
-
-
-def tail(path, n=20):
-    try:
-        with open(path, errors="replace") as f:
-            return "".join(f.readlines()[-n:])
-    except OSError:
-        return ""
 
 
 def mail_ids():
@@ -284,16 +240,6 @@ def cmd_start(a):
     write_atomic(os.path.join(d, "info.json"), line + "\n")
     print(line, flush=True)
     return 0
-
-
-def wait_gone(pids, timeout):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        pids = [p for p in pids if alive(p)]
-        if not pids:
-            return []
-        time.sleep(0.05)
-    return [p for p in pids if alive(p)]
 
 
 def cmd_stop(a):

@@ -56,6 +56,8 @@ import subprocess
 import sys
 import time
 
+from ctl_common import alive, cmdline, proc_state, tail, wait_gone, write_atomic
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 TEMPLATE = os.path.join(HERE, "exim", "exim.conf.in")
 EXIM = os.environ.get("EXIM_BIN", "/usr/sbin/exim4")
@@ -72,43 +74,12 @@ def die(msg, code=1):
     sys.exit(code)
 
 
-def write_atomic(path, text, mode=0o644):
-    tmp = f"{path}.tmp.{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.chmod(tmp, mode)
-    os.replace(tmp, path)
-
-
 def read_pid(d):
     try:
         with open(os.path.join(d, "exim.pid")) as f:
             return int(f.read().split()[0])
     except (OSError, ValueError, IndexError):
         return None
-
-
-def proc_state(pid):
-    """Process state letter from /proc, or None if there is no such process."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            data = f.read()
-        return data[data.rindex(")") + 2]
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def alive(pid):
-    st = proc_state(pid)
-    return st is not None and st not in ("Z", "X")
-
-
-def cmdline(pid):
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return [a.decode("utf-8", "replace") for a in f.read().split(b"\0") if a]
-    except OSError:
-        return []
 
 
 def is_our_exim(pid, conf):
@@ -205,14 +176,6 @@ def chown_tree(d, uid, gid, skip):
             p = os.path.join(root, f)
             if p not in skip:
                 os.lchown(p, uid, gid)
-
-
-def tail(path, n=20):
-    try:
-        with open(path, errors="replace") as f:
-            return "".join(f.readlines()[-n:])
-    except OSError:
-        return ""
 
 
 def cmd_start(a):
@@ -316,16 +279,6 @@ def cmd_start(a):
     write_atomic(os.path.join(d, "port"), f"{port}\n")
     print(port, flush=True)
     return 0
-
-
-def wait_gone(pids, timeout):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        pids = [p for p in pids if alive(p)]
-        if not pids:
-            return []
-        time.sleep(0.05)
-    return [p for p in pids if alive(p)]
 
 
 def cmd_stop(a):

@@ -67,6 +67,8 @@ import sys
 import tempfile
 import time
 
+from ctl_common import alive, cmdline, free_port, proc_state, tail, wait_gone, write_atomic
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 TEMPLATES = os.path.join(HERE, "postfix")
 HOST = "127.0.0.1"
@@ -84,40 +86,10 @@ def die(msg, code=1):
     sys.exit(code)
 
 
-def write_atomic(path, text, mode=0o644):
-    tmp = f"{path}.tmp.{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.chmod(tmp, mode)
-    os.replace(tmp, path)
-
-
-def proc_state(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            data = f.read()
-        return data[data.rindex(")") + 2]
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def alive(pid):
-    st = proc_state(pid)
-    return st is not None and st not in ("Z", "X")
-
-
 def environ(pid):
     try:
         with open(f"/proc/{pid}/environ", "rb") as f:
             return [e.decode("utf-8", "replace") for e in f.read().split(b"\0") if e]
-    except OSError:
-        return []
-
-
-def cmdline(pid):
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return [a.decode("utf-8", "replace") for a in f.read().split(b"\0") if a]
     except OSError:
         return []
 
@@ -144,24 +116,6 @@ def read_pid(path):
         return None
 
 
-def wait_gone(pids, timeout):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        pids = [p for p in pids if alive(p)]
-        if not pids:
-            return []
-        time.sleep(0.05)
-    return [p for p in pids if alive(p)]
-
-
-def free_port():
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.bind((HOST, 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 def banner_ok(port, timeout=1.0):
     try:
         with socket.create_connection((HOST, port), timeout=timeout) as s:
@@ -170,14 +124,6 @@ def banner_ok(port, timeout=1.0):
             return ok
     except OSError:
         return False
-
-
-def tail(path, n=20):
-    try:
-        with open(path, errors="replace") as f:
-            return "".join(f.readlines()[-n:])
-    except OSError:
-        return ""
 
 
 # --- the Postfix tree --------------------------------------------------------
