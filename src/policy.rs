@@ -23,6 +23,10 @@ use std::time::Duration;
 
 /// Alerts held back by the cap, at most; beyond this the digest only counts them.
 pub const MAX_HELD: usize = 1_000;
+/// New alerts in one grouped mail, at most: a group that reaches it goes out at once, without
+/// waiting for `group_wait`, so that a storm of incidents makes several mails of a readable
+/// (and deliverable) size rather than one huge one, and the pending group stays small.
+pub const MAX_GROUP: usize = 100;
 
 /// Settings of the policy.
 #[derive(Debug, Clone)]
@@ -307,10 +311,11 @@ impl Policy {
     /// it for every alert; closing quiet incidents is left to [`tick`](Self::tick)).
     fn due(&mut self, now: Timestamp) -> Vec<Outgoing> {
         let mut out = Vec::new();
-        let group_due = self
-            .st
-            .group_started
-            .is_some_and(|t| now.as_second() - t.as_second() >= secs(self.s.group_wait));
+        let group_due = self.st.pending.len() >= MAX_GROUP
+            || self
+                .st
+                .group_started
+                .is_some_and(|t| now.as_second() - t.as_second() >= secs(self.s.group_wait));
         if !self.st.pending.is_empty() && group_due {
             let pending = std::mem::take(&mut self.st.pending);
             self.st.group_started = None;
@@ -545,6 +550,26 @@ mod tests {
             p.offer(notice(&format!("m{k}"), false), t(200 + k));
             assert!(p.incidents().len() <= 20);
         }
+    }
+
+    #[test]
+    fn a_group_that_reaches_its_size_goes_out_at_once() {
+        let mut s = settings();
+        s.group_wait = Duration::from_secs(60);
+        let mut p = Policy::new(s);
+        let mut out = Vec::new();
+        for k in 0..MAX_GROUP + 5 {
+            out.extend(p.offer(notice(&format!("k{k}"), false), t(1)));
+        }
+        // One full group at once (no wait), the rest waits for group_wait.
+        assert_eq!(out.len(), 1);
+        assert!(matches!(&out[0], Outgoing::Group(v) if v.len() == MAX_GROUP));
+        assert!(p.tick(t(30)).is_empty());
+        let rest = p.tick(t(61));
+        assert!(
+            matches!(&rest[..], [Outgoing::Group(v)] if v.len() == 5),
+            "{rest:?}"
+        );
     }
 
     fn with_id(key: &str) -> Notice {
