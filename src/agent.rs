@@ -882,6 +882,21 @@ impl Engine {
     pub fn tracked_ips(&self) -> usize {
         self.detector.tracked()
     }
+
+    /// How full the per-key maps are against `cap`, and their evictions.
+    pub fn tracking(&self, cap: usize) -> crate::metrics::Tracking {
+        let [(_, evicted_ips), (_, evicted_subnets), (_, evicted_accounts)] =
+            self.evictions_by_map();
+        crate::metrics::Tracking {
+            cap: cap as u64,
+            ips: self.detector.tracked() as u64,
+            subnets: self.subnets.as_ref().map_or(0, |(d, _)| d.tracked()) as u64,
+            accounts: self.accounts.as_ref().map_or(0, |(d, _)| d.tracked()) as u64,
+            evicted_ips,
+            evicted_subnets,
+            evicted_accounts,
+        }
+    }
 }
 
 /// `ip.to_string()`, quicker for IPv4 (the std formatter goes through `fmt` machinery that cost
@@ -1120,18 +1135,17 @@ fn write_status(
             .policy
             .incidents()
             .into_iter()
-            .filter(|i| i.kind == "ip_burst")
-            .filter_map(|i| {
-                Some(IncidentLine {
-                    ip: i.key.parse().ok()?,
-                    service: String::new(),
-                    attempts: i.total,
-                    since: i.opened,
-                    last_seen: i.last_activity,
-                    alerts: 1,
-                })
+            .map(|i| IncidentLine {
+                key: i.key.clone(),
+                kind: i.kind.clone(),
+                service: String::new(),
+                attempts: i.total,
+                since: i.opened,
+                last_seen: i.last_activity,
+                alerts: 1,
             })
             .collect(),
+        tracking: Some(engine.tracking(cfg.detect.max_tracked_ips)),
     };
     if let Err(e) = crate::metrics::write_status(&cfg.state_dir.join("status.json"), &snap) {
         debug!(error = %e, "cannot write status.json");

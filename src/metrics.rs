@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::{self, Read, Write};
-use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -502,6 +502,22 @@ pub struct StatusSnapshot {
     pub mail: MailHealth,
     /// Open incidents, most attempts first.
     pub incidents: Vec<IncidentLine>,
+    /// How full the per-key maps are, and what their cap made the agent forget.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracking: Option<Tracking>,
+}
+
+/// The per-key maps of detection against their cap (`detect.max_tracked_ips`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tracking {
+    pub cap: u64,
+    pub ips: u64,
+    pub subnets: u64,
+    pub accounts: u64,
+    /// Keys evicted since start (and before, when restored), per map.
+    pub evicted_ips: u64,
+    pub evicted_subnets: u64,
+    pub evicted_accounts: u64,
 }
 
 fn status_version() -> u32 {
@@ -549,7 +565,13 @@ impl MailHealth {
 /// One open incident.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct IncidentLine {
-    pub ip: IpAddr,
+    /// What the incident is about: an IP, a network (`2001:db8:1::/64`) or an account
+    /// (attacker-chosen text, made inert when shown).
+    #[serde(alias = "ip")]
+    pub key: String,
+    /// `ip_burst`, `subnet_burst` or `account_attack` (empty in files from before kinds).
+    #[serde(default)]
+    pub kind: String,
     #[serde(default)]
     pub service: String,
     pub attempts: u64,
@@ -688,26 +710,53 @@ pub fn format_status_with(
     if let Some(e) = &m.last_error {
         let _ = writeln!(out, "  last error: {}", inert(e));
     }
+    if let Some(t) = &snapshot.tracking {
+        let _ = writeln!(
+            out,
+            "\nTracked: {} IPs, {} networks, {} accounts (cap {} each)",
+            t.ips, t.subnets, t.accounts, t.cap
+        );
+        if t.evicted_ips + t.evicted_subnets + t.evicted_accounts > 0 {
+            let _ = writeln!(
+                out,
+                "  forgotten because of the cap: {} IPs, {} networks, {} accounts (raise detect.max_tracked_ips if memory allows)",
+                t.evicted_ips, t.evicted_subnets, t.evicted_accounts
+            );
+        }
+    }
     let _ = writeln!(out, "\nOpen incidents: {}", snapshot.incidents.len());
     if !snapshot.incidents.is_empty() {
         let mut list: Vec<&IncidentLine> = snapshot.incidents.iter().collect();
-        list.sort_by(|a, b| b.attempts.cmp(&a.attempts).then(a.ip.cmp(&b.ip)));
-        let ipw = list
+        list.sort_by(|a, b| b.attempts.cmp(&a.attempts).then(a.key.cmp(&b.key)));
+        let shown: Vec<String> = list
             .iter()
-            .map(|i| i.ip.to_string().len())
+            .take(MAX_INCIDENT_LINES)
+            .map(|i| {
+                let key: String = inert(&i.key).chars().take(60).collect();
+                match i.kind.as_str() {
+                    "subnet_burst" => format!("{key} (network)"),
+                    "account_attack" => format!("{key} (account)"),
+                    "compromised" => format!("{key} (logged in)"),
+                    _ => key,
+                }
+            })
+            .collect();
+        let kw = shown
+            .iter()
+            .map(|k| k.chars().count())
             .max()
-            .unwrap_or(2)
-            .max(2);
+            .unwrap_or(8)
+            .max(8);
         let _ = writeln!(
             out,
-            "  {:<ipw$}  {:>8}  {:<10}  {:<23}  LAST SEEN",
-            "IP", "ATTEMPTS", "SERVICE", "SINCE"
+            "  {:<kw$}  {:>8}  {:<10}  {:<23}  LAST SEEN",
+            "INCIDENT", "ATTEMPTS", "SERVICE", "SINCE"
         );
-        for i in list.iter().take(MAX_INCIDENT_LINES) {
+        for (i, key) in list.iter().zip(&shown) {
             let _ = writeln!(
                 out,
-                "  {:<ipw$}  {:>8}  {:<10}  {:<23}  {}",
-                i.ip.to_string(),
+                "  {:<kw$}  {:>8}  {:<10}  {:<23}  {}",
+                key,
                 i.attempts,
                 inert(&i.service),
                 time(i.since, tz),
@@ -803,14 +852,44 @@ mod tests {
                 last_error: Some("connection refused".into()),
                 last_delivered: None,
             },
-            incidents: vec![IncidentLine {
-                ip: "203.0.113.47".parse().unwrap(),
-                service: "exim".into(),
-                attempts: 48,
-                since: t,
-                last_seen: t,
-                alerts: 1,
-            }],
+            incidents: vec![
+                IncidentLine {
+                    key: "203.0.113.47".into(),
+                    kind: "ip_burst".into(),
+                    service: "exim".into(),
+                    attempts: 48,
+                    since: t,
+                    last_seen: t,
+                    alerts: 1,
+                },
+                IncidentLine {
+                    key: "2001:db8:7::/64".into(),
+                    kind: "subnet_burst".into(),
+                    service: String::new(),
+                    attempts: 30,
+                    since: t,
+                    last_seen: t,
+                    alerts: 1,
+                },
+                IncidentLine {
+                    key: "bob\u{1b}[2J@example.com".into(),
+                    kind: "account_attack".into(),
+                    service: String::new(),
+                    attempts: 20,
+                    since: t,
+                    last_seen: t,
+                    alerts: 1,
+                },
+            ],
+            tracking: Some(Tracking {
+                cap: 100_000,
+                ips: 100_000,
+                subnets: 1_234,
+                accounts: 7,
+                evicted_ips: 900,
+                evicted_subnets: 0,
+                evicted_accounts: 0,
+            }),
         };
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("status.json");
@@ -835,7 +914,40 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("last error: connection refused"), "{text}");
-        assert!(text.contains("203.0.113.47        48  exim"), "{text}");
+        // Each incident on a line of its own, most attempts first, the counts in one column.
+        let rows: Vec<&str> = text
+            .lines()
+            .skip_while(|l| !l.contains("INCIDENT"))
+            .skip(1)
+            .collect();
+        assert!(rows[0].trim_start().starts_with("203.0.113.47 "), "{text}");
+        assert!(rows[0].contains(" 48  exim "), "{text}");
+        assert!(rows[1].contains("2001:db8:7::/64 (network) "), "{text}");
+        assert!(
+            rows[2].contains("bob<U+001B>[2J@example.com (account)  "),
+            "{text}"
+        );
+        let end = |r: &str, n: &str| r.find(&format!(" {n}  ")).map(|i| i + 1 + n.len());
+        assert!(end(rows[0], "48").is_some(), "{text}");
+        assert_eq!(end(rows[0], "48"), end(rows[1], "30"), "{text}");
+        assert_eq!(end(rows[0], "48"), end(rows[2], "20"), "{text}");
+        assert!(
+            text.contains("Tracked: 100000 IPs, 1234 networks, 7 accounts (cap 100000 each)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("forgotten because of the cap: 900 IPs, 0 networks, 0 accounts"),
+            "{text}"
+        );
+        // A status file from before incident kinds and tracking still reads.
+        let old = serde_json::json!({
+            "generated_at": t, "sources": [], "incidents": [{"ip": "198.51.100.9",
+            "attempts": 5, "since": t, "last_seen": t}],
+            "mail": {"target": "x", "spooled": 0, "failed": 0}
+        });
+        let old: StatusSnapshot = serde_json::from_value(old).unwrap();
+        assert_eq!(old.incidents[0].key, "198.51.100.9");
+        assert!(old.tracking.is_none());
         assert!(!back.is_healthy(t));
     }
 }

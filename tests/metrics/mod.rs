@@ -218,13 +218,15 @@ fn status_file_round_trip_and_text() {
             last_delivered: Some(t),
         },
         incidents: vec![IncidentLine {
-            ip: "2001:db8::7".parse().unwrap(),
+            key: "2001:db8::7".into(),
+            kind: "ip_burst".into(),
             service: "exim".into(),
             attempts: 9,
             since: t,
             last_seen: t,
             alerts: 1,
         }],
+        tracking: None,
     };
     write_status(&path, &snap).unwrap();
     let back = read_status(&path).unwrap();
@@ -313,6 +315,14 @@ fn the_agent_serves_metrics_and_status() {
     );
     assert!(
         st["sources"][0]["lag_seconds"].as_f64().is_some(),
+        "{status}"
+    );
+    // The maps against their cap: the attacker and the probe lines' addresses are tracked.
+    assert!(st["tracking"]["ips"].as_u64().unwrap_or(0) >= 1, "{status}");
+    assert_eq!(st["tracking"]["cap"].as_u64(), Some(100_000), "{status}");
+    assert_eq!(
+        st["incidents"][0]["kind"].as_str(),
+        Some("ip_burst"),
         "{status}"
     );
     assert!(agent.stop().success());

@@ -354,5 +354,6 @@ fn status_reports_a_running_agent() {
     });
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains(&log.path.display().to_string()), "{text}");
+    assert!(text.contains("Tracked: "), "{text}");
     assert!(agent.stop().success());
 }
