@@ -56,7 +56,7 @@ import subprocess
 import sys
 import time
 
-from ctl_common import alive, cmdline, proc_state, tail, wait_gone, write_atomic
+from ctl_common import alive, cmdline, free_port, proc_state, tail, wait_gone, write_atomic
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TEMPLATE = os.path.join(HERE, "exim", "exim.conf.in")
@@ -108,14 +108,6 @@ def port_free(port):
         return False
     finally:
         s.close()
-
-
-def pick_port():
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.bind((HOST, 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def banner_ok(port, timeout=1.0):
@@ -216,7 +208,7 @@ def cmd_start(a):
 
     tries = 1 if a.port is not None else 3
     for attempt in range(1, tries + 1):
-        port = a.port if a.port is not None else pick_port()
+        port = a.port if a.port is not None else free_port()
         text = (template.replace("@DIR@", d).replace("@PORT@", str(port))
                 .replace("@USER@", a.user).replace("@PASSWORD@", a.password)
                 .replace("@EXIM_USER@", user).replace("@EXIM_GROUP@", group)
