@@ -857,12 +857,8 @@ impl Engine {
         }
     }
 
-    /// IPs forgotten because of the cap, since start (and before, when restored).
-    pub fn evictions(&self) -> u64 {
-        self.detector.evictions()
-    }
-
-    /// Keys forgotten because of the cap, per map ([`crate::metrics::EVICTION_MAPS`] order).
+    /// Keys forgotten because of the cap, per map ([`crate::metrics::EVICTION_MAPS`] order),
+    /// since start (and before, when restored).
     pub fn evictions_by_map(&self) -> [(&'static str, u64); 3] {
         let [ips, subnets, accounts] = crate::metrics::EVICTION_MAPS;
         [
@@ -1101,7 +1097,8 @@ fn write_status(
     for (map, n) in engine.evictions_by_map() {
         m.set_evictions_total(map, n);
     }
-    m.set_open_incidents(engine.policy.incidents().len() as u64);
+    let incidents = engine.policy.incidents();
+    m.set_open_incidents(incidents.len() as u64);
     let snap = StatusSnapshot {
         version: crate::metrics::STATUS_VERSION,
         generated_at: engine.clock.now(),
@@ -1131,9 +1128,7 @@ fn write_status(
             last_error: mail.failing_since.and(mail.last_error.clone()),
             last_delivered: None,
         },
-        incidents: engine
-            .policy
-            .incidents()
+        incidents: incidents
             .into_iter()
             .map(|i| IncidentLine {
                 key: i.key.clone(),

@@ -277,12 +277,10 @@ impl Policy {
             .iter()
             .map(|(k, i)| (i.last_activity, k))
             .collect();
-        let quiet: Vec<String> = if n < by_quiet.len() {
+        if n < by_quiet.len() {
             by_quiet.select_nth_unstable(n - 1);
-            by_quiet[..n].iter().map(|(_, k)| (*k).clone()).collect()
-        } else {
-            by_quiet.iter().map(|(_, k)| (*k).clone()).collect()
-        };
+        }
+        let quiet: Vec<String> = by_quiet.iter().take(n).map(|(_, k)| (*k).clone()).collect();
         for k in quiet {
             self.st.incidents.remove(&k);
         }

@@ -31,12 +31,21 @@ def alive(pid):
     return st is not None and st not in ("Z", "X")
 
 
-def cmdline(pid):
+def _nul_list(pid, name):
+    """/proc/PID/NAME split at NUL bytes (cmdline, environ); [] when unreadable."""
     try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
+        with open(f"/proc/{pid}/{name}", "rb") as f:
             return [a.decode("utf-8", "replace") for a in f.read().split(b"\0") if a]
     except OSError:
         return []
+
+
+def cmdline(pid):
+    return _nul_list(pid, "cmdline")
+
+
+def environ(pid):
+    return _nul_list(pid, "environ")
 
 
 def wait_gone(pids, timeout):

@@ -62,12 +62,13 @@ import subprocess
 import sys
 import time
 
-from ctl_common import alive, cmdline, free_port, proc_state, tail, wait_gone, write_atomic
+from ctl_common import (
+    HOST, alive, cmdline, free_port, proc_state, tail, wait_gone, write_atomic,
+)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TEMPLATE = os.path.join(HERE, "dovecot", "dovecot.conf.in")
 DOVECOT = os.environ.get("DOVECOT_BIN", "/usr/sbin/dovecot")
-HOST = "127.0.0.1"
 
 
 def note(msg):

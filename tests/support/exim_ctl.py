@@ -56,12 +56,13 @@ import subprocess
 import sys
 import time
 
-from ctl_common import alive, cmdline, free_port, proc_state, tail, wait_gone, write_atomic
+from ctl_common import (
+    HOST, alive, cmdline, free_port, proc_state, tail, wait_gone, write_atomic,
+)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TEMPLATE = os.path.join(HERE, "exim", "exim.conf.in")
 EXIM = os.environ.get("EXIM_BIN", "/usr/sbin/exim4")
-HOST = "127.0.0.1"
 SAFE = re.compile(r"^[A-Za-z0-9._+@-]+$")
 
 

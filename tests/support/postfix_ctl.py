@@ -67,11 +67,12 @@ import sys
 import tempfile
 import time
 
-from ctl_common import alive, cmdline, free_port, proc_state, tail, wait_gone, write_atomic
+from ctl_common import (
+    HOST, alive, cmdline, environ, free_port, proc_state, tail, wait_gone, write_atomic,
+)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TEMPLATES = os.path.join(HERE, "postfix")
-HOST = "127.0.0.1"
 BANNER = b"220 mx.test ESMTP authwatch-test"
 QUEUE_DIRS = ("active", "bounce", "corrupt", "defer", "deferred", "flush", "hold",
               "incoming", "maildrop", "pid", "private", "public", "saved", "trace")
@@ -84,14 +85,6 @@ def note(msg):
 def die(msg, code=1):
     note(f"error: {msg}")
     sys.exit(code)
-
-
-def environ(pid):
-    try:
-        with open(f"/proc/{pid}/environ", "rb") as f:
-            return [e.decode("utf-8", "replace") for e in f.read().split(b"\0") if e]
-    except OSError:
-        return []
 
 
 def instance_pids(conf_dir):
