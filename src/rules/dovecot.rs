@@ -5,8 +5,19 @@
 //! **Lines.** A login process writes one summary line per connection when it closes:
 //! `imap-login: Info: Disconnected: … (auth failed, N attempts in S secs): user=<u>,
 //! method=PLAIN, rip=IP, lip=…, session=<id>` (2.4: `Login aborted: Connection closed (auth
-//! failed, N attempts in S secs) (auth_failed): user=<u>, …`); it stands for N attempts. A
-//! successful login is `imap-login: Info: Login: user=<u>, …, rip=IP, …` ([`HitKind::Success`]).
+//! failed, N attempts in S secs) (auth_failed): user=<u>, …`; submission-login: `Client has
+//! quit the connection (auth failed, …)`, `Remote closed connection (auth failed, …)`); it
+//! stands for N attempts. A login through a Dovecot proxy that the backend refused is `(proxy
+//! dest auth failed)` (2.3, one attempt) or `(proxy dest auth failed, N attempts in S secs)`
+//! (2.4): the client's credentials failed one hop further, so it counts against `rip=` like
+//! `auth failed`. A successful login is `imap-login: Info: Login: user=<u>, …, rip=IP, …`
+//! ([`HitKind::Success`]).
+//!
+//! **Anchoring.** The process tag (`imap-login:`, `auth:`, …) is read only where Dovecot
+//! writes it: right after the stamp of its own log file, or after a `[host ]dovecot[pid]: `
+//! syslog/journal tag. The same text anywhere else (an Exim quoted sender, a Postfix
+//! message-id, a Roundcube user name) is another program's line and never a hit, so attacker
+//! text can neither add failures nor fake a `Login:` that resets counters.
 //! Summaries that are not password guesses do not match: `(no auth attempts …)`, `(tried to use
 //! disallowed plaintext auth)` / `(tried to use unsupported auth mechanism)` (no password was
 //! checked: a client misconfiguration or a scanner, not a guess), `(disconnected before auth was
@@ -65,6 +76,18 @@ pub const SESSION_CAP: usize = 10_000;
 /// Longest passdb chain tracked for one attempt (longer chains only under-count, and the
 /// summary then makes up the difference).
 const MAX_CHAIN: usize = 8;
+
+/// How a login process's summary starts: `Disconnected…` (2.0-2.3), `Aborted login…` (2.0,
+/// 2.2), `Login aborted: …` (2.4), and the close reasons lib-smtp gives submission-login
+/// (`smtp-server-command.c` "Client has quit the connection", EOF "Remote closed
+/// connection"), which it writes without a `Disconnected: ` in front.
+const SUMMARY_STARTS: [&str; 5] = [
+    "Disconnected",
+    "Aborted login",
+    "Login aborted",
+    "Client has quit the connection",
+    "Remote closed connection",
+];
 
 /// What was counted for one session from its per-attempt lines.
 #[derive(Debug, Default)]
@@ -171,10 +194,7 @@ impl DovecotRule {
             }
             return Some(hit(time, login.ip, login.user, 1, HitKind::Success));
         }
-        if !(msg.starts_with("Disconnected")
-            || msg.starts_with("Aborted login")
-            || msg.starts_with("Login aborted"))
-        {
+        if !SUMMARY_STARTS.iter().any(|p| msg.starts_with(p)) {
             return None;
         }
         let (n, elements) = auth_failed(msg)?;
@@ -308,15 +328,36 @@ fn strip_info(msg: &str) -> Option<&str> {
     Some(msg)
 }
 
-/// `(auth failed, N attempts[ in S secs])` in a summary: (N, the elements `user=<…>, …`).
-/// It is the first such group: Dovecot writes the reason before the attacker-chosen user.
+/// The group that makes a summary a password guess, in the form Dovecot writes it
+/// (`client_get_extra_disconnect_reason()`, `src/login-common/client-common.c`): 2.0-2.3
+/// `(auth failed, N attempts[ in S secs])`, 2.3 `(proxy dest auth failed)` (the backend refused
+/// the credentials the client gave the proxy; no count: one attempt), 2.4 `(proxy dest auth
+/// failed, N attempts in S secs)`, and the `proxy dest authentication failure` wording.
+const GROUPS: [(&str, bool); 4] = [
+    (" (auth failed, ", true),
+    (" (proxy dest auth failed, ", true),
+    (" (proxy dest authentication failure, ", true),
+    (" (proxy dest auth failed)", false),
+];
+
+/// The first password-guess group in a summary: (N, the elements `user=<…>, …`). It is the
+/// first such group: Dovecot writes the reason before the attacker-chosen user.
 fn auth_failed(msg: &str) -> Option<(u32, &str)> {
-    const MARK: &str = " (auth failed, ";
-    let at = msg.find(MARK)?;
-    let rest = &msg[at + MARK.len()..];
-    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-    let n: u32 = rest[..digits].parse::<u64>().ok()?.min(u64::from(u32::MAX)) as u32;
-    let rest = rest[digits..].strip_prefix(" attempts")?;
+    let (at, mark, counted) = GROUPS
+        .iter()
+        .filter_map(|&(mark, counted)| msg.find(mark).map(|at| (at, mark, counted)))
+        .min_by_key(|&(at, _, _)| at)?;
+    let mut rest = &msg[at + mark.len()..];
+    let n = if counted {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        let n = rest[..digits].parse::<u64>().ok()?.min(u64::from(u32::MAX)) as u32;
+        rest = rest[digits..].strip_prefix(" attempts")?;
+        n
+    } else {
+        // The mark's own `)` closes the group.
+        rest = &msg[at + mark.len() - 1..];
+        1
+    };
     if n == 0 {
         return None;
     }

@@ -3,16 +3,39 @@
 //! `<auth> authenticator failed for <host> [ip]…: 535 Incorrect authentication data…`; a
 //! success is a `<=` (message received) line carrying ` A=<auth>:<user>`.
 //!
-//! Blame is positional. Exim writes, in this order: the authenticator name, `authenticator
-//! failed for `, an optional rDNS host name, an optional `(helo)`, the peer `[ip]`, an optional
-//! `:port`, an optional ` I=[local]:port`, then `: 535 …` and the attacker-chosen `(set_id=…)`.
-//! The IP is taken only from that position, never from text after `: 535`. The grammar is the
-//! regex `FAIL_GRAMMAR`; it is implemented by hand (the regex crate with captures took
-//! ~1.3 µs a line, this parser ~0.1 µs), and a differential test checks that both agree.
-//! HELO names are attacker-chosen too; they are matched as one token without spaces, which
-//! Exim's default HELO syntax check guarantees. A line whose HELO holds spaces (only possible
-//! with `helo_accept_junk_hosts`/`helo_allow_chars`) does not match: we would rather miss it
-//! than blame an IP the attacker wrote.
+//! **Anchoring.** Both shapes are read only where Exim writes them: as the whole message, right
+//! after Exim's own stamp (and `[pid]`), or after an `exim…[pid]:` syslog/journal tag. The
+//! authenticator name must be a configuration name (letters, digits, `_`, `-`), so a syslog
+//! continuation record (`[2\2] …`, Exim splits messages over 870 bytes) that starts inside
+//! attacker text is not a failure. Lines of other programs (a Postfix `message-id=`, a Dovecot
+//! `user=<…>`) never reach the parser's position.
+//!
+//! **Blame** is positional. Exim writes (`smtp_in.c`, `log_write(… "%s authenticator failed
+//! for %s: %s", au->name, host_and_ident(FALSE), ss)`), in this order: the authenticator
+//! name, `authenticator failed for `, an optional rDNS host name, an optional `(helo)`, the
+//! peer `[ip]`, an optional `:port`, an optional ` I=[local]:port`, an optional ` U=ident`,
+//! then `: 535 Incorrect authentication data`, and last the attacker-chosen `(set_id=…)` (or,
+//! before 4.86, `: N Time(s)`). The IP is taken only from that position, never from text
+//! after `: 535`. The grammar is the regex `FAIL_GRAMMAR`; it is implemented by hand (the
+//! regex crate with captures took ~1.3 µs a line, this parser ~0.1 µs), and a differential
+//! test checks that both agree. What follows `: 535 Incorrect authentication data` must be one
+//! of those tails, or the position is not Exim's.
+//!
+//! HELO names are attacker-chosen too. Exim's default HELO check allows no spaces, brackets
+//! or parentheses in them, so the peer normally follows a one-token `(helo)`. With
+//! `helo_accept_junk_hosts` the HELO is any text, and Exim writes it verbatim (measured with
+//! Exim 4.96): `(a) [198.51.100.123]:2: 535 Incorrect authentication data x) [127.0.0.1]:
+//! 535 …`. When the one-token reading fails, every `) [ip]` whose text before it is a
+//! `[host ](…)` and whose tail is valid is a candidate; they must all name one address, else
+//! the line does not match. One case stays ambiguous: a junk HELO and a `set_id` crafted
+//! together so that two complete failures fit, the first after a one-token HELO. That text is
+//! also what a `set_id` alone produces under the default HELO check (the common case), so the
+//! one-token reading wins; only a server with `helo_accept_junk_hosts` can be made to blame the
+//! HELO's address that way.
+//!
+//! Exim 4.97+ `log_selector = +connection_id` (in `+all`) adds ` Ci=<n>` to connection and
+//! `<=` lines (spec, "Log files": "added to connection start and end lines and to message
+//! accept lines"); it is skipped after the `[pid]` and among the `<=` host fields.
 
 use super::time::parse_leading_time;
 use super::{canonical_ip, Hit, HitKind, ParseCtx};
@@ -36,10 +59,11 @@ const INCORRECT: &str = ": 535 Incorrect authentication data";
 pub(crate) const FAIL_GRAMMAR: &str = r"(?-u)^(?:H=)?(?:\S+ )?(?:\(\S*\) )?\[([0-9A-Fa-f:.]+)\](?:[:.][0-9]+)?(?: I=\[[0-9A-Fa-f:.]+\](?:[:.][0-9]+)?)?(?: U=\S*)?: 535 Incorrect authentication data";
 
 /// Grammar of a `<=` line after the sender, up to the protocol: optional `R=` (bounce
-/// reference) and ` DS` (DNSSEC), `H=<host part>`, optional interface, TCP Fast Open flag and
-/// ident, then ` P=<protocol>`; group 1 is the peer address. `received_peer` implements it.
+/// reference) and ` DS` (DNSSEC), `H=<host part>`, optional interface, connection id (4.97+),
+/// TCP Fast Open flag, ident and connection id, then ` P=<protocol>`; group 1 is the peer
+/// address. `received_peer` implements it.
 #[cfg(test)]
-pub(crate) const RECEIVED_GRAMMAR: &str = r"(?-u)^(?: R=\S+)?(?: DS)? H=(?:\S+ )?(?:\(\S*\) )?\[([0-9A-Fa-f:.]+)\](?:[:.][0-9]+)?(?: I=\[[0-9A-Fa-f:.]+\](?:[:.][0-9]+)?)?(?: TFO\*?)?(?: U=\S*)? P=\S+";
+pub(crate) const RECEIVED_GRAMMAR: &str = r"(?-u)^(?: R=\S+)?(?: DS)? H=(?:\S+ )?(?:\(\S*\) )?\[([0-9A-Fa-f:.]+)\](?:[:.][0-9]+)?(?: I=\[[0-9A-Fa-f:.]+\](?:[:.][0-9]+)?)?(?: Ci=[0-9]+)?(?: TFO\*?)?(?: U=\S*)?(?: Ci=[0-9]+)? P=\S+";
 
 /// Recognises Exim's failed SMTP AUTH (server side) and successful AUTH (`A=` on `<=`).
 #[derive(Debug, Clone)]
@@ -99,14 +123,17 @@ impl EximRule {
 fn parse_failure(line: &str, ctx: &ParseCtx) -> Option<Hit> {
     let (time, body) = split_prefix(line, ctx);
     // The message must start with "<authenticator> authenticator failed for ": the same words
-    // anywhere else (a subject, a set_id, another program) are not Exim's.
-    let name_len = token_len(body);
+    // anywhere else (a subject, a set_id, another program, a syslog continuation) are not
+    // Exim's.
+    let name_len = driver_name_len(body);
     if name_len == 0 {
         return None;
     }
     let host_part = body[name_len..].strip_prefix(FAILED_FOR)?;
-    let (ip, tail) = failure_peer(host_part)?;
-    let ip = IpAddr::from_str(ip).ok()?;
+    let (ip, tail) = match failure_peer(host_part) {
+        Some((ip, tail)) if valid_tail(tail) => (IpAddr::from_str(ip).ok()?, tail),
+        _ => junk_helo_peer(host_part)?,
+    };
     let (attempts, user) = failure_tail(tail);
     Some(Hit {
         time,
@@ -144,6 +171,70 @@ fn parse_success(line: &str, ctx: &ParseCtx) -> Option<Hit> {
         attempts: 1,
         kind: HitKind::Success,
     })
+}
+
+/// Length of the authenticator (driver instance) name at the start of `s`: Exim's
+/// configuration names are letters, digits and `_` (`-` accepted too); `0` when the first
+/// token holds anything else.
+fn driver_name_len(s: &str) -> usize {
+    let n = token_len(s);
+    let ok = s[..n]
+        .bytes()
+        .all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-');
+    if ok {
+        n
+    } else {
+        0
+    }
+}
+
+/// Whether `tail` (the text after `: 535 Incorrect authentication data`) is one Exim writes:
+/// nothing, ` (set_id=…)` to the end of the line, or (before 4.86) `: N Time(s)`.
+fn valid_tail(tail: &str) -> bool {
+    let mut t = tail.trim_end();
+    if let Some(r) = t.strip_prefix(": ") {
+        let n = r.bytes().take_while(u8::is_ascii_digit).count();
+        if n > 0 {
+            if let Some(after) = r[n..].strip_prefix(" Time(s)") {
+                t = after;
+            }
+        }
+    }
+    t.is_empty() || (t.starts_with(" (set_id=") && t.ends_with(')'))
+}
+
+/// The peer of a failure whose HELO is junk (`helo_accept_junk_hosts`): every `) [ip]` that
+/// follows `[H=][<host> ](…` and is followed by `[:port][ I=…][ U=…]: 535 Incorrect
+/// authentication data` and a valid tail is a candidate; all candidates must name the same
+/// address. (address, tail of the first candidate).
+fn junk_helo_peer(host_part: &str) -> Option<(IpAddr, &str)> {
+    let head = host_part.strip_prefix("H=").unwrap_or(host_part);
+    let mut found: Option<(IpAddr, &str)> = None;
+    for at in memchr::memmem::find_iter(head.as_bytes(), b") [") {
+        // `(…)` or `<host> (…)`: the rDNS name is one token (Exim checks DNS names).
+        let before = &head[..=at];
+        if !before.starts_with('(') {
+            let n = token_len(before);
+            if before.starts_with('[') || !before[n..].starts_with(" (") {
+                continue;
+            }
+        }
+        let Some((ip, tail)) = peer_then_incorrect(&head[at + 2..]) else {
+            continue;
+        };
+        if !valid_tail(tail) {
+            continue;
+        }
+        let Ok(ip) = IpAddr::from_str(ip) else {
+            continue;
+        };
+        match found {
+            None => found = Some((ip, tail)),
+            Some((first, _)) if first == ip => {}
+            Some(_) => return None,
+        }
+    }
+    found
 }
 
 /// Whitespace as the ASCII `\s` of the grammars.
@@ -227,18 +318,22 @@ fn bracketed_peer(s: &str) -> Option<(&str, &str)> {
 
 /// `FAIL_GRAMMAR` by hand: (peer ip text, text after `: 535 Incorrect authentication data`).
 fn failure_peer(s: &str) -> Option<(&str, &str)> {
-    at_peer_position(s, true, |c| {
-        let (ip, mut rest) = bracketed_peer(c)?;
-        if let Some(ident) = rest.strip_prefix(" U=") {
-            // `U=\S*` then `: 535`: the ident token must end with the `:`.
-            let n = token_len(ident);
-            if n == 0 || !ident[..n].ends_with(':') {
-                return None;
-            }
-            rest = &ident[n - 1..];
+    at_peer_position(s, true, peer_then_incorrect)
+}
+
+/// `[ip][:port][ I=[local][:port]][ U=ident]: 535 Incorrect authentication data` at the start
+/// of `c`: (peer ip text, the text after it).
+fn peer_then_incorrect(c: &str) -> Option<(&str, &str)> {
+    let (ip, mut rest) = bracketed_peer(c)?;
+    if let Some(ident) = rest.strip_prefix(" U=") {
+        // `U=\S*` then `: 535`: the ident token must end with the `:`.
+        let n = token_len(ident);
+        if n == 0 || !ident[..n].ends_with(':') {
+            return None;
         }
-        Some((ip, rest.strip_prefix(INCORRECT)?))
-    })
+        rest = &ident[n - 1..];
+    }
+    Some((ip, rest.strip_prefix(INCORRECT)?))
 }
 
 /// `RECEIVED_GRAMMAR` by hand, on the text after the sender: (peer ip text, text after the
@@ -258,12 +353,14 @@ fn received_peer(s: &str) -> Option<(&str, &str)> {
     let host = r.strip_prefix(" H=")?;
     at_peer_position(host, false, |c| {
         let (ip, mut rest) = bracketed_peer(c)?;
+        rest = skip_connection_id(rest);
         if let Some(x) = rest.strip_prefix(" TFO") {
             rest = x.strip_prefix('*').unwrap_or(x);
         }
         if let Some(x) = rest.strip_prefix(" U=") {
             rest = &x[token_len(x)..];
         }
+        rest = skip_connection_id(rest);
         let proto = rest.strip_prefix(" P=")?;
         let n = token_len(proto);
         (n > 0).then(|| (ip, &proto[n..]))
@@ -311,7 +408,7 @@ fn after_exim_tag(s: &str) -> Option<&str> {
     Some(rest.strip_prefix(' ').unwrap_or(rest))
 }
 
-/// `[12345] ` (log_selector +pid).
+/// `[12345] ` (log_selector +pid), and a `Ci=<n> ` connection id after it.
 fn skip_pid(s: &str) -> &str {
     let Some(r) = s.strip_prefix('[') else {
         return s;
@@ -320,7 +417,31 @@ fn skip_pid(s: &str) -> &str {
     if digits == 0 {
         return s;
     }
-    r[digits..].strip_prefix("] ").unwrap_or(s)
+    match r[digits..].strip_prefix("] ") {
+        Some(after) => after_connection_id(after).unwrap_or(after),
+        None => s,
+    }
+}
+
+/// `Ci=<digits> ` at the start of `s`: the rest after it.
+fn after_connection_id(s: &str) -> Option<&str> {
+    let r = s.strip_prefix("Ci=")?;
+    let n = r.bytes().take_while(u8::is_ascii_digit).count();
+    if n == 0 {
+        return None;
+    }
+    r[n..].strip_prefix(' ')
+}
+
+/// ` Ci=<digits>` (Exim 4.97+ `+connection_id`) at the start of `s`, skipped.
+fn skip_connection_id(s: &str) -> &str {
+    if let Some(r) = s.strip_prefix(" Ci=") {
+        let n = r.bytes().take_while(u8::is_ascii_digit).count();
+        if n > 0 {
+            return &r[n..];
+        }
+    }
+    s
 }
 
 /// After `: 535 Incorrect authentication data`: `: N Time(s)` (older Exim), then

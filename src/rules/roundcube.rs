@@ -2,6 +2,14 @@
 //! failed` lines of the `errors` log, as files (`[23-Nov-2026 15:59:08 +0100]: …`), through
 //! syslog, or on stdout (`userlogins: …`), with or without the `<session>` prefix of 1.4+.
 //!
+//! **Anchoring.** A message is read only where Roundcube writes one: after its file stamp
+//! `[…]: `, as the message of a syslog line whose tag is Roundcube's ident (`syslog_id`,
+//! default `roundcube`), after the stdout driver's `userlogins: `/`errors: `, or as a line of
+//! its own without any syslog header. The same words in another program's message (an Exim
+//! sender, a Postfix message-id, a Dovecot user name) are that program's text: no hit, so they
+//! can neither add failures nor fake a success. A custom `syslog_id` that does not start with
+//! `roundcube` is not recognised.
+//!
 //! Lines (program/include/rcmail.php, program/lib/Roundcube/rcube_imap.php):
 //! `Failed login for <user> from <addr> in session <id> (error: <n>)`,
 //! `Successful login for <user> (ID: <n>) from <addr> in session <id>`,
@@ -75,19 +83,47 @@ impl Rule for RoundcubeRule {
             return None;
         }
         let line = line.trim_end();
-        let (time, texts) = match bracket_stamp(line, ctx) {
-            Some((time, after)) => (time, [after, after]),
+        let (time, text) = match bracket_stamp(line, ctx) {
+            Some((time, after)) => (time, after),
             None => {
                 let p = split(line, ctx);
-                (p.time, [p.msg, p.rest])
+                let text = match p.program {
+                    // No syslog header: the message starts the line (after any stamp).
+                    None => p.rest,
+                    // Roundcube's own syslog ident, or its stdout driver's `<log name>: `.
+                    Some(prog) if is_roundcube_tag(prog) || is_log_name(prog) => p.msg,
+                    // The stdout driver behind a supervisor that tags lines its own way.
+                    Some(_) if LOG_NAMES.iter().any(|n| p.msg.starts_with(n)) => p.msg,
+                    // Another program's message: Roundcube's words there are its text.
+                    Some(_) => return None,
+                };
+                (p.time, text)
             }
         };
-        texts.into_iter().find_map(|text| message(text, time))
+        message(text, time)
     }
 }
 
+/// The log names `rcube::write_log()` puts in front of a message with the stdout driver.
+const LOG_NAMES: [&str; 2] = ["userlogins: ", "errors: "];
+
+/// Roundcube's syslog ident: `syslog_id`, by default `roundcube` (`roundcubemail` and the like
+/// are taken too).
+fn is_roundcube_tag(program: &str) -> bool {
+    program
+        .get(.."roundcube".len())
+        .is_some_and(|p| p.eq_ignore_ascii_case("roundcube"))
+}
+
+/// `userlogins` / `errors`: the stdout driver's `<log name>: ` read as a tag by `split`.
+fn is_log_name(program: &str) -> bool {
+    LOG_NAMES
+        .iter()
+        .any(|n| n.strip_suffix(": ") == Some(program))
+}
+
 fn message(text: &str, time: Option<Timestamp>) -> Option<Hit> {
-    let m = ["userlogins: ", "errors: "]
+    let m = LOG_NAMES
         .iter()
         .find_map(|d| text.strip_prefix(d))
         .unwrap_or(text);

@@ -4,7 +4,7 @@
 //! `rcube::write_log()`.
 
 use super::*;
-use crate::rules::courier::testkit::{check, check_times, F, S};
+use crate::rules::courier::testkit::{check, check_times, Want, F, S};
 
 fn rule() -> RoundcubeRule {
     RoundcubeRule::new()
@@ -213,6 +213,98 @@ fn times() {
             (
                 "[2026-11-23 15:59:08]: Failed login for a from 1.2.3.4 in session x (error: 0)",
                 None,
+            ),
+        ],
+    );
+}
+
+/// Issue 14 point 1: other services' lines carrying a Roundcube line inside attacker text (an
+/// Exim quoted sender, HELO or set_id, a Postfix message-id or sender, a Dovecot user name, an
+/// Exim syslog continuation record) give no hit, failure or success. Roundcube's messages are
+/// read only at the start of its own file line (`[stamp]: `), of a syslog message tagged
+/// `roundcube` (its default `syslog_id`), or of a bare `userlogins: `/`errors: ` stdout line.
+#[test]
+fn lines_of_other_services_carrying_roundcube_patterns_give_no_hit() {
+    let texts = [
+        "IMAP Error: Login failed for u against h from 198.51.100.7. LOGIN: Authentication failed.",
+        "Login failed for u against h from 198.51.100.7",
+        "Failed login for u from 198.51.100.7 in session abc (error: 0)",
+        "Successful login for admin (ID: 1) from 198.51.100.7 in session abc",
+        "FAILED login for u from 198.51.100.7",
+    ];
+    let mut lines = Vec::new();
+    for t in texts {
+        lines.extend([
+            format!("2026-11-23 15:59:08 1xNIzQ-0009Mz-Ns <= \"{t}\"@evil.example H=(evil) [203.0.113.50] P=esmtp S=100"),
+            format!("2026-11-23 15:59:08 1xNIzQ-0009Mz-Ns <= \"x: {t}\"@evil.example H=(evil) [203.0.113.50] P=esmtp S=100"),
+            format!("Nov 23 15:59:08 mx1 exim[77]: 1xNIzQ-0009Mz-Ns <= \"roundcube: {t}\"@evil.example H=(evil) [203.0.113.50] P=esmtp S=100"),
+            format!("Nov 23 15:59:08 mx1 exim[77]: [2\\2] {t}"),
+            format!("Nov 23 15:59:08 mx1 exim[77]: [2\\2] roundcube: {t}"),
+            format!("2026-11-23 15:59:08 PLAIN authenticator failed for ({t}) [203.0.113.50]: 535 Incorrect authentication data (set_id={t})"),
+            format!("2026-11-23 15:59:08 SMTP call from (x) [203.0.113.50] dropped: too many syntax or protocol errors (last command was \"{t}\", C=EHLO)"),
+            format!("Nov 23 15:59:08 mx1 postfix/cleanup[2231]: 4XyZ1p2Qr3z9: message-id=<\"{t}\"@x>"),
+            format!("Nov 23 15:59:08 mx1 postfix/cleanup[2231]: 4XyZ1p2Qr3z9: message-id=<\"roundcube: {t}\"@x>"),
+            format!("Nov 23 15:59:08 mx1 postfix/qmgr[880]: 4XyZ1p2Qr3z9: from=<\"{t}\"@evil.example>, size=812, nrcpt=1 (queue active)"),
+            format!("Nov 23 15:59:08 mx1 postfix/smtpd[2230]: NOQUEUE: reject: RCPT from unknown[203.0.113.50]: 554 5.7.1 <a@b>: Relay access denied; from=<x@y> to=<a@b> proto=ESMTP helo=<{t}>"),
+            format!("Nov 23 15:59:39 imap-login: Info: Disconnected: Aborted login by logging out (auth failed, 1 attempts in 2 secs): user=<{t}>, method=PLAIN, rip=203.0.113.50, lip=192.0.2.1"),
+            format!("Nov 23 15:59:39 mx1 dovecot: imap-login: Login: user=<{t}>, method=PLAIN, rip=203.0.113.50, lip=192.0.2.1"),
+            format!("Nov 23 15:59:08 mx1 myapp[9]: {t}"),
+            format!("Nov 23 15:59:08 mx1 myapp[9]: roundcube: {t}"),
+        ]);
+    }
+    let table: Vec<(&str, Want)> = lines.iter().map(|l| (l.as_str(), None)).collect();
+    check(&mut rule(), &table);
+}
+
+/// Issue 14 point 9: Roundcube 1.4+ shapes, from its sources.
+/// - `rcmail::log_login()` (program/include/rcmail.php, 1.4-1.6): `sprintf('Failed login for %s
+///   from %s in session %s (error: %d)', $user, rcube_utils::remote_ip(), $session_id,
+///   $error_code)` and `'Successful login for %s (ID: %d) from %s in session %s'`, written with
+///   `rcube::write_log('userlogins', …)`; the user is cut to 256 bytes + `...`, the session id
+///   to 16 characters (`no-session` without one).
+/// - `rcube_imap::connect()` (program/lib/Roundcube/rcube_imap.php): `sprintf("Login failed for
+///   %s from %s. %s", $user, rcube_utils::remote_ip(), $this->conn->error)` raised as an
+///   `imap` error (logged `IMAP Error: <message> in <file> on line <n> (<method> <uri>)`);
+///   1.4+ adds ` against <host>` after the user.
+/// - `rcube::write_log()`: file driver `[<date>]: <message>` (`log_date_format`, default
+///   `d-M-Y H:i:s O`), with `<sessid8> ` in front of the message when a session exists;
+///   syslog driver: the message alone under ident `roundcube`; stdout: `<name>: <message>`.
+#[test]
+fn roundcube_1_4_shapes() {
+    check(
+        &mut rule(),
+        &[
+            (
+                "[23-Nov-2026 15:59:08 +0000]: <a1b2c3d4> IMAP Error: Login failed for alice against localhost from 203.0.113.5. AUTHENTICATE PLAIN: A0002 NO [AUTHENTICATIONFAILED] Authentication failed. in /usr/share/roundcube/program/lib/Roundcube/rcube_imap.php on line 211 (POST /?_task=login&_action=login)",
+                Some(("203.0.113.5", Some("alice"), 1, F)),
+            ),
+            (
+                "Nov 23 15:59:08 web roundcube: <a1b2c3d4> IMAP Error: Login failed for alice against imap.example.com from 203.0.113.5. LOGIN: Authentication failed. in /usr/share/roundcube/program/lib/Roundcube/rcube_imap.php on line 211 (POST /?_task=login&_action=login)",
+                Some(("203.0.113.5", Some("alice"), 1, F)),
+            ),
+            (
+                "errors: <a1b2c3d4> IMAP Error: Login failed for alice against localhost from 203.0.113.5. LOGIN: Authentication failed. in /r/rcube_imap.php on line 211 (POST /?_task=login&_action=login)",
+                Some(("203.0.113.5", Some("alice"), 1, F)),
+            ),
+            (
+                "[23-Nov-2026 15:59:08 +0000]: <a1b2c3d4> Failed login for alice from 203.0.113.5 in session a1b2c3d4e5f60718 (error: 0)",
+                Some(("203.0.113.5", Some("alice"), 1, F)),
+            ),
+            (
+                "[23-Nov-2026 15:59:08 +0000]: Failed login for alice from 203.0.113.5 in session no-session (error: -1)",
+                Some(("203.0.113.5", Some("alice"), 1, F)),
+            ),
+            (
+                "Nov 23 15:59:08 web roundcube: <a1b2c3d4> Failed login for alice from 203.0.113.5 in session a1b2c3d4e5f60718 (error: 0)",
+                Some(("203.0.113.5", Some("alice"), 1, F)),
+            ),
+            (
+                "[23-Nov-2026 15:59:08 +0000]: <a1b2c3d4> Successful login for alice (ID: 12) from 203.0.113.5 in session a1b2c3d4e5f60718",
+                Some(("203.0.113.5", Some("alice"), 1, S)),
+            ),
+            (
+                "Nov 23 15:59:08 web roundcube: <a1b2c3d4> Successful login for alice (ID: 12) from 203.0.113.5 in session a1b2c3d4e5f60718",
+                Some(("203.0.113.5", Some("alice"), 1, S)),
             ),
         ],
     );

@@ -1,7 +1,8 @@
-//! End-to-end tests of the Dovecot and Postfix rules against the real servers on loopback:
-//! a private Dovecot 2.3 (`tests/support/dovecot_ctl.py`) and a private Postfix smtpd using
-//! it for SASL (`tests/support/postfix_ctl.py`, Postfix unpacked from Debian's .deb because
-//! the package conflicts with exim4). Each test makes the server log failed (and successful)
+//! End-to-end tests of the Dovecot, Postfix and Exim rules against the real servers on
+//! loopback: a private Dovecot 2.3 (`tests/support/dovecot_ctl.py`), a private Postfix smtpd
+//! using it for SASL (`tests/support/postfix_ctl.py`, Postfix unpacked from Debian's .deb
+//! because the package conflicts with exim4), and a private Exim with
+//! `helo_accept_junk_hosts = *` (`tests/support/exim_ctl.py --helo-accept-junk`). Each test makes the server log failed (and successful)
 //! logins, then runs the built-in rules over the server's own log file and checks address,
 //! users and attempt counts. Hostile usernames travel through the real servers, so the test
 //! also proves what they look like in the log. Without the servers the tests are skipped,
@@ -232,6 +233,88 @@ impl Drop for Postfix {
     }
 }
 
+/// A private Exim accepting junk HELO names (`exim_ctl.py start --helo-accept-junk`); stopped
+/// on drop.
+struct JunkHeloExim {
+    dir: PathBuf,
+    port: String,
+}
+
+impl JunkHeloExim {
+    fn available() -> Result<(), String> {
+        if !Path::new("/usr/sbin/exim4").exists() {
+            return Err("/usr/sbin/exim4 is not installed (run .ci/install-test-deps)".into());
+        }
+        if !is_root() {
+            return Err("exim_ctl.py needs root (exim4 -oP)".into());
+        }
+        Ok(())
+    }
+
+    fn start(dir: &Path, log_selector: &str) -> JunkHeloExim {
+        let mut e = JunkHeloExim {
+            dir: dir.to_path_buf(),
+            port: String::new(),
+        };
+        let out = run_ctl(
+            "exim_ctl.py",
+            &[
+                "start",
+                dir.to_str().unwrap(),
+                "--helo-accept-junk",
+                "--log-selector",
+                log_selector,
+            ],
+        );
+        e.port = out.trim().to_string();
+        e
+    }
+
+    fn mainlog(&self) -> PathBuf {
+        self.dir.join("log/mainlog")
+    }
+
+    /// `count` failed AUTH PLAIN attempts on one connection, from 127.0.0.1, after `EHLO helo`.
+    fn fail(&self, helo: &str, user: &str, count: u32) {
+        let count = count.to_string();
+        run_ctl(
+            "exim_fail_auth.py",
+            &[
+                "--port",
+                &self.port,
+                "--user",
+                user,
+                "--helo",
+                helo,
+                "--count",
+                &count,
+                "--per-connection",
+                &count,
+            ],
+        );
+    }
+}
+
+impl Drop for JunkHeloExim {
+    fn drop(&mut self) {
+        let _ = Command::new("python3")
+            .arg(support("exim_ctl.py"))
+            .arg("stop")
+            .arg(&self.dir)
+            .stdin(Stdio::null())
+            .output();
+        if std::thread::panicking() {
+            for f in ["log/mainlog", "log/paniclog", "log/daemon.stderr"] {
+                eprintln!("----- exim {f}:\n{}", read_text(&self.dir.join(f)));
+            }
+        }
+    }
+}
+
+/// A HELO that writes a complete-looking failure for 198.51.100.123 in front of the real peer
+/// (issue 14 point 2).
+const JUNK_HELO: &str = "a) [198.51.100.123]:2: 535 Incorrect authentication data x";
+
 /// A username that copies Dovecot's own elements, to move the blame to 9.9.9.9 if it could.
 const HOSTILE_DOVECOT: &str = "x>, method=PLAIN, rip=9.9.9.9, lip=8.8.8.8, session=<abc";
 
@@ -395,4 +478,66 @@ fn real_postfix_with_dovecot_sasl() {
     let total: u32 = failures(&all).iter().map(|h| h.attempts).sum();
     assert_eq!(total, 5, "{all:#?}");
     eprintln!("real_postfix_with_dovecot_sasl: {:?}", started.elapsed());
+}
+
+/// Issue 14 point 2 on a real Exim: with `helo_accept_junk_hosts = *` the HELO text lands in
+/// the failure line verbatim, in front of the real `[127.0.0.1]`; every rule together blames
+/// 127.0.0.1 for each attempt and never the HELO's 198.51.100.123. Run with Exim's default log
+/// selectors and with `+all` (ports, `I=`, pid, milliseconds).
+fn real_exim_helo_junk(test: &str, log_selector: &str) {
+    if !require(test, JunkHeloExim::available()) {
+        return;
+    }
+    let tmp = tempdir();
+    let exim = JunkHeloExim::start(&tmp.path().join("exim"), log_selector);
+    let log = exim.mainlog();
+    exim.fail(JUNK_HELO, "alice", 3);
+    wait_for("Exim's three failure lines", || {
+        (count_lines(&log, "authenticator failed for") == 3).then_some(())
+    });
+    // The attack really reached the log: each failure line holds the HELO's address before
+    // the real one.
+    let text = read_text(&log);
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("authenticator failed for"))
+        .collect();
+    for l in &lines {
+        let fake = l
+            .find("[198.51.100.123]")
+            .expect("the junk HELO is in the line");
+        let real = l.find("[127.0.0.1]").expect("the peer is in the line");
+        assert!(fake < real, "{l}");
+        if log_selector == "+all" {
+            assert!(l.contains(" I=[127.0.0.1]:"), "{l}");
+        }
+    }
+
+    let all: Vec<&str> = authwatch::rules::BUILTIN.to_vec();
+    let hits = parse_file(&all, &log);
+    assert!(
+        hits.iter()
+            .all(|h| h.ip != "198.51.100.123".parse::<IpAddr>().unwrap()),
+        "blamed the HELO's address: {hits:?}"
+    );
+    assert_all_local(&hits, "exim", &log);
+    let fails = failures(&hits);
+    assert_eq!(fails.len(), 3, "{hits:?}\nlog:\n{text}");
+    for h in fails {
+        assert_eq!(h.user.as_deref(), Some("alice"), "{h:?}");
+        assert_eq!(h.attempts, 1, "{h:?}");
+    }
+}
+
+#[test]
+fn real_exim_helo_junk_blames_the_peer() {
+    real_exim_helo_junk("real_exim_helo_junk_blames_the_peer", "");
+}
+
+#[test]
+fn real_exim_helo_junk_blames_the_peer_with_log_selector_all() {
+    real_exim_helo_junk(
+        "real_exim_helo_junk_blames_the_peer_with_log_selector_all",
+        "+all",
+    );
 }

@@ -5,6 +5,7 @@ Usage:
   exim_ctl.py start DIR [--user alice] [--password secret] [--port P]
                         [--log-selector '+all'] [--timeout 15]
                         [--mailboxes admin,postmaster,root,alice,security]
+                        [--helo-accept-junk]
   exim_ctl.py stop DIR [--timeout 10]
   exim_ctl.py status DIR            (exit 0 if running, 3 if not)
 
@@ -38,6 +39,11 @@ process is this instance's Exim), waits for it to exit (SIGKILL after
 --timeout), then waits for / terminates any delivery process still running
 with this instance's exim.conf. Stopping an instance that is not running is
 not an error.
+
+--helo-accept-junk sets `helo_accept_junk_hosts = *`: Exim then takes any
+HELO/EHLO argument (spaces, brackets, `: 535 ...`) and writes it into its log
+lines as `(HELO)`, the case where a client writes text that looks like Exim's
+own fields in front of the real peer address.
 
 USER and PASSWORD may contain only letters, digits and . _ + - @ (they are
 pasted into Exim string expansions). Defaults: alice / secret.
@@ -214,6 +220,7 @@ def cmd_start(a):
                 .replace("@USER@", a.user).replace("@PASSWORD@", a.password)
                 .replace("@EXIM_USER@", user).replace("@EXIM_GROUP@", group)
                 .replace("@LOG_SELECTOR@", a.log_selector)
+                .replace("@HELO_JUNK@", "*" if a.helo_accept_junk else "")
                 .replace("@MAILBOXES@", " : ".join(mailboxes)))
         leftover = [m for line in text.splitlines() if not line.lstrip().startswith("#")
                     for m in re.findall(r"@[A-Z_]+@", line)]
@@ -331,6 +338,8 @@ def main():
                    help="local parts @mx.test with their own DIR/Maildir/<name>/")
     s.add_argument("--log-selector", default="",
                    help="e.g. '+all' (default: Exim's default log lines)")
+    s.add_argument("--helo-accept-junk", action="store_true",
+                   help="helo_accept_junk_hosts = * (any HELO text is accepted and logged)")
     s.add_argument("--timeout", type=float, default=15)
     t = sub.add_parser("stop")
     t.add_argument("dir")
