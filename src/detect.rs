@@ -152,6 +152,8 @@ pub struct KeyDetector<K: Hash + Eq> {
     names: Names,
     /// Service names; a key holds an index (a handful: the rules of the config).
     services: Vec<&'static str>,
+    /// Keys forgotten since the last checkpoint (see [`KeyDetector::delta`]).
+    forgotten: std::cell::RefCell<Vec<K>>,
 }
 
 /// Per-IP detection.
@@ -197,6 +199,7 @@ impl<K: Hash + Eq + Clone> KeyDetector<K> {
             lines: LineStore::default(),
             names: Names::default(),
             services: Vec::new(),
+            forgotten: Default::default(),
         }
     }
 
@@ -292,6 +295,7 @@ impl<K: Hash + Eq + Clone> KeyDetector<K> {
                 push_cut(&mut buf, l, MAX_QUOTED_LINE_CHARS);
                 st.lines = self.lines.push(st.lines, &buf);
             }
+            st.dirty.set(false);
             if self.ips.push(k, st).is_some() {
                 self.evictions += 1;
             }
@@ -339,7 +343,39 @@ impl<K: Hash + Eq + Clone> KeyDetector<K> {
 
     /// Forget a key (for example after a successful login, when configured).
     pub fn forget(&mut self, key: &K) {
-        self.ips.remove(key);
+        if self.ips.remove(key).is_some() {
+            self.forgotten.get_mut().push(key.clone());
+        }
+    }
+
+    /// What changed since the last delta (or snapshot): the keys counted since, and the keys
+    /// forgotten since, serialized straight from the live map. Writing it marks those keys
+    /// written: when the write fails, write a full snapshot next (see `state`). Keys evicted by
+    /// the cap are not listed: a restore applies the cap again, newest keys last.
+    pub fn delta(&self) -> wire::DeltaView<'_, K> {
+        wire::DeltaView { d: self }
+    }
+
+    /// A full snapshot was written: nothing is pending for the next delta.
+    pub fn mark_written(&mut self) {
+        for (_, st) in self.ips.iter_oldest_first() {
+            st.dirty.set(false);
+        }
+        self.forgotten.get_mut().clear();
+    }
+
+    /// Apply a delta read back from the journal, after the snapshot it follows.
+    pub fn apply(&mut self, delta: wire::Delta<K>) {
+        for k in &delta.forgotten {
+            self.ips.remove(k);
+        }
+        let evictions = self.evictions;
+        self.restore(DetectorSnapshot {
+            ips: delta.keys,
+            evictions: delta.evictions,
+        });
+        // `restore` counts the evictions it causes on top of the saved count.
+        self.evictions = self.evictions.max(evictions);
     }
 
     /// Count `attempts` for `key` at `at`; `member` is the account (or address) involved.
@@ -369,6 +405,7 @@ impl<K: Hash + Eq + Clone> KeyDetector<K> {
         if evicted {
             self.evictions += 1;
         }
+        st.dirty.set(true);
         let s = &self.s;
         let window = s.window.as_secs() as i64;
         st.window.add(sec, attempts, window);

@@ -10,6 +10,7 @@
 //!   `admin` hold one copy of it).
 //! - What only alerted or overflowing keys need lives in a [`Cold`] box.
 //! - Quoted lines are in the detector's `LineStore`; a key keeps the id of its latest line.
+//! - A flag says whether the key changed since the last checkpoint (written incrementally).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt::Write as _;
@@ -46,6 +47,8 @@ pub(super) struct KeyState {
     pub service: u16,
     /// Quoted lines the key has (at most `log_lines`).
     pub line_count: u8,
+    /// Changed since the last checkpoint wrote it (see `KeyDetector::delta`).
+    pub dirty: std::cell::Cell<bool>,
     pub cold: Option<Box<Cold>>,
 }
 
@@ -82,6 +85,7 @@ impl KeyState {
             no_member: 0,
             service,
             line_count: 0,
+            dirty: std::cell::Cell::new(true),
             cold: None,
         }
     }

@@ -341,3 +341,60 @@ fn members_past_the_index_threshold_are_still_found() {
     }
     assert!(m.get_mut(&name(40)).is_none());
 }
+
+#[test]
+fn a_snapshot_and_the_deltas_after_it_restore_the_same_detector() {
+    let mut s = settings();
+    s.attempts = 3;
+    let mut d = IpDetector::new(s.clone());
+    let at = |k: i64| t0() + SignedDuration::from_secs(k);
+    for k in 0..30i64 {
+        let ip = format!("2001:db8:{:x}::{:x}", k % 5, k);
+        d.observe(
+            &hit(&ip, Some(&format!("u{}", k % 4))),
+            &format!("line {k}"),
+            at(k),
+        );
+    }
+    let snap = serde_json::to_string(&d.snapshot()).unwrap();
+    d.mark_written();
+    // Nothing changed: an empty delta.
+    let empty = serde_json::to_string(&d.delta()).unwrap();
+    assert!(
+        empty.contains(r#""keys":[]"#) && empty.contains(r#""forgotten":[]"#),
+        "{empty}"
+    );
+
+    // Changes: old keys counted again (one alerts), new keys, one key forgotten.
+    let mut deltas = Vec::new();
+    for round in 0..3i64 {
+        for k in 0..10i64 {
+            let ip = format!("2001:db8:{:x}::{:x}", k % 5, k * (round + 1));
+            d.observe(
+                &hit(&ip, Some("admin")),
+                &format!("r{round} {k}"),
+                at(40 + round * 10 + k),
+            );
+        }
+        if round == 1 {
+            d.forget(&"2001:db8:1::1".parse().unwrap());
+        }
+        let delta = serde_json::to_string(&d.delta()).unwrap();
+        // Written keys are not written again.
+        assert!(serde_json::to_string(&d.delta())
+            .unwrap()
+            .contains(r#""keys":[]"#));
+        deltas.push(delta);
+    }
+    // Only what changed: much less than a full snapshot.
+    assert!(deltas[2].len() < serde_json::to_string(&d.view()).unwrap().len() / 2);
+
+    let mut back = IpDetector::new(s);
+    back.restore(serde_json::from_str(&snap).unwrap());
+    for delta in &deltas {
+        back.apply(serde_json::from_str(delta).unwrap());
+    }
+    assert_eq!(back.snapshot(), d.snapshot());
+    assert!(back.ips.peek(&"2001:db8:1::1".parse().unwrap()).is_none());
+    assert_eq!(back.tracked(), d.tracked());
+}

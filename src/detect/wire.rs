@@ -16,6 +16,10 @@
 //!  [earlier_alert_ago, ...]]
 //! ```
 //!
+//! A delta (one line of the checkpoint journal) is `{"base": B, "evictions": N, "keys": [...],
+//! "forgotten": [key, ...]}`: the keys that changed since the last checkpoint, in the same
+//! layout, and the keys forgotten since. Writing it marks its keys written.
+//!
 //! Keys are written as text (`"2001:db8::7"`, `"2001:db8:1::/64"`, an account name). Version 2
 //! wrote each state as an object with field names and RFC 3339 times: about four times the
 //! bytes, and it was built as a full copy of the maps before writing. [`DetectorSnapshotV2`]
@@ -36,6 +40,71 @@ use std::hash::Hash;
 /// [`KeyDetector::view`]).
 pub struct SnapshotView<'a, K: Hash + Eq> {
     pub(super) d: &'a KeyDetector<K>,
+}
+
+/// The keys changed since the last checkpoint, serialized from the live map; writing it marks
+/// them written (see [`KeyDetector::delta`]).
+pub struct DeltaView<'a, K: Hash + Eq> {
+    pub(super) d: &'a KeyDetector<K>,
+}
+
+impl<K: Hash + Eq + Clone + Serialize> Serialize for DeltaView<'_, K> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let d = self.d;
+        let keys = || {
+            d.ips
+                .iter_oldest_first()
+                .filter(|(_, st)| st.dirty.get())
+                .map(|(k, st)| {
+                    st.dirty.set(false);
+                    let out = KeyOut {
+                        st,
+                        service: d.service_name(st),
+                        lines: Cow::Owned(d.lines_of(st)),
+                    };
+                    (k, out)
+                })
+        };
+        let forgotten = std::mem::take(&mut *d.forgotten.borrow_mut());
+        let mut m = s.serialize_map(Some(4))?;
+        write_fields(&mut m, d.latest.unwrap_or(0), d.evictions, keys)?;
+        m.serialize_entry("forgotten", &forgotten)?;
+        m.end()
+    }
+}
+
+/// A delta as read back.
+#[derive(Deserialize)]
+#[serde(bound = "K: DeserializeOwned")]
+struct DeltaIn<K> {
+    base: i64,
+    evictions: u64,
+    keys: Vec<(K, StateIn)>,
+    #[serde(default)]
+    forgotten: Vec<K>,
+}
+
+/// A delta read back from the journal (see [`KeyDetector::apply`]).
+pub struct Delta<K> {
+    pub(super) keys: Vec<(K, Saved)>,
+    pub(super) evictions: u64,
+    pub(super) forgotten: Vec<K>,
+}
+
+impl<'de, K: DeserializeOwned> Deserialize<'de> for Delta<K> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let w = DeltaIn::<K>::deserialize(d)?;
+        let base = w.base;
+        Ok(Delta {
+            keys: w
+                .keys
+                .into_iter()
+                .map(|(k, st)| (k, state_from(st, base)))
+                .collect(),
+            evictions: w.evictions,
+            forgotten: w.forgotten,
+        })
+    }
 }
 
 /// One key as written: its state, service name and quoted lines.
@@ -100,6 +169,24 @@ where
     I: Iterator<Item = (&'a K, KeyOut<'a>)>,
     F: Fn() -> I,
 {
+    let mut m = s.serialize_map(Some(3))?;
+    write_fields(&mut m, base, evictions, keys)?;
+    m.end()
+}
+
+/// `base`, `evictions` and `keys` of a snapshot or a delta.
+fn write_fields<'a, M, K, I, F>(
+    m: &mut M,
+    base: i64,
+    evictions: u64,
+    keys: F,
+) -> Result<(), M::Error>
+where
+    M: SerializeMap,
+    K: Serialize + 'a,
+    I: Iterator<Item = (&'a K, KeyOut<'a>)>,
+    F: Fn() -> I,
+{
     struct Keys<F>(F, i64);
     impl<'a, K, I, F> Serialize for Keys<F>
     where
@@ -115,11 +202,9 @@ where
             seq.end()
         }
     }
-    let mut m = s.serialize_map(Some(3))?;
     m.serialize_entry("base", &base)?;
     m.serialize_entry("evictions", &evictions)?;
-    m.serialize_entry("keys", &Keys(keys, base))?;
-    m.end()
+    m.serialize_entry("keys", &Keys(keys, base))
 }
 
 /// One key's state in the array layout above.
