@@ -8,17 +8,25 @@
 //! line carried no stamp), so tests move time instead of sleeping. Every map here has a cap:
 //! attackers choose the keys (think IPv6), so the least recently seen key is evicted beyond
 //! `max_keys`, and per-key lists (members, quoted lines, window buckets, history) are capped.
+//!
+//! Memory per key is kept small (`key`: packed state, `keymap`: the bounded map without a
+//! node per key, `lines`: quoted lines in one ring of fixed size per detector), so that a
+//! million tracked keys fit in well under 256 MiB.
 
 use crate::rules::{Hit, HitKind};
 use jiff::Timestamp;
-use lru::LruCache;
-use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
 use std::net::IpAddr;
-use std::num::NonZeroUsize;
 use std::time::Duration;
 
+mod key;
+mod keymap;
+mod lines;
 mod wire;
+use key::{pack, sat32, KeyState, Member, Names};
+use keymap::KeyMap;
+use lines::LineStore;
+pub use lines::LINE_STORE_BYTES;
 pub use wire::{DetectorSnapshotV2, SnapshotView};
 
 /// Distinct members (accounts, addresses) remembered per key; further ones are only counted.
@@ -86,107 +94,30 @@ pub struct KeyAlert<K> {
 /// An alert about one attacking IP.
 pub type IpAlert = KeyAlert<IpAddr>;
 
-/// A key's state. Times are whole seconds since the Unix epoch (log time): detection works on
-/// seconds, and alerts show seconds.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct KeyState {
-    /// (second, attempts) buckets inside the window, oldest first; at most one per second.
-    buckets: VecDeque<(i64, u64)>,
-    in_window: u64,
-    total: u64,
-    first_seen: i64,
-    last_seen: i64,
-    service: ServiceName,
-    members: Members,
-    /// Attempts of members not kept because of the cap.
-    overflow_attempts: u64,
-    overflow_names: u64,
-    no_member: u64,
-    lines: VecDeque<String>,
-    last_alert: Option<i64>,
-    alerts_sent: u32,
-    total_at_last_alert: u64,
-    earlier_alerts: VecDeque<i64>,
-}
-
-/// One member of a key (an account tried from an IP, an address in a subnet, ...).
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Member {
-    name: Box<str>,
-    attempts: u64,
-    /// Last second seen.
-    last: i64,
-}
-
-/// The members of a key: a plain list (most keys have one or a few, and a list is a fraction
-/// of the memory of a hash map), indexed by name once it grows past [`MEMBER_INDEX_FROM`].
-#[derive(Debug, Clone, Default)]
-struct Members {
-    list: Vec<Member>,
-    /// Boxed: most keys never need it, and an empty map is 48 bytes inline in every key.
-    #[allow(clippy::box_collection)]
-    index: Option<Box<HashMap<Box<str>, u32>>>,
-}
-
-/// Members are found by a linear search up to this many, by a hash index beyond.
-const MEMBER_INDEX_FROM: usize = 16;
-
-impl PartialEq for Members {
-    fn eq(&self, other: &Self) -> bool {
-        self.list == other.list
-    }
-}
-
-impl Eq for Members {}
-
-impl Members {
-    fn len(&self) -> usize {
-        self.list.len()
-    }
-
-    fn get_mut(&mut self, name: &str) -> Option<&mut Member> {
-        let i = match &self.index {
-            Some(ix) => *ix.get(name)? as usize,
-            None => self.list.iter().position(|m| &*m.name == name)?,
-        };
-        self.list.get_mut(i)
-    }
-
-    fn push(&mut self, m: Member) {
-        if self.list.is_empty() {
-            self.list.reserve_exact(1);
-        }
-        self.list.push(m);
-        let n = self.list.len();
-        match &mut self.index {
-            Some(ix) => {
-                ix.insert(self.list[n - 1].name.clone(), (n - 1) as u32);
-            }
-            None if n > MEMBER_INDEX_FROM => {
-                self.index = Some(Box::new(
-                    self.list
-                        .iter()
-                        .enumerate()
-                        .map(|(i, m)| (m.name.clone(), i as u32))
-                        .collect(),
-                ));
-            }
-            None => {}
-        }
-    }
-}
-
-/// A service name; it survives a restart as text and comes back as the rule's `&'static str`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct ServiceName(&'static str);
-
 /// A detector's state as saved in `state.json`: tracked keys, least recently seen first (see
 /// [`wire`] for the layout).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DetectorSnapshot<K = IpAddr> {
-    ips: Vec<(K, KeyState)>,
+    ips: Vec<(K, Saved)>,
     evictions: u64,
 }
+
+/// A key's state with what the detector keeps for it elsewhere: its service name and its
+/// quoted lines (oldest first).
+#[derive(Debug, Clone)]
+struct Saved {
+    st: KeyState,
+    service: &'static str,
+    lines: Vec<String>,
+}
+
+impl PartialEq for Saved {
+    fn eq(&self, o: &Self) -> bool {
+        self.st.same_as(&o.st) && self.service == o.service && self.lines == o.lines
+    }
+}
+
+impl Eq for Saved {}
 
 impl<K> Default for DetectorSnapshot<K> {
     fn default() -> Self {
@@ -211,10 +142,18 @@ impl<K> DetectorSnapshot<K> {
 /// Sliding windows per key with cooldown, bounded in memory.
 pub struct KeyDetector<K: Hash + Eq> {
     s: DetectorSettings,
-    ips: LruCache<K, KeyState>,
+    ips: KeyMap<K, KeyState>,
     evictions: u64,
     /// The latest hit second seen (log time), the reference for what a snapshot keeps.
     latest: Option<i64>,
+    /// Quoted lines of every key.
+    lines: LineStore,
+    /// Account names shared by the keys.
+    names: Names,
+    /// Service names; a key holds an index (a handful: the rules of the config).
+    services: Vec<&'static str>,
+    /// Keys forgotten since the last checkpoint (see [`KeyDetector::delta`]).
+    forgotten: std::cell::RefCell<Vec<K>>,
 }
 
 /// Per-IP detection.
@@ -236,19 +175,57 @@ fn push_cut(out: &mut String, s: &str, max_chars: usize) {
     }
 }
 
+/// `s` cut to `max_chars` characters (with an ellipsis when cut), borrowed when short enough.
+fn cut(s: &str, max_chars: usize) -> std::borrow::Cow<'_, str> {
+    if s.len() <= max_chars {
+        return s.into();
+    }
+    let mut out = String::new();
+    push_cut(&mut out, s, max_chars);
+    out.into()
+}
+
 fn ts(sec: i64) -> Timestamp {
     Timestamp::from_second(sec).unwrap_or(Timestamp::UNIX_EPOCH)
 }
 
 impl<K: Hash + Eq + Clone> KeyDetector<K> {
     pub fn new(s: DetectorSettings) -> Self {
-        let cap = NonZeroUsize::new(s.max_tracked_ips.max(1)).unwrap_or(NonZeroUsize::MIN);
         KeyDetector {
+            ips: KeyMap::new(s.max_tracked_ips.max(1)),
             s,
-            ips: LruCache::new(cap),
             evictions: 0,
             latest: None,
+            lines: LineStore::default(),
+            names: Names::default(),
+            services: Vec::new(),
+            forgotten: Default::default(),
         }
+    }
+
+    /// The index of a service name in this detector's table.
+    fn service_id(&mut self, service: &'static str) -> u16 {
+        if let Some(i) = self.services.iter().position(|s| *s == service) {
+            return i as u16;
+        }
+        // Services come from the config (built-in and custom rules): a handful.
+        if self.services.len() >= usize::from(u16::MAX) {
+            return 0;
+        }
+        self.services.push(service);
+        (self.services.len() - 1) as u16
+    }
+
+    fn service_name(&self, st: &KeyState) -> &'static str {
+        self.services
+            .get(usize::from(st.service))
+            .copied()
+            .unwrap_or("unknown")
+    }
+
+    /// The quoted lines of a key, oldest first.
+    fn lines_of(&self, st: &KeyState) -> Vec<String> {
+        self.lines.lines(st.lines, usize::from(st.line_count))
     }
 
     /// Whether a key is worth keeping across a restart: seen within the window of the latest
@@ -258,7 +235,17 @@ impl<K: Hash + Eq + Clone> KeyDetector<K> {
         let latest = self.latest.unwrap_or(i64::MIN);
         let window = latest.saturating_sub(self.s.window.as_secs() as i64);
         let cooldown = latest.saturating_sub(self.s.cooldown.as_secs() as i64);
-        move |st: &KeyState| st.last_seen >= window || st.last_alert.is_some_and(|t| t >= cooldown)
+        move |st: &KeyState| {
+            i64::from(st.last_seen) >= window || st.cold().last_alert.is_some_and(|t| t >= cooldown)
+        }
+    }
+
+    fn saved(&self, st: &KeyState) -> Saved {
+        Saved {
+            st: st.clone(),
+            service: self.service_name(st),
+            lines: self.lines_of(st),
+        }
     }
 
     /// The state worth keeping across a restart (see [`KeyDetector::view`]), as an owned copy.
@@ -266,10 +253,9 @@ impl<K: Hash + Eq + Clone> KeyDetector<K> {
         let keep = self.worth_saving();
         let ips = self
             .ips
-            .iter()
-            .rev()
+            .iter_oldest_first()
             .filter(|(_, st)| keep(st))
-            .map(|(k, st)| (k.clone(), st.clone()))
+            .map(|(k, st)| (k.clone(), self.saved(st)))
             .collect();
         DetectorSnapshot {
             ips,
@@ -287,12 +273,31 @@ impl<K: Hash + Eq + Clone> KeyDetector<K> {
     /// Continue from a snapshot (the settings are this detector's own; the cap applies).
     pub fn restore(&mut self, snap: DetectorSnapshot<K>) {
         self.evictions = snap.evictions;
-        for (k, st) in snap.ips {
-            self.latest = self.latest.max(Some(st.last_seen));
-            if let Some((old, _)) = self.ips.push(k.clone(), st) {
-                if old != k {
-                    self.evictions += 1;
-                }
+        for (k, saved) in snap.ips {
+            let mut st = saved.st;
+            self.latest = self.latest.max(Some(i64::from(st.last_seen)));
+            st.service = self.service_id(saved.service);
+            // Share the names, and move the lines into this detector's store.
+            let members = std::mem::take(&mut st.members);
+            for m in members.list() {
+                let name = self.names.name(&m.name.text());
+                st.members.push(Member { name, ..m.clone() });
+            }
+            let keep = saved
+                .lines
+                .len()
+                .min(self.s.log_lines)
+                .min(usize::from(u8::MAX));
+            st.lines = lines::NONE;
+            st.line_count = keep as u8;
+            for l in &saved.lines[saved.lines.len() - keep..] {
+                let mut buf = String::new();
+                push_cut(&mut buf, l, MAX_QUOTED_LINE_CHARS);
+                st.lines = self.lines.push(st.lines, &buf);
+            }
+            st.dirty.set(false);
+            if self.ips.push(k, st).is_some() {
+                self.evictions += 1;
             }
         }
     }
@@ -315,10 +320,10 @@ impl<K: Hash + Eq + Clone> KeyDetector<K> {
         let from = at
             .as_second()
             .saturating_sub(self.s.window.as_secs() as i64);
-        st.buckets
+        st.window
             .iter()
             .filter(|(t, _)| *t >= from && *t <= at.as_second())
-            .map(|(_, n)| *n)
+            .map(|(_, n)| n)
             .sum()
     }
 
@@ -332,13 +337,45 @@ impl<K: Hash + Eq + Clone> KeyDetector<K> {
     pub fn alerted_total(&self, key: &K) -> Option<u64> {
         self.ips
             .peek(key)
-            .filter(|st| st.alerts_sent > 0)
+            .filter(|st| st.cold().alerts_sent > 0)
             .map(|st| st.total)
     }
 
     /// Forget a key (for example after a successful login, when configured).
     pub fn forget(&mut self, key: &K) {
-        self.ips.pop(key);
+        if self.ips.remove(key).is_some() {
+            self.forgotten.get_mut().push(key.clone());
+        }
+    }
+
+    /// What changed since the last delta (or snapshot): the keys counted since, and the keys
+    /// forgotten since, serialized straight from the live map. Writing it marks those keys
+    /// written: when the write fails, write a full snapshot next (see `state`). Keys evicted by
+    /// the cap are not listed: a restore applies the cap again, newest keys last.
+    pub fn delta(&self) -> wire::DeltaView<'_, K> {
+        wire::DeltaView { d: self }
+    }
+
+    /// A full snapshot was written: nothing is pending for the next delta.
+    pub fn mark_written(&mut self) {
+        for (_, st) in self.ips.iter_oldest_first() {
+            st.dirty.set(false);
+        }
+        self.forgotten.get_mut().clear();
+    }
+
+    /// Apply a delta read back from the journal, after the snapshot it follows.
+    pub fn apply(&mut self, delta: wire::Delta<K>) {
+        for k in &delta.forgotten {
+            self.ips.remove(k);
+        }
+        let evictions = self.evictions;
+        self.restore(DetectorSnapshot {
+            ips: delta.keys,
+            evictions: delta.evictions,
+        });
+        // `restore` counts the evictions it causes on top of the saved count.
+        self.evictions = self.evictions.max(evictions);
     }
 
     /// Count `attempts` for `key` at `at`; `member` is the account (or address) involved.
@@ -356,98 +393,55 @@ impl<K: Hash + Eq + Clone> KeyDetector<K> {
         let attempts = attempts.max(1);
         let sec = at.as_second();
         self.latest = self.latest.max(Some(sec));
-        // One hash lookup: `fresh` runs only when the key is new, and a new key evicts the
-        // least recently seen one when the map is full.
-        let full = self.ips.len() == self.ips.cap().get();
-        let mut inserted = false;
-        let st = self.ips.get_or_insert_mut(key.clone(), || {
-            inserted = true;
-            KeyState {
-                // Sized for the first hit; most keys of a spraying attack see no second.
-                buckets: VecDeque::with_capacity(1),
-                in_window: 0,
-                total: 0,
-                first_seen: sec,
-                last_seen: sec,
-                service: ServiceName(service),
-                members: Members::default(),
-                overflow_attempts: 0,
-                overflow_names: 0,
-                no_member: 0,
-                lines: VecDeque::new(),
-                last_alert: None,
-                alerts_sent: 0,
-                total_at_last_alert: 0,
-                earlier_alerts: VecDeque::new(),
-            }
-        });
-        if inserted && full {
+        let service = self.service_id(service);
+        // Names and lines first: they live beside the map.
+        let name = member.map(|u| self.names.name(&cut(u, MAX_ACCOUNT_CHARS)));
+        let log_lines = self.s.log_lines.min(usize::from(u8::MAX));
+        // One hash lookup for a known key; a new key evicts the least recently seen one when
+        // the map is full.
+        let (st, evicted) = self
+            .ips
+            .get_or_insert_mut(key.clone(), || KeyState::new(sec, service));
+        if evicted {
             self.evictions += 1;
         }
+        st.dirty.set(true);
         let s = &self.s;
-
-        // Window: add this hit's second, drop what fell out of [at - window, at].
-        match st.buckets.iter().rposition(|&(t, _)| t <= sec) {
-            Some(i) if st.buckets[i].0 == sec => st.buckets[i].1 += attempts,
-            Some(i) => st.buckets.insert(i + 1, (sec, attempts)),
-            None => st.buckets.push_front((sec, attempts)),
-        }
-        st.in_window += attempts;
-        let newest = st.buckets.back().map_or(sec, |b| b.0);
-        let oldest_kept = newest.saturating_sub(s.window.as_secs() as i64);
-        while let Some(&(t, n)) = st.buckets.front() {
-            if t >= oldest_kept {
-                break;
-            }
-            st.buckets.pop_front();
-            st.in_window -= n;
-        }
+        let window = s.window.as_secs() as i64;
+        st.window.add(sec, attempts, window);
+        let oldest_kept = st.window.newest().unwrap_or(sec).saturating_sub(window);
 
         st.total += attempts;
-        st.first_seen = st.first_seen.min(sec);
-        st.last_seen = st.last_seen.max(sec);
-        match member {
-            Some(u) => {
-                let mut cut_name = String::new();
-                let name = if u.len() <= MAX_ACCOUNT_CHARS {
-                    u
-                } else {
-                    push_cut(&mut cut_name, u, MAX_ACCOUNT_CHARS);
-                    &cut_name
-                };
-                if let Some(m) = st.members.get_mut(name) {
-                    m.attempts += attempts;
-                    m.last = m.last.max(sec);
+        st.first_seen = st.first_seen.min(pack(sec));
+        st.last_seen = st.last_seen.max(pack(sec));
+        match name {
+            Some(name) => {
+                if let Some(m) = st.members.get_mut(&name) {
+                    m.attempts = sat32(u64::from(m.attempts) + attempts);
+                    m.last = m.last.max(pack(sec));
                 } else if st.members.len() < MAX_MEMBERS_PER_KEY {
                     st.members.push(Member {
-                        name: name.into(),
-                        attempts,
-                        last: sec,
+                        name,
+                        attempts: sat32(attempts),
+                        last: pack(sec),
                     });
                 } else {
-                    st.overflow_attempts += attempts;
-                    st.overflow_names += 1;
+                    let c = st.cold_mut();
+                    c.overflow_attempts += attempts;
+                    c.overflow_names += 1;
                 }
             }
-            None => st.no_member += attempts,
+            None => st.no_member = sat32(u64::from(st.no_member) + attempts),
         }
-        if s.log_lines > 0 {
-            // Reuse the oldest line's buffer: no allocation once a key has its lines.
-            let mut buf = if st.lines.len() >= s.log_lines {
-                st.lines.pop_front().unwrap_or_default()
-            } else {
-                if st.lines.is_empty() {
-                    st.lines.reserve_exact(1);
-                }
-                String::new()
-            };
-            buf.clear();
-            push_cut(&mut buf, line, MAX_QUOTED_LINE_CHARS);
-            st.lines.push_back(buf);
+        if log_lines > 0 {
+            let l = cut(line, MAX_QUOTED_LINE_CHARS);
+            st.lines = self.lines.push(st.lines, &l);
+            st.line_count = (usize::from(st.line_count) + 1).min(log_lines) as u8;
         }
 
-        let crossed = st.in_window >= u64::from(s.attempts);
-        let cooled = match st.last_alert {
+        let in_window = st.window.in_window();
+        let crossed = in_window >= u64::from(s.attempts);
+        let cooled = match st.cold().last_alert {
             None => true,
             Some(prev) => sec.saturating_sub(prev) >= s.cooldown.as_secs() as i64,
         };
@@ -456,72 +450,89 @@ impl<K: Hash + Eq + Clone> KeyDetector<K> {
         }
         let distinct_in_window = st
             .members
-            .list
+            .list()
             .iter()
-            .filter(|m| m.last >= oldest_kept)
+            .filter(|m| i64::from(m.last) >= oldest_kept)
             .count() as u64;
         if s.min_distinct_members > 1 && distinct_in_window < s.min_distinct_members as u64 {
             return None;
         }
-        let previous_alert = st.last_alert;
+        let total = st.total;
+        let c = st.cold_mut();
+        let previous_alert = c.last_alert;
         if let Some(prev) = previous_alert {
-            if st.earlier_alerts.len() == MAX_EARLIER_ALERTS {
-                st.earlier_alerts.pop_front();
+            if c.earlier_alerts.len() == MAX_EARLIER_ALERTS {
+                c.earlier_alerts.pop_front();
             }
-            st.earlier_alerts.push_back(prev);
+            c.earlier_alerts.push_back(prev);
         }
-        st.last_alert = Some(sec);
-        st.alerts_sent += 1;
-        let since = st.total - st.total_at_last_alert;
-        st.total_at_last_alert = st.total;
+        c.last_alert = Some(sec);
+        c.alerts_sent += 1;
+        let since = total - c.total_at_last_alert;
+        c.total_at_last_alert = total;
 
         // Sorted by reference; only the listed names are copied.
-        let mut members: Vec<(&str, u64)> = st
+        let mut members: Vec<(&Member, u64)> = st
             .members
-            .list
+            .list()
             .iter()
-            .map(|m| (&*m.name, m.attempts))
+            .map(|m| (m, u64::from(m.attempts)))
             .collect();
-        members.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
-        let distinct = members.len() as u64 + st.overflow_names;
+        members.sort_unstable_by(|a, b| {
+            b.1.cmp(&a.1)
+                .then_with(|| a.0.name.text().cmp(&b.0.name.text()))
+        });
+        let c = st.cold();
+        let distinct = members.len() as u64 + c.overflow_names;
         let listed: Vec<(String, u64)> = members
             .iter()
             .take(s.top_accounts)
-            .map(|&(name, n)| (name.to_string(), n))
+            .map(|&(m, n)| (m.name.text().into_owned(), n))
             .collect();
         let other = members
             .iter()
             .skip(s.top_accounts)
             .map(|a| a.1)
             .sum::<u64>()
-            + st.overflow_attempts;
+            + c.overflow_attempts;
         let minutes = (s.window.as_secs().div_ceil(60)).clamp(1, 60) as i64;
         let first_minute = sec.div_euclid(60) - (minutes - 1);
         let mut per_minute = vec![0u64; minutes as usize];
-        for (t, n) in &st.buckets {
+        for (t, n) in st.window.iter() {
             let m = t.div_euclid(60) - first_minute;
             if (0..minutes).contains(&m) {
                 per_minute[m as usize] += n;
             }
         }
+        let (alert_number, earlier_alerts) = (
+            c.alerts_sent,
+            c.earlier_alerts.iter().copied().map(ts).collect(),
+        );
+        let (service, lines, line_count) = (st.service, st.lines, st.line_count);
+        let (total, first_seen, last_seen, no_member) =
+            (st.total, st.first_seen, st.last_seen, st.no_member);
         Some(KeyAlert {
-            key,
-            service: st.service.0,
-            attempts_in_window: st.in_window,
-            attempts_total: st.total,
+            service: self
+                .services
+                .get(usize::from(service))
+                .copied()
+                .unwrap_or("unknown"),
+            attempts_in_window: in_window,
+            attempts_total: total,
             attempts_since_last_alert: since,
-            first_seen: ts(st.first_seen),
-            last_seen: ts(st.last_seen),
+            first_seen: ts(i64::from(first_seen)),
+            last_seen: ts(i64::from(last_seen)),
             top_members: listed,
             distinct_members: distinct,
             distinct_members_in_window: distinct_in_window,
             other_member_attempts: other,
-            attempts_without_member: st.no_member,
-            recent_lines: st.lines.iter().cloned().collect(),
-            alert_number: st.alerts_sent,
+            attempts_without_member: u64::from(no_member),
+            recent_lines: self.lines.lines(lines, usize::from(line_count)),
+            alert_number,
             previous_alert: previous_alert.map(ts),
-            earlier_alerts: st.earlier_alerts.iter().copied().map(ts).collect(),
+            earlier_alerts,
             per_minute,
+            key,
         })
     }
 }
@@ -544,344 +555,4 @@ impl KeyDetector<IpAddr> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::clock::{Clock, ManualClock};
-    use jiff::SignedDuration;
-
-    fn settings() -> DetectorSettings {
-        DetectorSettings {
-            attempts: 5,
-            window: Duration::from_secs(600),
-            cooldown: Duration::from_secs(3600),
-            max_tracked_ips: 1000,
-            top_accounts: 2,
-            log_lines: 3,
-            min_distinct_members: 0,
-        }
-    }
-
-    fn hit(ip: &str, user: Option<&str>) -> Hit {
-        Hit {
-            time: None,
-            ip: ip.parse().unwrap(),
-            user: user.map(str::to_string),
-            service: "exim",
-            attempts: 1,
-            kind: HitKind::Failure,
-        }
-    }
-
-    fn t0() -> Timestamp {
-        "2026-11-23T10:00:00Z".parse().unwrap()
-    }
-
-    #[test]
-    fn fifth_attempt_inside_window_alerts_once() {
-        let clock = ManualClock::new(t0());
-        let mut d = IpDetector::new(settings());
-        for i in 0..4 {
-            assert_eq!(
-                d.observe(&hit("203.0.113.7", Some("a")), "l", clock.now()),
-                None,
-                "{i}"
-            );
-            clock.advance(SignedDuration::from_secs(60));
-        }
-        let a = d
-            .observe(&hit("203.0.113.7", Some("b")), "l", clock.now())
-            .expect("fifth attempt alerts");
-        assert_eq!(a.attempts_in_window, 5);
-        assert_eq!(a.attempts_total, 5);
-        assert_eq!(a.alert_number, 1);
-        assert_eq!(a.first_seen, t0());
-        assert_eq!(
-            a.top_members,
-            vec![("a".to_string(), 4), ("b".to_string(), 1)]
-        );
-    }
-
-    #[test]
-    fn attempts_spread_wider_than_the_window_never_alert() {
-        let clock = ManualClock::new(t0());
-        let mut d = IpDetector::new(settings());
-        for _ in 0..50 {
-            assert_eq!(d.observe(&hit("203.0.113.8", None), "l", clock.now()), None);
-            // 4 attempts per 600 s at most: one every 151 s.
-            clock.advance(SignedDuration::from_secs(151));
-        }
-    }
-
-    #[test]
-    fn window_edge_is_inclusive() {
-        // Failures at t, t+150, t+300, t+450, t+600: all five lie in [t+600-600, t+600].
-        let mut d = IpDetector::new(settings());
-        let mut last = None;
-        for k in 0..5 {
-            let at = t0() + SignedDuration::from_secs(150 * k);
-            last = d.observe(&hit("203.0.113.9", None), "l", at);
-        }
-        assert_eq!(last.map(|a| a.attempts_in_window), Some(5));
-        // One second more and the first falls out.
-        let mut d = IpDetector::new(settings());
-        let mut last = None;
-        for k in 0..5 {
-            let at = t0() + SignedDuration::from_secs(150 * k + if k == 4 { 1 } else { 0 });
-            last = d.observe(&hit("203.0.113.9", None), "l", at);
-        }
-        assert_eq!(last, None);
-    }
-
-    #[test]
-    fn cooldown_counts_silently_then_reports_total() {
-        let clock = ManualClock::new(t0());
-        let mut d = IpDetector::new(settings());
-        let mut alerts = Vec::new();
-        // 5 quick attempts: alert. Then 40 more over 50 minutes: silent.
-        for _ in 0..45 {
-            if let Some(a) = d.observe(&hit("198.51.100.4", Some("x")), "l", clock.now()) {
-                alerts.push(a);
-            }
-            clock.advance(SignedDuration::from_secs(75));
-        }
-        assert_eq!(alerts.len(), 1);
-        // Past the hour since the first alert: the next crossing alerts again.
-        // The first alert went out at t0+300 s; the cooldown ends at t0+3900 s.
-        clock.set(t0() + SignedDuration::from_secs(3600 + 300 + 10));
-        let mut again = None;
-        for _ in 0..5 {
-            again = again.or(d.observe(&hit("198.51.100.4", Some("x")), "l", clock.now()));
-        }
-        let a = again.expect("alert after cooldown");
-        assert_eq!(a.alert_number, 2);
-        assert_eq!(a.attempts_total, 50);
-        assert_eq!(a.attempts_since_last_alert, 45);
-        assert_eq!(a.previous_alert, Some(alerts[0].last_seen));
-    }
-
-    #[test]
-    fn a_line_with_many_attempts_counts_them_all() {
-        let mut d = IpDetector::new(settings());
-        let mut h = hit("192.0.2.77", Some("alice"));
-        h.attempts = 5;
-        let a = d
-            .observe(&h, "l", t0())
-            .expect("one line with 5 attempts crosses");
-        assert_eq!(a.attempts_total, 5);
-    }
-
-    #[test]
-    fn success_hits_are_not_counted() {
-        let mut d = IpDetector::new(settings());
-        let mut h = hit("192.0.2.78", Some("alice"));
-        h.kind = HitKind::Success;
-        for _ in 0..10 {
-            assert_eq!(d.observe(&h, "l", t0()), None);
-        }
-        assert_eq!(d.tracked(), 0);
-    }
-
-    #[test]
-    fn other_ips_do_not_add_up() {
-        let mut d = IpDetector::new(settings());
-        for i in 0..20 {
-            assert_eq!(
-                d.observe(&hit(&format!("192.0.2.{i}"), None), "l", t0()),
-                None
-            );
-        }
-    }
-
-    #[test]
-    fn tracked_ips_are_capped_and_least_recent_evicted() {
-        let mut s = settings();
-        s.max_tracked_ips = 100;
-        let mut d = IpDetector::new(s);
-        // One IP keeps attacking while 10,000 one-shot IPv6 addresses pass by.
-        let mut alerted = false;
-        for i in 0..10_000u32 {
-            let v6 = format!("2001:db8:{:x}:{:x}::1", i >> 16, i & 0xffff);
-            d.observe(&hit(&v6, None), "l", t0());
-            if i % 50 == 0 {
-                alerted |= d.observe(&hit("203.0.113.50", None), "l", t0()).is_some();
-            }
-        }
-        assert!(d.tracked() <= 100);
-        assert!(d.evictions() >= 9_900);
-        assert!(alerted, "the persistent attacker stays tracked");
-    }
-
-    #[test]
-    fn snapshot_restores_windows_and_cooldowns() {
-        let mut d = IpDetector::new(settings());
-        for k in 0..4 {
-            d.observe(
-                &hit("203.0.113.70", Some("a")),
-                "l",
-                t0() + SignedDuration::from_secs(k),
-            );
-        }
-        for k in 0..5 {
-            d.observe(
-                &hit("203.0.113.71", Some("a")),
-                "l",
-                t0() + SignedDuration::from_secs(k),
-            );
-        }
-        let json = serde_json::to_string(&d.snapshot()).unwrap();
-        let mut d2 = IpDetector::new(settings());
-        d2.restore(serde_json::from_str(&json).unwrap());
-        // The fifth attempt after the restart crosses: the four before it were kept.
-        let a = d2.observe(
-            &hit("203.0.113.70", Some("a")),
-            "l",
-            t0() + SignedDuration::from_secs(9),
-        );
-        assert_eq!(a.map(|a| a.attempts_total), Some(5));
-        // The other IP is in its cooldown: no second alert.
-        let b = d2.observe(
-            &hit("203.0.113.71", Some("a")),
-            "l",
-            t0() + SignedDuration::from_secs(9),
-        );
-        assert_eq!(b, None);
-        assert_eq!(
-            d2.ips
-                .peek(&"203.0.113.71".parse().unwrap())
-                .unwrap()
-                .service
-                .0,
-            "exim"
-        );
-    }
-
-    #[test]
-    fn snapshot_drops_ips_older_than_window_and_cooldown() {
-        let mut d = IpDetector::new(settings());
-        d.observe(&hit("203.0.113.80", None), "l", t0());
-        d.observe(
-            &hit("203.0.113.81", None),
-            "l",
-            t0() + SignedDuration::from_secs(7200),
-        );
-        let snap = d.snapshot();
-        assert_eq!(snap.len(), 1);
-    }
-
-    #[test]
-    fn accounts_and_lines_are_bounded() {
-        let mut s = settings();
-        s.attempts = 1_000_000;
-        let mut d = IpDetector::new(s);
-        let long = "u".repeat(10_000);
-        for i in 0..1000 {
-            d.observe(
-                &hit("203.0.113.60", Some(&format!("{i}{long}"))),
-                &long,
-                t0(),
-            );
-        }
-        let st = d.ips.peek(&"203.0.113.60".parse().unwrap()).unwrap();
-        assert_eq!(st.members.len(), MAX_MEMBERS_PER_KEY);
-        assert!(st
-            .members
-            .list
-            .iter()
-            .all(|m| m.name.chars().count() <= MAX_ACCOUNT_CHARS + 1));
-        assert_eq!(st.lines.len(), 3);
-        assert_eq!(st.overflow_names, 1000 - MAX_MEMBERS_PER_KEY as u64);
-    }
-
-    #[test]
-    fn snapshot_json_round_trip_is_exact_and_the_live_view_writes_the_same() {
-        let mut s = settings();
-        s.attempts = 3;
-        let mut d = IpDetector::new(s.clone());
-        for k in 0..40i64 {
-            let ip = format!("2001:db8:{:x}::{:x}", k % 7, k);
-            let user = format!("user{}", k % 23);
-            d.observe(
-                &hit(&ip, Some(&user)),
-                &format!("line {k} \"quoted\" ✓"),
-                t0() + SignedDuration::from_secs(k * 17),
-            );
-            // One key with many members (past the member index threshold) and alerts.
-            d.observe(
-                &hit("198.51.100.9", Some(&user)),
-                "l",
-                t0() + SignedDuration::from_secs(k * 17),
-            );
-        }
-        let owned = d.snapshot();
-        let from_owned = serde_json::to_string(&owned).unwrap();
-        let from_view = serde_json::to_string(&d.view()).unwrap();
-        assert_eq!(from_owned, from_view);
-        let back: DetectorSnapshot<IpAddr> = serde_json::from_str(&from_view).unwrap();
-        assert_eq!(back, owned);
-        // Compact: no field names, no RFC 3339 times.
-        assert!(!from_view.contains("first_seen") && !from_view.contains("2026-"));
-        // A restored detector continues exactly: the next observation alerts the same way.
-        let mut d2 = IpDetector::new(s);
-        d2.restore(back);
-        let at = t0() + SignedDuration::from_secs(40 * 17 + 4000);
-        for _ in 0..2 {
-            let a = d.observe(&hit("198.51.100.9", Some("zz")), "l", at);
-            let b = d2.observe(&hit("198.51.100.9", Some("zz")), "l", at);
-            assert_eq!((a, b), (None, None));
-        }
-        let a = d.observe(&hit("198.51.100.9", Some("zz")), "l", at);
-        let b = d2.observe(&hit("198.51.100.9", Some("zz")), "l", at);
-        assert_eq!(a, b);
-        assert_eq!(
-            a.map(|a| (a.alert_number, a.distinct_members)),
-            Some((2, 24))
-        );
-    }
-
-    #[test]
-    fn snapshot_keeps_alerted_keys_for_the_cooldown_and_drops_expired_quiet_ones() {
-        let mut d = IpDetector::new(settings());
-        // Alerted at t0 (5 attempts): its cooldown (1 h) holds until t0 + 3600.
-        for _ in 0..5 {
-            d.observe(&hit("203.0.113.90", None), "l", t0());
-        }
-        // Seen at t0 but never alerted: its window (600 s) ends at t0 + 600.
-        d.observe(&hit("203.0.113.91", None), "l", t0());
-        d.observe(
-            &hit("203.0.113.92", None),
-            "l",
-            t0() + SignedDuration::from_secs(1800),
-        );
-        let keys = |d: &IpDetector| -> Vec<String> {
-            d.snapshot()
-                .ips
-                .iter()
-                .map(|(k, _)| k.to_string())
-                .collect()
-        };
-        assert_eq!(keys(&d), vec!["203.0.113.90", "203.0.113.92"]);
-        d.observe(
-            &hit("203.0.113.92", None),
-            "l",
-            t0() + SignedDuration::from_secs(3601),
-        );
-        assert_eq!(keys(&d), vec!["203.0.113.92"]);
-    }
-
-    #[test]
-    fn members_past_the_index_threshold_are_still_found() {
-        let mut m = Members::default();
-        for i in 0..40u64 {
-            m.push(Member {
-                name: format!("u{i}").into(),
-                attempts: i,
-                last: 0,
-            });
-        }
-        assert!(m.index.is_some());
-        for i in 0..40u64 {
-            assert_eq!(m.get_mut(&format!("u{i}")).map(|x| x.attempts), Some(i));
-        }
-        assert!(m.get_mut("u40").is_none());
-    }
-}
+mod tests;
