@@ -1,6 +1,11 @@
 //! Rules turn one log line into a [`Hit`]: who (IP, taken only from the position the server
 //! writes it), which account, which service, how many attempts, and when (log time).
 //! Rules know nothing of thresholds; `detect` does the counting.
+//!
+//! Each rule reads only its own program's lines, with its words at the position that program
+//! writes them (the syslog tag right after the stamp and host, a file's own layout), never a
+//! keyword found anywhere: other services' lines carry client text (senders, HELO names,
+//! message ids) that may copy any rule's words (`cross_tests.rs` plants them in every service).
 
 use aho_corasick::{AhoCorasick, MatchKind};
 use jiff::{tz::TimeZone, Timestamp};
@@ -358,3 +363,7 @@ mod tests {
         assert!(!set.may_match(0, b"anything"));
     }
 }
+
+#[cfg(test)]
+#[path = "cross_tests.rs"]
+mod cross_tests;

@@ -12,12 +12,16 @@
 //! SASL user name (8.16+ with `AUTH_FAIL_LOG_USER`) comes before `relay=` and may contain
 //! anything, including `, relay=[…]`: the field used is the last one.
 //!
+//! Only lines whose syslog tag is Sendmail's (`sendmail[pid]:`, `sm-mta[pid]:`, …) and whose
+//! message (after the queue id) starts with these words count: the same words in another
+//! service's line are the client's text.
+//!
 //! Sendmail writes the flood notice once per session, when the AUTH count reaches the number
 //! of mechanisms + 1, after the earlier failures were logged one by one. So the notice counts
 //! only when no per-attempt failure of the same session (queue id) was seen; the last few
 //! thousand session ids are remembered.
 
-use super::courier::shared::{count, first_token, hit, ip_literal, split};
+use super::courier::shared::{count, first_token, hit, ip_literal, split, Parts};
 use super::{Hit, HitKind, ParseCtx, Rule};
 use lru::LruCache;
 use memchr::memmem::Finder;
@@ -58,7 +62,7 @@ impl SendmailRule {
     }
 
     fn attack(&mut self, line: &str, ctx: &ParseCtx) -> Option<Hit> {
-        let p = split(line, ctx);
+        let p = parts(line, ctx)?;
         let (qid, body) = queue_id(p.msg);
         let i = body.rfind(ATTACK)?;
         let attempts = count(&body[i + ATTACK.len()..])?;
@@ -70,7 +74,7 @@ impl SendmailRule {
     }
 
     fn failure(&mut self, line: &str, ctx: &ParseCtx) -> Option<Hit> {
-        let p = split(line, ctx);
+        let p = parts(line, ctx)?;
         let (qid, body) = queue_id(p.msg);
         let rest = body.strip_prefix("AUTH failure (")?;
         let i = rest.rfind(", relay=")?;
@@ -112,8 +116,15 @@ impl Rule for SendmailRule {
     }
 }
 
+/// The line cut at its syslog header, when the tag is Sendmail's: `sendmail`, or a process
+/// title Sendmail sets (`sm-mta`, `sm-acceptingconnections`, `sm-msp-queue`).
+fn parts<'a>(line: &'a str, ctx: &ParseCtx) -> Option<Parts<'a>> {
+    Some(split(line, ctx))
+        .filter(|p| p.program_is(|n| n.starts_with("sendmail") || n.starts_with("sm-")))
+}
+
 fn success(line: &str, ctx: &ParseCtx) -> Option<Hit> {
-    let p = split(line, ctx);
+    let p = parts(line, ctx)?;
     let (_, body) = queue_id(p.msg);
     let rest = body.strip_prefix("AUTH=server, relay=")?;
     // The client field holds no ", " (see the module notes); the authenticated id follows it.
