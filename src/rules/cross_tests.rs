@@ -258,3 +258,62 @@ fn issue_14_examples_blame_nobody() {
         assert_eq!(set.parse(line, &ctx), None, "{line}");
     }
 }
+
+/// Stamps `parse_leading_time` does not read (one-space day, other date orders, ctime) must not
+/// drop a line: each is still a hit of its rule, without a time (the engine then uses its
+/// clock), and counted for the once-per-process warning.
+#[test]
+fn unknown_syslog_stamps_keep_the_line_without_a_time() {
+    let table: &[(&str, &str)] = &[
+        ("courier", "Aug 3 10:00:00 mx imapd: LOGIN FAILED, user=u, ip=[::ffff:198.51.100.80]"),
+        ("courier", "Aug 3 10:00:00 mx courieresmtpd: error,relay=::ffff:198.51.100.80,msg=\"535 Authentication failed.\",cmd: x"),
+        ("cyrus", "Aug 3 10:00:00 mx cyrus/imap[1]: badlogin: [198.51.100.80] PLAIN (u) [SASL(-13): authentication failure: x]"),
+        ("cyrus", "Aug 3 10:00:00 192.0.2.1 cyrus/imap[1]: login: [198.51.100.80] u PLAIN User logged in"),
+        ("sendmail", "Aug 3 10:00:00 mx sm-mta[1]: 5ANFx1aa000001: AUTH failure (LOGIN): authentication failure, relay=[198.51.100.80]"),
+        ("uwimap", "Aug 3 10:00:00 mx imapd[1]: Login failed user=u auth=u host=[198.51.100.80]"),
+        ("uwimap", "Mon Aug  3 10:00:00 2026 mx ipop3d[1]: Login failure user=u host=[198.51.100.80]"),
+        ("opensmtpd", "Aug 3 10:00:00 mx smtpd[1]: 1c2d3e4f5a6b7c8d smtp event=authentication user=u address=198.51.100.80 host=x result=permfail"),
+        ("postfix", "Aug 3 10:00:00 mx postfix/smtpd[1]: warning: unknown[198.51.100.80]: SASL LOGIN authentication failed: authentication failure"),
+        ("postfix", "03.08.2026 10:00:00 mx postfix/submission/smtpd[1]: warning: unknown[198.51.100.80]: SASL PLAIN authentication failed: "),
+        ("postfix", "2026/08/03 10:00:00 postfix/smtpd[1]: 1A2B3C4D5E: client=unknown[198.51.100.80], sasl_method=PLAIN, sasl_username=u"),
+        ("sogo", "Aug 3 10:00:00 sogod [1]: SOGoRootPage Login from '198.51.100.80' for user 'u' might not have worked - password policy: 65535  grace: -1  expire: -1  bound: 0"),
+        ("horde", "Aug 3 10:00:00 HORDE [error] [horde] FAILED LOGIN for u [198.51.100.80] to Horde"),
+        ("horde", "Aug 3 10:00:00 web HORDE[812]: [horde] FAILED LOGIN for u to horde (198.51.100.80)"),
+        ("squirrelmail", "Aug 3 10:00:00 web squirrelmail: Failed webmail login: by u (d) at 198.51.100.80 on 08/03/2026 10:00:00: c"),
+        ("squirrelmail", "2026/08/03 10:00:00 [LOGIN_ERROR] u (d) from 198.51.100.80: c"),
+        ("roundcube", "Aug 3 10:00:00 web roundcube: <a1b2c3d4> Failed login for u from 198.51.100.80 in session a1b2c3d4e5f60718 (error: 0)"),
+    ];
+    let ctx = ctx();
+    let before = super::unread_stamps();
+    let mut failures = Vec::new();
+    for (service, line) in table {
+        let got = RuleSet::all_builtin()
+            .parse(line, &ctx)
+            .map(|h| (h.service, h.ip.to_string(), h.time));
+        let want = Some((*service, "198.51.100.80".to_string(), None));
+        if got != want {
+            failures.push(format!("{line}\n  got:  {got:?}\n  want: {want:?}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    // Other tests may count too (the counter is per process), never fewer.
+    assert!(super::unread_stamps() >= before + table.len() as u64);
+}
+
+/// A line without any stamp, or with one that is read, is not an unread stamp.
+#[test]
+fn only_unread_stamps_are_counted_as_such() {
+    use crate::rules::courier::shared::stamp;
+    let ctx = ctx();
+    for (line, unread) in [
+        ("Aug 3 10:00:00 mx imapd: x", true),
+        ("Aug  3 10:00:00 mx imapd: x", false),
+        ("2026-08-03 10:00:00 x", false),
+        ("LOGIN FAILED, user=dave, ip=[::ffff:192.0.2.45]", false),
+        ("1234567890123456 smtp connected address=192.0.2.1", false),
+        ("[23-Nov-2026 15:59:08 +0100]: x", false),
+        ("Aug 3 mx imapd: x", false),
+    ] {
+        assert_eq!(stamp(line, &ctx).2, unread, "{line}");
+    }
+}
