@@ -64,7 +64,8 @@ impl SendmailRule {
     fn attack(&mut self, line: &str, ctx: &ParseCtx) -> Option<Hit> {
         let p = parts(line, ctx)?;
         let (qid, body) = queue_id(p.msg);
-        let i = body.rfind(ATTACK)?;
+        // The client field fills the text before the notice (see `client_ip`).
+        let i = body.find(ATTACK)?;
         let attempts = count(&body[i + ATTACK.len()..])?;
         let addr = client_ip(&body[..i])?;
         if qid.is_some_and(|q| self.per_attempt.contains(q)) {
@@ -149,16 +150,23 @@ fn queue_id(msg: &str) -> (Option<&str>, &str) {
     }
 }
 
-/// The address of a `[ident@]host [ip][ (may be forged)]` field, from its right end.
+/// The address of a whole `[ident@]host [ip][ (may be forged)]` field. The ident and host
+/// hold no blank (see the module notes), so a field with more words is not a client field:
+/// it is other text, such as a remote server's reply at the end of a delivery line.
 fn client_ip(field: &str) -> Option<IpAddr> {
     let field = field.strip_suffix(" (may be forged)").unwrap_or(field);
     let inner = field.strip_suffix(']')?;
-    let open = inner.rfind('[')?;
-    let before = &inner[..open];
-    if !(before.is_empty() || before.ends_with(' ')) {
+    let (name, addr) = match inner.rsplit_once(" [") {
+        Some((name, addr)) => (name, addr),
+        None => ("", inner.strip_prefix('[')?),
+    };
+    if name
+        .bytes()
+        .any(|c| matches!(c, b' ' | b'\t' | b'[' | b']'))
+    {
         return None;
     }
-    ip_literal(&inner[open + 1..])
+    ip_literal(addr)
 }
 
 #[cfg(test)]
