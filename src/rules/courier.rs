@@ -69,8 +69,21 @@ impl Rule for CourierRule {
     }
 }
 
+/// Programs that write Courier's lines: `imapd`, `imapd-ssl`, `pop3d`, `pop3d-ssl`,
+/// `courierpop3login`, `sqwebmaild`, `courieresmtpd`, … A line without a syslog tag (the
+/// servers' stderr in a file) is read from its first word.
+fn courier_program(name: &str) -> bool {
+    name.contains("imap")
+        || name.contains("pop3")
+        || name.starts_with("courier")
+        || name.starts_with("sqwebmail")
+}
+
 fn parse_login(line: &str, ctx: &ParseCtx, kind: HitKind) -> Option<Hit> {
     let p = split(line, ctx);
+    if !p.program_is_none_or(courier_program) {
+        return None;
+    }
     let keyword = match kind {
         HitKind::Failure => "LOGIN FAILED, ",
         HitKind::Success => "LOGIN, ",
@@ -122,6 +135,9 @@ fn login_tail(s: &str, success: bool) -> Option<(std::net::IpAddr, &str)> {
 
 fn parse_smtp(line: &str, ctx: &ParseCtx) -> Option<Hit> {
     let p = split(line, ctx);
+    if !p.program_is_none_or(courier_program) {
+        return None;
+    }
     let body = p.after("error,relay=")?;
     let (relay, rest) = body.split_once(',')?;
     let addr = ip(relay)?;
@@ -149,10 +165,13 @@ pub(crate) mod shared {
     /// A log line cut into its leading stamp, syslog tag and message.
     #[derive(Debug, Clone, Copy)]
     pub(crate) struct Parts<'a> {
+        /// `None` also when the line starts with a stamp that `parse_leading_time` does not
+        /// read (`Aug 3 10:00:00`, one space): it is skipped (see [`stamp`]).
         pub time: Option<Timestamp>,
         /// The line after the leading stamp (and blanks).
         pub rest: &'a str,
-        /// Program of the syslog tag (`imapd` of `imapd[12]:`), when the line has a tag.
+        /// Program of the syslog tag (`imapd` of `imapd[12]:`), when the line has a tag where
+        /// syslog writes it: first after the stamp, or after one host name.
         pub program: Option<&'a str>,
         pub pid: Option<u32>,
         /// The text after the tag, or `rest` when no tag was found.
@@ -167,18 +186,94 @@ pub(crate) mod shared {
                 .strip_prefix(keyword)
                 .or_else(|| self.rest.strip_prefix(keyword))
         }
+
+        /// Whether the line has no syslog tag, or one whose program (its last `/` part, so
+        /// `cyrus/imap` is `imap`) passes `ok`.
+        pub fn program_is_none_or(&self, ok: impl Fn(&str) -> bool) -> bool {
+            self.program.is_none_or(|p| ok(program_base(p)))
+        }
+
+        /// Whether the line has a syslog tag whose program (its last `/` part) passes `ok`.
+        pub fn program_is(&self, ok: impl Fn(&str) -> bool) -> bool {
+            self.program.is_some_and(|p| ok(program_base(p)))
+        }
     }
 
-    /// The tag is looked for among this many tokens after the stamp: `host tag:` normally, more
-    /// for stamps `parse_leading_time` does not read (`Jan 4 21:51:05`, one space).
-    const MAX_HEADER_TOKENS: usize = 6;
+    /// `imap` of `cyrus/imap`, `smtpd` of `postfix/submission/smtpd`.
+    fn program_base(program: &str) -> &str {
+        program.rsplit('/').next().unwrap_or(program)
+    }
 
-    /// Splits `[stamp ][host ]tag[pid]: [[ID n fac.level] ]message`. The tag is the first token
-    /// ending in `:` among the first few; when it does not look like a program name the line is
-    /// taken as having no header.
+    /// A stamp authwatch cannot read spans at most this many tokens: `Mon Nov 23 15:59:08
+    /// 2026` (ctime) is five, and a host written as an address may follow.
+    const MAX_LOOSE_STAMP_TOKENS: usize = 6;
+
+    /// The leading stamp: `(time, rest after it, unread)`. A stamp `parse_leading_time` reads
+    /// gives its time; one it does not read but that is shaped like a stamp (see
+    /// [`loose_stamp`]) is skipped with `time` `None` and `unread` set, so the line still
+    /// counts (at the time it is read); no stamp at all: `(None, line, false)`.
+    pub(crate) fn stamp<'a>(line: &'a str, ctx: &ParseCtx) -> (Option<Timestamp>, &'a str, bool) {
+        let (time, rest) = parse_leading_time(line, ctx);
+        if time.is_some() {
+            return (time, rest, false);
+        }
+        match loose_stamp(line) {
+            Some(rest) => (None, rest, true),
+            None => (None, line, false),
+        }
+    }
+
+    /// The rest of `line` after a run of stamp-shaped tokens (month and day names, and tokens
+    /// of digits and `:-/.,+TZ`) that holds a clock (`H:MM`): `Aug 3 10:00:00`,
+    /// `2026/11/23 15:59:08`, `23.11.2026 15:59:08`. `None` when the line does not start so.
+    pub(crate) fn loose_stamp(line: &str) -> Option<&str> {
+        let mut s = line;
+        let mut clock_seen = false;
+        for _ in 0..MAX_LOOSE_STAMP_TOKENS {
+            let n = token_len(s);
+            let tok = &s[..n];
+            if n == 0 || !stamp_like(tok) {
+                break;
+            }
+            clock_seen |= has_clock(tok.as_bytes());
+            s = s[n..].trim_start_matches([' ', '\t']);
+        }
+        clock_seen.then_some(s)
+    }
+
+    pub(crate) fn stamp_like(tok: &str) -> bool {
+        const NAMES: [&str; 19] = [
+            "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
+            "mon", "tue", "wed", "thu", "fri", "sat", "sun",
+        ];
+        let word = tok.strip_suffix(',').unwrap_or(tok);
+        if word.len() == 3 && NAMES.iter().any(|n| n.eq_ignore_ascii_case(word)) {
+            return true;
+        }
+        tok.bytes().any(|c| c.is_ascii_digit())
+            && tok
+                .bytes()
+                .all(|c| c.is_ascii_digit() || b":-/.,+TZ".contains(&c))
+    }
+
+    /// `D:DD` somewhere in the token.
+    pub(crate) fn has_clock(b: &[u8]) -> bool {
+        (1..b.len().saturating_sub(2)).any(|i| {
+            b[i] == b':'
+                && b[i - 1].is_ascii_digit()
+                && b[i + 1].is_ascii_digit()
+                && b[i + 2].is_ascii_digit()
+        })
+    }
+
+    /// Splits `[stamp ][host ]tag[pid]: [[ID n fac.level] ]message`. The tag is looked for only
+    /// where syslog writes it: the first token after the stamp, or the second after a host
+    /// name (SOGo's own log writes `sogod [123]:`, the pid a token of its own). Anything else
+    /// is taken as a line without a header (`program` `None`, `msg` the whole `rest`), so text
+    /// further on (a sender address, a HELO name) can never pose as a program's message.
     pub(crate) fn split<'a>(line: &'a str, ctx: &ParseCtx) -> Parts<'a> {
         let line = line.trim_end();
-        let (time, rest) = parse_leading_time(line, ctx);
+        let (time, rest, unread) = stamp(line, ctx);
         let mut parts = Parts {
             time,
             rest,
@@ -186,43 +281,62 @@ pub(crate) mod shared {
             pid: None,
             msg: rest,
         };
-        let mut s = rest;
-        let mut prev: Option<&str> = None;
-        for _ in 0..MAX_HEADER_TOKENS {
-            let n = token_len(s);
-            if n == 0 {
-                break;
-            }
-            let tok = &s[..n];
-            let after = s[n..].trim_start_matches([' ', '\t']);
-            if let Some(tag) = tok.strip_suffix(':') {
-                if let Some((program, pid)) = parse_tag(tag, prev) {
-                    parts.program = program;
-                    parts.pid = pid;
-                    parts.msg = skip_solaris_id(after);
-                }
-                break;
-            }
-            prev = Some(tok);
-            s = after;
+        if let Some((program, pid, msg)) = header(rest, time.is_some() || unread) {
+            parts.program = Some(program);
+            parts.pid = pid;
+            parts.msg = skip_solaris_id(msg);
         }
         parts
     }
 
-    /// `name`, `name[pid]`, or `[pid]` (SOGo's `sogod [123]:`, whose name is the token before).
-    fn parse_tag<'a>(
-        tag: &'a str,
-        prev: Option<&'a str>,
-    ) -> Option<(Option<&'a str>, Option<u32>)> {
+    /// `tag: msg`, `host tag: msg`, `name [pid]: msg` or `host name [pid]: msg` at the start of
+    /// `s`: (program, pid, message). The forms of more than one token only after a stamp:
+    /// without one, `F From: <text>` is a message header in Exim's rejectlog, not a host and
+    /// a program.
+    fn header(s: &str, stamped: bool) -> Option<(&str, Option<u32>, &str)> {
+        let (t1, a1) = first_token(s);
+        if let Some(tag) = t1.strip_suffix(':') {
+            let (name, pid) = parse_tag(tag)?;
+            return (!name.is_empty()).then_some((name, pid, a1));
+        }
+        if !stamped {
+            return None;
+        }
+        let (t2, a2) = first_token(a1);
+        if let Some(tag) = t2.strip_suffix(':') {
+            let (name, pid) = parse_tag(tag)?;
+            if name.is_empty() {
+                // "sogod [123]:"
+                return program_name(t1).then_some((t1, pid, a2));
+            }
+            return is_host(t1).then_some((name, pid, a2));
+        }
+        // "host sogod [123]:"
+        let (t3, a3) = first_token(a2);
+        let (name, pid) = parse_tag(t3.strip_suffix(':')?)?;
+        (name.is_empty() && pid.is_some() && is_host(t1) && program_name(t2))
+            .then_some((t2, pid, a3))
+    }
+
+    /// `name`, `name[pid]` or `[pid]` (name empty): (name, pid).
+    fn parse_tag(tag: &str) -> Option<(&str, Option<u32>)> {
         let (name, pid) = match tag.strip_suffix(']').and_then(|t| t.rsplit_once('[')) {
             Some((name, pid)) => (name, Some(pid.parse::<u32>().ok()?)),
             None => (tag, None),
         };
-        if name.is_empty() {
-            return pid.map(|p| (prev, Some(p)));
-        }
-        let ok = |c: u8| c.is_ascii_alphanumeric() || b"-_./@".contains(&c);
-        name.bytes().all(ok).then_some((Some(name), pid))
+        ((name.is_empty() && pid.is_some()) || program_name(name)).then_some((name, pid))
+    }
+
+    fn program_name(name: &str) -> bool {
+        !name.is_empty()
+            && name
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || b"-_./@".contains(&c))
+    }
+
+    /// The host field of a syslog header: a host name or an address.
+    pub(crate) fn is_host(s: &str) -> bool {
+        is_hostname(s) || ip(s).is_some()
     }
 
     /// Solaris syslog puts `[ID 123456 mail.info] ` after the tag.

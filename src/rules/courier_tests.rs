@@ -247,6 +247,49 @@ fn shared_split_reads_syslog_headers() {
     assert_eq!((p.program, p.msg), (None, p.rest));
 }
 
+/// The syslog tag is read only where syslog writes it: first after the stamp, or after one
+/// host name (cross-rule blame, issue 14). Stamps we cannot read are skipped, without a time.
+#[test]
+fn shared_split_finds_the_tag_only_in_its_position() {
+    use super::shared::split;
+    let ctx = super::testkit::ctx();
+    let no_header = [
+        // Exim: a quoted sender, a junk HELO, the +pid form.
+        "2026-11-23 15:59:08 1rABCD-000123-AB <= \"a x: badlogin: [1.2.3.4] PLAIN x\"@evil.example",
+        "2026-11-23 15:59:08 H=(mx imapd[1]: LOGIN FAILED, user=u, ip=[1.2.3.4]) [5.6.7.8] rejected RCPT <a@b>: x",
+        "2026-11-23 15:59:08.123 [4321] imapd[1]: LOGIN FAILED, user=u, ip=[1.2.3.4]",
+        // Exim's rejectlog headers: flag, name, client text, no stamp.
+        "F From: LOGIN FAILED, user=u, ip=[1.2.3.4]",
+        "  Subject: LOGIN FAILED, user=u, ip=[1.2.3.4]",
+        // A host that is not a host name.
+        "Nov 23 15:59:08 a,b imapd: LOGIN FAILED, user=u, ip=[1.2.3.4]",
+        "Nov 23 15:59:08 mx a b imapd: LOGIN FAILED, user=u, ip=[1.2.3.4]",
+    ];
+    for line in no_header {
+        let p = split(line, &ctx);
+        assert_eq!((p.program, p.msg), (None, p.rest), "{line}");
+    }
+    for (line, program, time) in [
+        ("Aug 3 10:00:00 mx imapd[7]: m", "imapd", false),
+        ("Mon Aug  3 10:00:00 2026 mx ipop3d[7]: m", "ipop3d", false),
+        (
+            "2026/08/03 10:00:00 192.0.2.1 cyrus/imap[7]: m",
+            "cyrus/imap",
+            false,
+        ),
+        ("Nov 23 15:59:08 2001:db8::1 imapd[7]: m", "imapd", true),
+        ("Nov 23 15:59:08 mx sogod [7]: m", "sogod", true),
+        ("postfix/smtpd[7]: m", "postfix/smtpd", false),
+    ] {
+        let p = split(line, &ctx);
+        assert_eq!(
+            (p.program, p.pid, p.msg, p.time.is_some()),
+            (Some(program), Some(7), "m", time),
+            "{line}"
+        );
+    }
+}
+
 #[test]
 fn shared_address_helpers() {
     use super::shared::{ip, ip_literal, is_internal, rightmost_client, sole};

@@ -9,7 +9,10 @@
 //! address is the bracket of the clienthost, right after `badlogin: `; the user comes after it,
 //! so user text cannot move it. Host names are accepted only in the shape resolvers return
 //! (letters, digits, `-._`), so a crafted PTR record cannot put a bracket of its own first.
-//! Successful logins: `login: <clienthost> <user> <mech>[+TLS] …` from a Cyrus program tag.
+//! Successful logins: `login: <clienthost> <user> <mech>[+TLS] …`. Every line must come from
+//! a Cyrus program's syslog tag (`cyrus/imap[pid]:`, `imapd[pid]:`, `sieve[pid]:`, …) and its
+//! message must start with the keyword, so the words in another service's line (a sender
+//! address, a user name) are never read.
 //! In logfmt lines every value is quoted and escaped by Cyrus, so `r.clienthost=` is read as
 //! one value. Cyrus 2.0's pop3d logged each failure twice (`… PLAIN -13` then the client's
 //! data); the bare result-code line is skipped so the attempt counts once.
@@ -59,21 +62,32 @@ impl Rule for CyrusRule {
 
     fn parse(&mut self, line: &str, ctx: &ParseCtx) -> Option<Hit> {
         let b = line.as_bytes();
+        let p = || Some(split(line, ctx)).filter(|p| p.program_is(cyrus_program));
         if self.logfmt.find(b).is_some() {
-            return parse_logfmt(&split(line, ctx));
+            return parse_logfmt(&p()?);
         }
         if self.badlogin.find(b).is_some() {
-            return parse_badlogin(&split(line, ctx));
+            return parse_badlogin(&p()?);
         }
         if self.login.find(b).is_some() {
-            return parse_login(&split(line, ctx));
+            return parse_login(&p()?);
         }
         None
     }
 }
 
+/// Cyrus programs as syslog names them: `imap`, `imapd`, `imaps`, `pop3`, `pop3d`, `sieve`,
+/// `timsieved`, `nntpd`, `lmtpd`, `httpd`, or the master's `cyrus/<service>` (only the part
+/// after the last `/` is passed here). "badlogin:" and "login:" are common words, and the
+/// message must start with them, so only lines of such programs count.
+fn cyrus_program(name: &str) -> bool {
+    ["imap", "pop", "sieve", "cyrus", "nntp", "lmtp", "http"]
+        .iter()
+        .any(|n| name.contains(n))
+}
+
 fn parse_badlogin(p: &Parts) -> Option<Hit> {
-    let body = p.after("badlogin: ")?;
+    let body = p.msg.strip_prefix("badlogin: ")?;
     let (addr, rest) = clienthost(body)?;
     let (mech, detail) = first_token(rest);
     if mech.is_empty() || mech.starts_with('[') {
@@ -117,14 +131,6 @@ fn badlogin_user<'a>(mech: &str, detail: &'a str) -> Option<&'a str> {
 }
 
 fn parse_login(p: &Parts) -> Option<Hit> {
-    // "login: " is common words; only Cyrus programs' lines count.
-    let program = p.program?;
-    if !["imap", "pop", "sieve", "cyrus", "nntp", "lmtp", "http"]
-        .iter()
-        .any(|n| program.contains(n))
-    {
-        return None;
-    }
     let body = p.msg.strip_prefix("login: ")?;
     let (addr, rest) = clienthost(body)?;
     let (user, rest) = first_token(rest);
@@ -156,10 +162,8 @@ fn clienthost(s: &str) -> Option<(IpAddr, &str)> {
 }
 
 fn parse_logfmt(p: &Parts) -> Option<Hit> {
-    let fields = [p.msg, p.rest]
-        .into_iter()
-        .find(|s| s.starts_with("event=login."))?;
-    let body = &fields["event=login.".len()..];
+    let fields = p.msg;
+    let body = fields.strip_prefix("event=login.")?;
     let kind = if body.starts_with("bad ") {
         HitKind::Failure
     } else if body.starts_with("good ") {

@@ -2,6 +2,10 @@
 //! file (PEAR Log `Dec 15 08:59:59 HORDE [error] [imp] …`, Horde_Log
 //! `2013-11-11T18:57:57+00:00 ERR: HORDE [horde] …`) or syslog.
 //!
+//! The keyword must open the message, right after Horde's prefix in the position its layout
+//! puts it (`HORDE [level] [app] `, `LEVEL: HORDE [app] ` after the stamp, or `[app] ` after a
+//! `HORDE[pid]:` syslog tag): the same words in another service's line are client text.
+//!
 //! Two layouts exist: Horde 3 / IMP 4 write
 //! `FAILED LOGIN for <user> [<ip>][ (forwarded for [<xff>])] to <Horde|{server}>`, Horde 4+
 //! `FAILED LOGIN for <user> to <app> (<ip>)[ (forwarded for [<xff>])]`; both may end with
@@ -12,7 +16,9 @@
 //! internal (a reverse proxy) and the forwarded list is logged, the rightmost non-internal
 //! entry of that list is the client: this trusts the proxy to append to the header.
 
-use super::courier::shared::{hit, ip, ip_run, is_internal, rightmost_client, sole, split};
+use super::courier::shared::{
+    first_token, hit, ip, ip_run, is_internal, rightmost_client, sole, split, Parts,
+};
 use super::{Hit, HitKind, ParseCtx, Rule};
 use memchr::memmem::Finder;
 use std::net::IpAddr;
@@ -59,29 +65,66 @@ impl Rule for HordeRule {
     fn parse(&mut self, line: &str, ctx: &ParseCtx) -> Option<Hit> {
         let line = line.trim_end();
         let b = line.as_bytes();
-        let (at, keyword, kind) = if let Some(i) = self.failed.find(b) {
-            (i, FAILED, HitKind::Failure)
-        } else if let Some(i) = self.success.find(b) {
-            (i, SUCCESS, HitKind::Success)
+        if self.failed.find(b).is_none() && self.success.find(b).is_none() {
+            return None;
+        }
+        let p = split(line, ctx);
+        let msg = horde_message(&p)?;
+        let (body, kind) = if let Some(body) = msg.strip_prefix(FAILED) {
+            (body, HitKind::Failure)
+        } else if let Some(body) = msg.strip_prefix(SUCCESS) {
+            (body, HitKind::Success)
         } else {
             return None;
         };
-        // What precedes the message is Horde's: stamp, ident, level and the "[app] " tag.
-        let head = &line[..at];
-        if !(head.is_empty() || head.ends_with("] ")) {
-            return None;
-        }
-        let body = strip_pid(&line[at + keyword.len()..]);
-        let (addr, user) = blame(body)?;
-        Some(hit(
-            SERVICE,
-            split(line, ctx).time,
-            addr,
-            Some(user),
-            1,
-            kind,
-        ))
+        let (addr, user) = blame(strip_pid(body))?;
+        Some(hit(SERVICE, p.time, addr, Some(user), 1, kind))
     }
+}
+
+/// Tags Horde writes before a message: the PEAR level and the application (`[error] [imp] `).
+const MAX_TAGS: usize = 2;
+
+/// The message after Horde's own prefix, which is where the line's layout puts it:
+/// syslog `HORDE[pid]: [app] `, PEAR Log `HORDE [level] [app] ` or Horde_Log
+/// `LEVEL: HORDE [app] ` right after the stamp.
+fn horde_message<'a>(p: &Parts<'a>) -> Option<&'a str> {
+    if p.program_is(|n| n.eq_ignore_ascii_case("horde")) {
+        return after_tags(p.msg, 1);
+    }
+    let mut s = p.rest;
+    let (level, after) = first_token(s);
+    if level
+        .strip_suffix(':')
+        .is_some_and(|l| !l.is_empty() && l.bytes().all(|c| c.is_ascii_uppercase()))
+    {
+        s = after;
+    }
+    let (ident, after) = first_token(s);
+    if !ident.eq_ignore_ascii_case("horde") {
+        return None;
+    }
+    after_tags(after, MAX_TAGS)
+}
+
+/// The text after one to `max` `[word] ` tags at the start of `s`.
+fn after_tags(mut s: &str, max: usize) -> Option<&str> {
+    let mut n = 0;
+    while n < max {
+        let Some((word, after)) = s.strip_prefix('[').and_then(|r| r.split_once("] ")) else {
+            break;
+        };
+        if word.is_empty()
+            || !word
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-')
+        {
+            break;
+        }
+        s = after;
+        n += 1;
+    }
+    (n > 0).then_some(s)
 }
 
 /// ` [pid 1234 on line 96 of "/var/www/horde/login.php"]` at the end.

@@ -154,3 +154,42 @@ fn times() {
         ],
     );
 }
+
+/// The keyword counts only right after Horde's own prefix (cross-rule blame, issue 14).
+#[test]
+fn the_keyword_counts_only_after_hordes_prefix() {
+    check(
+        &mut rule(),
+        &[
+            (
+                "Nov 23 17:14:56 mx postfix/cleanup[25957]: 3A1C29BA048: message-id=<\"x] FAILED LOGIN for u [198.51.100.77] to horde\"@evil.example>",
+                None,
+            ),
+            (
+                "2026-11-23 15:59:08 1rABCD-000123-AB <= \"[horde] Login success for u [198.51.100.77] to horde.\"@evil.example H=(e) [203.0.113.1]",
+                None,
+            ),
+            (
+                "Dec 15 08:59:59 mx other[1]: [horde] FAILED LOGIN for u [198.51.100.77] to Horde",
+                None,
+            ),
+            (
+                "Dec 15 08:59:59 HORDE [error] [horde] [x] [y] FAILED LOGIN for u [198.51.100.77] to Horde",
+                None,
+            ),
+            // Other levels of both file layouts, and a syslog line without a host.
+            (
+                "Dec 15 08:59:59 HORDE [warning] [imp] FAILED LOGIN for u [198.51.100.84] to Horde",
+                Some(("198.51.100.84", Some("u"), 1, F)),
+            ),
+            (
+                "2013-11-11T18:57:57+00:00 WARN: HORDE [imp] FAILED LOGIN for u to horde (198.51.100.85)",
+                Some(("198.51.100.85", Some("u"), 1, F)),
+            ),
+            (
+                "Nov 23 15:59:08 HORDE[812]: [horde] Login success for u [198.51.100.86] to horde.",
+                Some(("198.51.100.86", Some("u"), 1, S)),
+            ),
+        ],
+    );
+}

@@ -1,11 +1,17 @@
 //! Rules turn one log line into a [`Hit`]: who (IP, taken only from the position the server
 //! writes it), which account, which service, how many attempts, and when (log time).
 //! Rules know nothing of thresholds; `detect` does the counting.
+//!
+//! Each rule reads only its own program's lines, with its words at the position that program
+//! writes them (the syslog tag right after the stamp and host, a file's own layout), never a
+//! keyword found anywhere: other services' lines carry client text (senders, HELO names,
+//! message ids) that may copy any rule's words (`cross_tests.rs` plants them in every service).
 
 use aho_corasick::{AhoCorasick, MatchKind};
 use jiff::{tz::TimeZone, Timestamp};
 use memchr::memmem;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 pub mod courier;
 pub mod custom;
@@ -188,7 +194,8 @@ impl RuleSet {
                 return None;
             }
         }
-        self.rules.iter_mut().find_map(|r| r.parse(line, ctx))
+        let hit = self.rules.iter_mut().find_map(|r| r.parse(line, ctx));
+        note_unread_stamp(hit, line, ctx)
     }
 
     /// The combined prefilter: a line in which it finds nothing matches no rule. `None` when
@@ -220,22 +227,58 @@ impl RuleSet {
 
     /// Offer `line` to rule `i` alone.
     pub fn parse_with(&mut self, i: usize, line: &str, ctx: &ParseCtx) -> Option<Hit> {
-        self.rules[i].parse(line, ctx)
+        let hit = self.rules[i].parse(line, ctx);
+        note_unread_stamp(hit, line, ctx)
     }
 
     /// Offer `line` to the rules from `first` on, in order, until one matches: the rest of
     /// [`RuleSet::parse`] once the rules before `first` have returned `None`.
     pub fn parse_from(&mut self, first: usize, line: &str, ctx: &ParseCtx) -> Option<Hit> {
-        self.rules
+        let hit = self
+            .rules
             .iter_mut()
             .skip(first)
-            .find_map(|r| r.parse(line, ctx))
+            .find_map(|r| r.parse(line, ctx));
+        note_unread_stamp(hit, line, ctx)
     }
 
     /// The services in this set.
     pub fn services(&self) -> Vec<&'static str> {
         self.rules.iter().map(|r| r.service()).collect()
     }
+}
+
+/// Hits, so far in this process, from lines that start with a time stamp no rule could read
+/// (`Aug 3 10:00:00`, one space; `2026/08/03 10:00:00`): they count at the time they are read
+/// (the engine places a hit without a time at its clock's now) rather than being dropped.
+static UNREAD_STAMPS: AtomicU64 = AtomicU64::new(0);
+
+/// Longest part of an unread stamp quoted in the warning.
+const MAX_QUOTED_STAMP: usize = 40;
+
+/// Number of hits so far whose line's stamp could not be read (see [`RuleSet::parse`]).
+pub fn unread_stamps() -> u64 {
+    UNREAD_STAMPS.load(Ordering::Relaxed)
+}
+
+/// Counts a hit without a time whose line starts with a stamp we cannot read; the first one
+/// in the process is logged as a warning, with the stamp (stamp-shaped characters only, see
+/// `courier::shared::loose_stamp`, so no client text).
+fn note_unread_stamp(hit: Option<Hit>, line: &str, ctx: &ParseCtx) -> Option<Hit> {
+    let h = hit?;
+    if h.time.is_none() {
+        let (_, rest, unread) = courier::shared::stamp(line, ctx);
+        if unread && UNREAD_STAMPS.fetch_add(1, Ordering::Relaxed) == 0 {
+            let stamp = line[..line.len() - rest.len()].trim_end();
+            let stamp = &stamp[..stamp.len().min(MAX_QUOTED_STAMP)];
+            tracing::warn!(
+                stamp,
+                service = h.service,
+                "log lines start with a time stamp authwatch cannot read; their hits carry no log time, and the agent places them at the time it reads them (warned once)"
+            );
+        }
+    }
+    Some(h)
 }
 
 /// Whether the line reports a failed or a successful login.
@@ -358,3 +401,7 @@ mod tests {
         assert!(!set.may_match(0, b"anything"));
     }
 }
+
+#[cfg(test)]
+#[path = "cross_tests.rs"]
+mod cross_tests;

@@ -17,6 +17,10 @@
 //! tokens; the address is a field of its own and never taken from the command text. One failed
 //! AUTH writes both an authentication line and a 535 failed-command line: the second counts
 //! only when no authentication line of the session preceded it (some releases wrote only it).
+//! Lines count only with the `smtpd[pid]:` syslog tag (`opensmtpd` too) or with no header at
+//! all (`smtpd -d` on a terminal), the session id or `smtp-in:` first in the message: the same
+//! words in another service's line are that client's text (Postfix's `postfix/smtpd` is not
+//! OpenSMTPD).
 //! `result=tempfail` is the server's own trouble (a table lookup), not a guess, and is skipped.
 
 use super::courier::shared::{first_token, hit, ip_literal, split};
@@ -195,15 +199,18 @@ impl Rule for OpenSmtpdRule {
 
     fn parse(&mut self, line: &str, ctx: &ParseCtx) -> Option<Hit> {
         let b = line.as_bytes();
-        if self.smtp_in.find(b).is_some() {
-            let p = split(line, ctx);
+        let in_smtp = self.smtp_in.find(b).is_some();
+        if !in_smtp && self.smtp.find(b).is_none() {
+            return None;
+        }
+        let p = split(line, ctx);
+        if !p.program.is_none_or(|n| n == "smtpd" || n == "opensmtpd") {
+            return None;
+        }
+        if in_smtp {
             return self.legacy(p.time, p.after("smtp-in: ")?);
         }
-        if self.smtp.find(b).is_some() {
-            let p = split(line, ctx);
-            return self.current(p.time, p.msg);
-        }
-        None
+        self.current(p.time, p.msg)
     }
 }
 

@@ -23,7 +23,7 @@
 //! `, sasl_username=` to the end of the line (the SASL reason before it is the server's text),
 //! so a username holding `[9.9.9.9]`, `, sasl_username=root` or `535` stays in the user.
 
-use super::time::parse_leading_time;
+use super::courier::shared::{is_host, stamp};
 use super::{canonical_ip, Hit, HitKind, ParseCtx};
 use jiff::Timestamp;
 use memchr::memmem::Finder;
@@ -175,18 +175,20 @@ fn name_addr(s: &str) -> Option<(IpAddr, &str)> {
 }
 
 /// Strips the stamp and `[host ]<name>/smtpd[pid]: ` and returns the message after it. The
-/// program must be `smtpd` (the last `/` part of the tag).
+/// program must be `smtpd` (the last `/` part of the tag); the host, when present, must be a
+/// host name or an address (so an Exim line whose junk HELO `H=(x postfix/smtpd[1]: …` comes
+/// first is not read). A stamp authwatch cannot read is skipped (the hit has no time).
 fn split_prefix<'a>(line: &'a str, ctx: &ParseCtx) -> Option<(Option<Timestamp>, &'a str)> {
-    let (time, rest) = parse_leading_time(line, ctx);
+    let (time, rest, unread) = stamp(line, ctx);
     if let Some(msg) = after_smtpd_tag(rest) {
         return Some((time, msg));
     }
-    let host = rest.bytes().take_while(|&c| c != b' ').count();
-    if host == 0 {
+    let (host, after) = rest.split_once(' ')?;
+    // A host comes only after a stamp (see `shared::split`).
+    if !(time.is_some() || unread) || !is_host(host) {
         return None;
     }
-    let msg = after_smtpd_tag(rest[host..].strip_prefix(' ')?)?;
-    Some((time, msg))
+    Some((time, after_smtpd_tag(after)?))
 }
 
 /// `<syslog_name>/smtpd[pid]: ` at the start of `s`: the rest after it.

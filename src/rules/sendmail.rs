@@ -12,12 +12,16 @@
 //! SASL user name (8.16+ with `AUTH_FAIL_LOG_USER`) comes before `relay=` and may contain
 //! anything, including `, relay=[…]`: the field used is the last one.
 //!
+//! Only lines whose syslog tag is Sendmail's (`sendmail[pid]:`, `sm-mta[pid]:`, …) and whose
+//! message (after the queue id) starts with these words count: the same words in another
+//! service's line are the client's text.
+//!
 //! Sendmail writes the flood notice once per session, when the AUTH count reaches the number
 //! of mechanisms + 1, after the earlier failures were logged one by one. So the notice counts
 //! only when no per-attempt failure of the same session (queue id) was seen; the last few
 //! thousand session ids are remembered.
 
-use super::courier::shared::{count, first_token, hit, ip_literal, split};
+use super::courier::shared::{count, first_token, hit, ip_literal, split, Parts};
 use super::{Hit, HitKind, ParseCtx, Rule};
 use lru::LruCache;
 use memchr::memmem::Finder;
@@ -58,9 +62,10 @@ impl SendmailRule {
     }
 
     fn attack(&mut self, line: &str, ctx: &ParseCtx) -> Option<Hit> {
-        let p = split(line, ctx);
+        let p = parts(line, ctx)?;
         let (qid, body) = queue_id(p.msg);
-        let i = body.rfind(ATTACK)?;
+        // The client field fills the text before the notice (see `client_ip`).
+        let i = body.find(ATTACK)?;
         let attempts = count(&body[i + ATTACK.len()..])?;
         let addr = client_ip(&body[..i])?;
         if qid.is_some_and(|q| self.per_attempt.contains(q)) {
@@ -70,7 +75,7 @@ impl SendmailRule {
     }
 
     fn failure(&mut self, line: &str, ctx: &ParseCtx) -> Option<Hit> {
-        let p = split(line, ctx);
+        let p = parts(line, ctx)?;
         let (qid, body) = queue_id(p.msg);
         let rest = body.strip_prefix("AUTH failure (")?;
         let i = rest.rfind(", relay=")?;
@@ -112,8 +117,15 @@ impl Rule for SendmailRule {
     }
 }
 
+/// The line cut at its syslog header, when the tag is Sendmail's: `sendmail`, or a process
+/// title Sendmail sets (`sm-mta`, `sm-acceptingconnections`, `sm-msp-queue`).
+fn parts<'a>(line: &'a str, ctx: &ParseCtx) -> Option<Parts<'a>> {
+    Some(split(line, ctx))
+        .filter(|p| p.program_is(|n| n.starts_with("sendmail") || n.starts_with("sm-")))
+}
+
 fn success(line: &str, ctx: &ParseCtx) -> Option<Hit> {
-    let p = split(line, ctx);
+    let p = parts(line, ctx)?;
     let (_, body) = queue_id(p.msg);
     let rest = body.strip_prefix("AUTH=server, relay=")?;
     // The client field holds no ", " (see the module notes); the authenticated id follows it.
@@ -138,16 +150,23 @@ fn queue_id(msg: &str) -> (Option<&str>, &str) {
     }
 }
 
-/// The address of a `[ident@]host [ip][ (may be forged)]` field, from its right end.
+/// The address of a whole `[ident@]host [ip][ (may be forged)]` field. The ident and host
+/// hold no blank (see the module notes), so a field with more words is not a client field:
+/// it is other text, such as a remote server's reply at the end of a delivery line.
 fn client_ip(field: &str) -> Option<IpAddr> {
     let field = field.strip_suffix(" (may be forged)").unwrap_or(field);
     let inner = field.strip_suffix(']')?;
-    let open = inner.rfind('[')?;
-    let before = &inner[..open];
-    if !(before.is_empty() || before.ends_with(' ')) {
+    let (name, addr) = match inner.rsplit_once(" [") {
+        Some((name, addr)) => (name, addr),
+        None => ("", inner.strip_prefix('[')?),
+    };
+    if name
+        .bytes()
+        .any(|c| matches!(c, b' ' | b'\t' | b'[' | b']'))
+    {
         return None;
     }
-    ip_literal(&inner[open + 1..])
+    ip_literal(addr)
 }
 
 #[cfg(test)]

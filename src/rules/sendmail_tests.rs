@@ -191,10 +191,6 @@ fn hostile_text_never_moves_the_blame() {
                 "Nov 23 15:59:08 mx sm-mta[9]: 5ANFx1aa000012: host[10.9.9.9]: possible SMTP attack: command=AUTH, count=5",
                 None,
             ),
-            (
-                "Nov 23 15:59:08 mx sm-mta[9]: 5ANFx1aa000013: [10.9.9.9]: possible SMTP attack: command=AUTH, count=5 [198.51.100.22]: possible SMTP attack: command=AUTH, count=5",
-                Some(("198.51.100.22", None, 5, F)),
-            ),
         ],
     );
 }
@@ -207,5 +203,35 @@ fn times() {
             "Feb 16 23:33:20 smtp1 sm-mta[5133]: s1GNXHYB005133: [190.5.230.178]: possible SMTP attack: command=AUTH, count=5",
             Some("2026-02-16T23:33:20Z"),
         )],
+    );
+}
+
+/// The flood notice is `<qid>: <client>: possible SMTP attack: …` with the client field
+/// (`[ident@]host [ip][ (may be forged)]`) filling the whole text before it. A delivery line
+/// ends with the remote server's reply, which a server the attacker runs fills at will
+/// (cross-rule blame, issue 14): that is not a notice.
+#[test]
+fn a_remote_servers_reply_is_not_a_flood_notice() {
+    check(
+        &mut rule(),
+        &[
+            (
+                "Nov 23 15:59:08 mx sm-mta[9]: 5ANFx1aa000014: to=<u@evil.example>, delay=00:00:01, xdelay=00:00:01, mailer=esmtp, pri=120000, relay=mx.evil.example. [203.0.113.9], dsn=4.0.0, stat=Deferred: 451 x [198.51.100.23]: possible SMTP attack: command=AUTH, count=9",
+                None,
+            ),
+            (
+                "Nov 23 15:59:08 mx sm-mta[9]: 5ANFx1aa000015: to=<u@evil.example>, delay=00:00:01, mailer=esmtp, pri=120000, relay=mx.evil.example. [203.0.113.9], dsn=4.0.0, stat=Deferred: 451 AUTH=server, relay=[198.51.100.24], authid=x",
+                None,
+            ),
+            // A forged notice after a real one is not a client field.
+            (
+                "Nov 23 15:59:08 mx sm-mta[9]: 5ANFx1aa000013: [10.9.9.9]: possible SMTP attack: command=AUTH, count=5 [198.51.100.22]: possible SMTP attack: command=AUTH, count=5",
+                None,
+            ),
+            (
+                "Nov 23 15:59:08 mx sm-mta[9]: 5ANFx1aa000016: ident@h.example [198.51.100.25] (may be forged): possible SMTP attack: command=AUTH, count=6",
+                Some(("198.51.100.25", None, 6, F)),
+            ),
+        ],
     );
 }

@@ -8,6 +8,9 @@
 //! proxy is an `X-Forwarded-For`-style list (`client, proxy`): the client is read from the
 //! right, passing over internal proxy addresses (see `rightmost_client`).
 //!
+//! Only lines tagged by SOGo's daemon (`sogod [pid]:` in its own log, `sogod[pid]:` in
+//! syslog) whose message starts with the class name and these words count.
+//!
 //! Both `<remote>` (through the forwarded header) and `<user>` carry client text, so the
 //! boundary `' for user '` may occur more than once. Every occurrence is tried; the line is
 //! blamed only when all readings that yield an address yield the same one.
@@ -56,6 +59,10 @@ impl Rule for SogoRule {
     fn parse(&mut self, line: &str, ctx: &ParseCtx) -> Option<Hit> {
         self.finder.find(line.as_bytes())?;
         let p = split(line, ctx);
+        // sogo.log's `sogod [pid]:` or syslog's `sogod[pid]:`.
+        if !p.program_is(|n| n.starts_with("sogo")) {
+            return None;
+        }
         // "<Class> Login from '…" / "<Class> successful login from '…".
         let (class, rest) = first_token(p.msg);
         if class.is_empty() || !class.bytes().all(|c| c.is_ascii_alphanumeric()) {

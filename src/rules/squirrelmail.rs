@@ -9,11 +9,18 @@
 //! (`m/d/Y H:i:s` by default) and is written in GMT when `$sl_use_GMT` is on (the default),
 //! else in the user's zone; it has no zone mark, so it is read in the source's zone.
 //!
+//! The event must stand where squirrel_logger writes it: the file log's `[EVENT]` right after
+//! the leading date (any `$sl_dateformat` that reads as a date and time), the syslog
+//! message's first words right after the syslog tag. The same
+//! words further on in a line are another service's client text (a sender address, say).
+//!
 //! The user name is client text before the address and the comment may carry text after it, so
 //! every `) from <token>:` (or `) at <token> on `) is a candidate; each must be an address and
 //! all must agree. With `$sl_namelookups` on, `<addr>` is a host name and nothing is blamed.
 
-use super::courier::shared::{clock, digits, first_token, hit, instant, ip, sole, split};
+use super::courier::shared::{
+    clock, digits, first_token, has_clock, hit, instant, ip, sole, split, stamp_like,
+};
 use super::{Hit, HitKind, ParseCtx, Rule};
 use jiff::Timestamp;
 use memchr::memmem::{self, Finder};
@@ -21,10 +28,11 @@ use std::net::IpAddr;
 
 const SERVICE: &str = "squirrelmail";
 
+/// The file log's events, as they open the text after the date.
 const FILE_EVENTS: &[(&str, HitKind)] = &[
-    (" [LOGIN_ERROR] ", HitKind::Failure),
-    (" [INVALID] ", HitKind::Failure),
-    (" [LOGIN] ", HitKind::Success),
+    ("[LOGIN_ERROR] ", HitKind::Failure),
+    ("[INVALID] ", HitKind::Failure),
+    ("[LOGIN] ", HitKind::Success),
 ];
 
 const SYSLOG_EVENTS: &[(&str, HitKind)] = &[
@@ -79,17 +87,94 @@ impl Rule for SquirrelmailRule {
     }
 }
 
+/// Words of a date PHP `date()` writes (`$sl_dateformat`): month and day names, long and
+/// short, and `am`/`pm`. Zone abbreviations (`T`) are 2 to [`MAX_ZONE_LETTERS`] capitals.
+const DATE_WORDS: &[&str] = &[
+    "january",
+    "february",
+    "march",
+    "april",
+    "may",
+    "june",
+    "july",
+    "august",
+    "september",
+    "october",
+    "november",
+    "december",
+    "jan",
+    "feb",
+    "mar",
+    "apr",
+    "jun",
+    "jul",
+    "aug",
+    "sep",
+    "oct",
+    "nov",
+    "dec",
+    "monday",
+    "tuesday",
+    "wednesday",
+    "thursday",
+    "friday",
+    "saturday",
+    "sunday",
+    "mon",
+    "tue",
+    "wed",
+    "thu",
+    "fri",
+    "sat",
+    "sun",
+    "am",
+    "pm",
+];
+
+/// `CEST`, `AKST`, `WITA`: zone abbreviations `date('T')` writes are at most this long.
+const MAX_ZONE_LETTERS: usize = 5;
+
+/// Tokens in such a date (`D M j Y H:i:s T` is six).
+const MAX_DATE_TOKENS: usize = 8;
+
 fn file_line(line: &str, ctx: &ParseCtx) -> Option<Hit> {
-    // The first event tag; what precedes it is the date squirrel_logger wrote.
-    let (at, tag, kind) = FILE_EVENTS
-        .iter()
-        .filter_map(|(tag, kind)| line.find(tag).map(|i| (i, *tag, *kind)))
-        .min_by_key(|c| c.0)?;
-    let head = &line[..at];
-    let time = mdy(head, ctx).or_else(|| split(line, ctx).time);
-    let body = &line[at + tag.len()..];
+    // The event tag right after the date squirrel_logger wrote, never further on: the date
+    // holds no `[`, so the first ` [` ends it.
+    let i = line.find(" [")?;
+    let (head, rest) = (&line[..i], &line[i + 1..]);
+    let (tag, kind) = FILE_EVENTS.iter().find(|(tag, _)| rest.starts_with(tag))?;
+    if !is_date(head) {
+        return None;
+    }
+    let time = mdy(head, ctx).or_else(|| split(head, ctx).time);
+    let body = &rest[tag.len()..];
     let (addr, user) = blame(body, ") from ", false)?;
-    Some(hit(SERVICE, time, addr, Some(user), 1, kind))
+    Some(hit(SERVICE, time, addr, Some(user), 1, *kind))
+}
+
+/// Whether `head` reads as a date and time in some `$sl_dateformat`: a clock (`H:MM`) among a
+/// few tokens of digits and date marks or date words (`10/06/2013 15:50:41`, `Sat Mar 10 2001
+/// 15:16:08 CDT`, `March 10, 2001, 5:16 pm`). An Exim or Postfix line before a forged tag
+/// fails: message ids, `<=`, program tags and quotes are none of these.
+fn is_date(head: &str) -> bool {
+    let word = |t: &str| {
+        let w = t.strip_suffix(',').unwrap_or(t);
+        DATE_WORDS.iter().any(|d| d.eq_ignore_ascii_case(w))
+            || ((2..=MAX_ZONE_LETTERS).contains(&w.len())
+                && w.bytes().all(|c| c.is_ascii_uppercase()))
+    };
+    let mut clock = false;
+    for (n, t) in head
+        .split([' ', '\t'])
+        .filter(|t| !t.is_empty())
+        .enumerate()
+    {
+        if n >= MAX_DATE_TOKENS || !(stamp_like(t) || word(t)) {
+            return false;
+        }
+        clock |= has_clock(t.as_bytes());
+    }
+    clock
 }
 
 fn syslog_line(line: &str, ctx: &ParseCtx) -> Option<Hit> {

@@ -117,3 +117,51 @@ fn times() {
         ],
     );
 }
+
+/// The event tag counts only right after the date (cross-rule blame, issue 14): anywhere
+/// else it is some other text, such as the quoted sender of an Exim line.
+#[test]
+fn the_event_tag_counts_only_right_after_the_date() {
+    check(
+        &mut rule(),
+        &[
+            // `$sl_dateformat` examples of the sample config, and a two-digit year.
+            (
+                "Sat Mar 10 2001 15:16:08 CDT [LOGIN_ERROR] u (d) from 198.51.100.81: Unknown user or password incorrect.",
+                Some(("198.51.100.81", Some("u"), 1, F)),
+            ),
+            (
+                "March 10, 2001, 5:16 pm [LOGIN] u (d) from 198.51.100.82: ",
+                Some(("198.51.100.82", Some("u"), 1, S)),
+            ),
+            (
+                "03/10/01 05:16:08 [INVALID] u (d) from 198.51.100.83: x",
+                Some(("198.51.100.83", Some("u"), 1, F)),
+            ),
+            // Other services' lines holding the tag.
+            (
+                "2026-11-23 15:59:08 1rABCD-000123-AB <= \"a [LOGIN_ERROR] u (d) from 198.51.100.77: c\"@evil.example H=(e) [203.0.113.1] P=esmtp S=1",
+                None,
+            ),
+            (
+                "Nov 23 17:14:56 mx postfix/cleanup[1]: 3A1C29BA048: message-id=a [LOGIN] u (d) from 198.51.100.77: c",
+                None,
+            ),
+            (
+                "10/06/2013 15:50:41 x [LOGIN_ERROR] u (d) from 198.51.100.77: c",
+                None,
+            ),
+            ("[LOGIN_ERROR] u (d) from 198.51.100.77: c", None),
+            // The syslog form: the words open the message of the tag.
+            (
+                "Nov 23 15:59:08 web squirrelmail: x Failed webmail login: by u (d) at 198.51.100.77 on 11/23/2026 15:59:08: c",
+                None,
+            ),
+            // Exim's rejectlog writes message headers flag first and without a stamp.
+            (
+                "F From: Failed webmail login: by u (d) at 198.51.100.77 on 11/23/2026 15:59:08: c",
+                None,
+            ),
+        ],
+    );
+}

@@ -12,6 +12,10 @@
 //! `Login user=U host=H[ nmsgs=n/m| no mailbox]`, `Authenticated user=U host=H[ mech=M]`,
 //! `Auth user=U host=H[ nmsgs=n/m| no mailbox]`.
 //!
+//! Lines count only from those servers' syslog tags (`imapd[pid]:`, `ipop3d[pid]:`), with the
+//! message starting with the words above: the words elsewhere are another service's client
+//! text.
+//!
 //! An AUTHENTICATE PLAIN/LOGIN failure is logged twice: `Login failed …` by `server_login()`,
 //! then `AUTHENTICATE PLAIN failure …` by the server. The second line of such a pair (same
 //! process, same address) is not counted; AUTHENTICATE failures without a preceding `Login`
@@ -84,6 +88,10 @@ impl Rule for UwImapRule {
     fn parse(&mut self, line: &str, ctx: &ParseCtx) -> Option<Hit> {
         self.host.find(line.as_bytes())?;
         let p = split(line, ctx);
+        // c-client servers: imapd, ipop3d, ipop2d (and builds named imapd-ssl and the like).
+        if !p.program_is(|n| n.contains("imap") || n.contains("pop")) {
+            return None;
+        }
         let key = |addr| (p.pid, addr);
 
         if let Some(fields) = LOGIN_FAILURES.iter().find_map(|k| p.after(k)) {
