@@ -14,8 +14,9 @@
 //! ([`HitKind::Success`]).
 //!
 //! **Anchoring.** The process tag (`imap-login:`, `auth:`, …) is read only where Dovecot
-//! writes it: right after the stamp of its own log file, or after a `[host ]dovecot[pid]: `
-//! syslog/journal tag. The same text anywhere else (an Exim quoted sender, a Postfix
+//! writes it: right after the stamp of its own log file, after a `[host ]dovecot[pid]: `
+//! syslog/journal tag, or as the syslog tag itself (`host imap-login: `); see `split_prefix`.
+//! The same text anywhere else (an Exim quoted sender, a Postfix
 //! message-id, a Roundcube user name) is another program's line and never a hit, so attacker
 //! text can neither add failures nor fake a `Login:` that resets counters.
 //! Summaries that are not password guesses do not match: `(no auth attempts …)`, `(tried to use
@@ -257,10 +258,18 @@ fn split_prefix<'a>(line: &'a str, ctx: &ParseCtx) -> (Option<Timestamp>, &'a st
     if let Some(after) = after_dovecot_tag(rest) {
         return (time, after);
     }
+    // The host field syslog writes: a host name or an address (not `H=(helo` of an Exim line).
     let host = token_len(rest);
-    if host > 0 {
-        if let Some(after) = rest[host..].strip_prefix(' ').and_then(after_dovecot_tag) {
-            return (time, after);
+    if host > 0 && super::courier::shared::is_host(&rest[..host]) {
+        if let Some(after) = rest[host..].strip_prefix(' ') {
+            if let Some(after) = after_dovecot_tag(after) {
+                return (time, after);
+            }
+            // `host imap-login: …`: the process name as the syslog tag (Dovecot 1.x, and
+            // setups that log each process under its own name); still the tag's position.
+            if process_tag(after).is_some() {
+                return (time, after);
+            }
         }
     }
     (time, rest)
@@ -340,12 +349,15 @@ const GROUPS: [(&str, bool); 4] = [
     (" (proxy dest auth failed)", false),
 ];
 
-/// The first password-guess group in a summary: (N, the elements `user=<…>, …`). It is the
-/// first such group: Dovecot writes the reason before the attacker-chosen user.
+/// The password-guess group in a summary: (N, the elements `user=<…>, …`). Only Dovecot's
+/// reason, before the attacker-chosen user, is searched.
 fn auth_failed(msg: &str) -> Option<(u32, &str)> {
+    // Dovecot's own words end at the first "): " (the elements, with the attacker's user
+    // name, follow it): a group quoted inside `user=<…>` of another summary is not looked at.
+    let head = &msg[..msg.find("): ").map_or(msg.len(), |e| e + 1)];
     let (at, mark, counted) = GROUPS
         .iter()
-        .filter_map(|&(mark, counted)| msg.find(mark).map(|at| (at, mark, counted)))
+        .filter_map(|&(mark, counted)| head.find(mark).map(|at| (at, mark, counted)))
         .min_by_key(|&(at, _, _)| at)?;
     let mut rest = &msg[at + mark.len()..];
     let n = if counted {

@@ -387,8 +387,10 @@ fn skip_syslog_header(s: &str) -> Option<&str> {
     if let Some(rest) = after_exim_tag(s) {
         return Some(rest);
     }
+    // The host field syslog writes: a host name or an address, never text such as `H=(helo`
+    // from an Exim line that quotes a client's HELO.
     let host_len = token_len(s);
-    if host_len == 0 {
+    if host_len == 0 || !super::courier::shared::is_host(&s[..host_len]) {
         return None;
     }
     after_exim_tag(s[host_len..].strip_prefix(' ')?)

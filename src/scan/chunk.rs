@@ -749,8 +749,9 @@ mod tests {
                     "{stamp} plain authenticator failed for (x) [{ip}]: 535 Incorrect authentication data (set_id=\u{e9}{user})\r"
                 ),
                 13 => String::new(),
+                // Long lines: the padding is in the attacker's set_id, where Exim writes it.
                 14 => format!(
-                    "{stamp} {} dovecot_login authenticator failed for (x) [{ip}]: 535 Incorrect authentication data",
+                    "{stamp} dovecot_login authenticator failed for (x) [{ip}]: 535 Incorrect authentication data (set_id={})",
                     "pad ".repeat(rng.usize(0..120))
                 ),
                 _ => format!("{stamp} \u{fffd}junk [{ip}] auth"),
@@ -820,8 +821,14 @@ mod tests {
             let s = settings(max);
             let data = mixed_log(seed, 1500);
             let want = json(&reference(&s, &data));
-            if max > 100 {
-                assert!(want["matched"].as_u64().unwrap() > 500, "{seed}");
+            // With lines cut at 120 bytes most Exim lines lose the end Exim writes after
+            // `535 …`, and a line whose end cannot be checked is not blamed: fewer matches.
+            if max > 1000 {
+                assert!(
+                    want["matched"].as_u64().unwrap() > 500,
+                    "{seed}: {}",
+                    want["matched"]
+                );
                 assert!(!want["crossings"].as_array().unwrap().is_empty());
             }
             assert_eq!(json(&by_stream(&s, &data)), want, "stream, seed {seed}");
