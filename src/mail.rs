@@ -149,17 +149,37 @@ impl Composer {
         let part = SinglePart::builder()
             .header(ContentType::TEXT_PLAIN)
             .body(seven_bit_body(&r.text));
-        match &r.html {
-            None => b.singlepart(part),
-            Some(html) => b.multipart(
-                MultiPart::alternative().singlepart(part).singlepart(
+        let html = r.html.as_ref().map(|html| {
+            MultiPart::alternative()
+                .singlepart(part.clone())
+                .singlepart(
                     SinglePart::builder()
                         .header(ContentType::TEXT_HTML)
                         .body(seven_bit_body(html)),
-                ),
-            ),
+                )
+        });
+        if r.attachments.is_empty() {
+            return match html {
+                None => b.singlepart(part),
+                Some(alt) => b.multipart(alt),
+            }
+            .context("building the alert mail");
         }
-        .context("building the alert mail")
+        // The text (or text and HTML) first, then each file, in a multipart/mixed.
+        let mut mixed = match html {
+            None => MultiPart::mixed().singlepart(part),
+            Some(alt) => MultiPart::mixed().multipart(alt),
+        };
+        for a in &r.attachments {
+            let ct = ContentType::parse(&a.content_type).unwrap_or_else(|_| {
+                ContentType::parse("text/plain; charset=utf-8").expect("valid")
+            });
+            mixed = mixed.singlepart(
+                lettre::message::Attachment::new(a.file_name.clone())
+                    .body(seven_bit_body(&a.text), ct),
+            );
+        }
+        b.multipart(mixed).context("building the alert mail")
     }
 
     fn envelope(&self) -> Result<Envelope> {
@@ -758,6 +778,7 @@ mod tests {
                 text: "Automatic alert from authwatch - DO NOT reply\n".into(),
                 html: None,
                 id: None,
+                ..Default::default()
             })
             .unwrap();
         let raw = String::from_utf8(msg.formatted()).unwrap();
@@ -796,6 +817,7 @@ mod tests {
                 text: "plain".into(),
                 html: Some("<p>rich</p>".into()),
                 id: None,
+                ..Default::default()
             })
             .unwrap();
         let raw = String::from_utf8(msg.formatted()).unwrap();
@@ -884,6 +906,7 @@ mod tests {
                     text: format!("Account: {account}\n"),
                     html: Some(format!("<p>{account}</p>")),
                     id: None,
+                    ..Default::default()
                 })
                 .unwrap();
             let raw = msg.formatted();
@@ -902,6 +925,43 @@ mod tests {
         }
     }
 
+    #[test]
+    fn attachments_go_in_a_multipart_mixed_after_the_text() {
+        let dir = tempfile::tempdir().unwrap();
+        let composer = Composer::new(&cfg(dir.path())).unwrap();
+        for html in [None, Some("<p>rich</p>".to_string())] {
+            let msg = composer
+                .build(&Rendered {
+                    subject: "digest".into(),
+                    text: "see the list".into(),
+                    html: html.clone(),
+                    attachments: vec![crate::render::Attachment {
+                        file_name: "held-alerts.csv".into(),
+                        content_type: "text/csv; charset=utf-8".into(),
+                        text: "kind,key\nip_burst,203.0.113.5\naccount_attack,jürgen\n".into(),
+                    }],
+                    ..Default::default()
+                })
+                .unwrap();
+            let raw = String::from_utf8(msg.formatted()).unwrap();
+            assert!(raw.contains("multipart/mixed"), "{raw}");
+            assert_eq!(
+                raw.contains("multipart/alternative"),
+                html.is_some(),
+                "{raw}"
+            );
+            assert!(
+                raw.contains("Content-Disposition: attachment; filename=\"held-alerts.csv\""),
+                "{raw}"
+            );
+            assert!(raw.contains("text/csv"), "{raw}");
+            assert!(raw.contains("ip_burst,203.0.113.5"), "{raw}");
+            assert!(raw.contains("account_attack,j=C3=BCrgen"), "{raw}");
+            assert!(raw.is_ascii());
+            assert!(raw.find("see the list").unwrap() < raw.find("held-alerts").unwrap());
+        }
+    }
+
     #[tokio::test]
     async fn spooled_alert_moves_to_the_outbox_folder() {
         let dir = tempfile::tempdir().unwrap();
@@ -914,6 +974,7 @@ mod tests {
                 text: "body".into(),
                 html: None,
                 id: None,
+                ..Default::default()
             })
             .unwrap();
         let p = spool.put(&msg).unwrap();
@@ -946,6 +1007,7 @@ mod tests {
                 text: "b".into(),
                 html: None,
                 id: None,
+                ..Default::default()
             })
             .unwrap();
         let a = spool.put(&msg).unwrap();
@@ -968,6 +1030,7 @@ mod tests {
             text: "b".into(),
             html: None,
             id: Some(id.into()),
+            ..Default::default()
         };
         let mut w = SpoolWriter::open(dir.path()).unwrap();
         for id in ["ip_burst-1", "ip_burst-2", "ip_burst-3"] {

@@ -117,8 +117,16 @@ pub struct DigestContext {
     pub new_attempts: u64,
     /// How many of `new_alerts` the hourly cap had held back.
     pub held_count: u64,
-    /// Alerts held back beyond what is kept, only counted.
+    /// Always 0: no held-back alert is only counted any more (they are in `held_records` and
+    /// the CSV). Kept so that templates written for older versions still render.
     pub held_dropped: u64,
+    /// Held-back alerts beyond `new_alerts`, one line each: the first [`DIGEST_TABLE_ROWS`].
+    pub held_records: Vec<crate::policy::HeldRecord>,
+    /// How many held-back alerts are in the attached CSV (all of them, also those not in
+    /// `held_records`).
+    pub held_records_total: u64,
+    /// The attachment's file name (empty when there is none).
+    pub held_csv: String,
     pub max_per_hour: u32,
     pub group_interval: String,
     pub generated_at: String,
@@ -328,6 +336,7 @@ pub fn sample_context(kind: &str) -> Option<serde_json::Value> {
                 text: "Automatic alert from authwatch - DO NOT reply\n...".into(),
                 html: None,
                 id: None,
+                ..Default::default()
             }],
             incidents: vec![DigestIncident {
                 kind: "ip_burst".into(),
@@ -341,6 +350,16 @@ pub fn sample_context(kind: &str) -> Option<serde_json::Value> {
             new_attempts: 43,
             held_count: 1,
             held_dropped: 0,
+            held_records: vec![crate::policy::HeldRecord {
+                kind: "ip_burst".into(),
+                key: "198.51.100.23".into(),
+                service: "exim".into(),
+                attempts: 5,
+                first_seen: "2026-11-23 03:15:02 UTC".into(),
+                last_seen: "2026-11-23 03:15:40 UTC".into(),
+            }],
+            held_records_total: 1,
+            held_csv: HELD_CSV_NAME.into(),
             max_per_hour: 30,
             group_interval: "1h".into(),
             generated_at: "2026-11-23 04:14:00 UTC".into(),
@@ -381,6 +400,97 @@ pub struct Rendered {
     /// made again after a crash (lines re-read since the last saved state) is not sent twice.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
+    /// What the alert is about, for the one-line record a digest keeps of an alert the hourly
+    /// cap held back (none for digests and health alerts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub facts: Option<AlertFacts>,
+    /// Files sent with the mail (the digest's CSV of held-back alerts).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<Attachment>,
+}
+
+/// The facts of an alert a digest's table shows, taken from its context when it is rendered.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct AlertFacts {
+    pub service: String,
+    pub first_seen: String,
+    pub last_seen: String,
+}
+
+impl AlertFacts {
+    /// From a context with `service` and `first_seen`/`last_seen` (or `login_time`).
+    fn of(ctx: &minijinja::Value) -> Option<AlertFacts> {
+        let text = |k: &str| {
+            ctx.get_attr(k)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+        };
+        let service = text("service")?;
+        let login = text("login_time");
+        Some(AlertFacts {
+            service,
+            first_seen: text("first_seen").or_else(|| login.clone())?,
+            last_seen: text("last_seen").or(login)?,
+        })
+    }
+}
+
+/// A text file sent with a mail.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Attachment {
+    pub file_name: String,
+    /// `text/csv; charset=utf-8`.
+    pub content_type: String,
+    pub text: String,
+}
+
+/// Rows of held-back alerts shown in a digest's body, at most; all of them are in the attached
+/// CSV. 500 lines of about 110 characters keep the body near 55 KB, readable in any client.
+pub const DIGEST_TABLE_ROWS: usize = 500;
+
+/// The name of the digest's attachment listing every held-back alert.
+pub const HELD_CSV_NAME: &str = "held-alerts.csv";
+
+/// One CSV field: quoted when it holds a comma, quote or line break (RFC 4180), and with a `'`
+/// in front when it starts like a spreadsheet formula (`=`, `+`, `-`, `@`), so that opening the
+/// file runs nothing an attacker wrote.
+fn csv_field(s: &str) -> String {
+    let s = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{s}")
+    } else {
+        s.to_string()
+    };
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s
+    }
+}
+
+/// The CSV attachment listing held-back alerts, one line each (none when there are none).
+pub fn held_csv(records: &[crate::policy::HeldRecord]) -> Option<Attachment> {
+    if records.is_empty() {
+        return None;
+    }
+    let mut text = String::with_capacity(records.len() * 96 + 64);
+    text.push_str("kind,key,service,attempts,first_seen,last_seen\n");
+    for r in records {
+        let fields = [
+            csv_field(&r.kind),
+            csv_field(&r.key),
+            csv_field(&r.service),
+            r.attempts.to_string(),
+            csv_field(&r.first_seen),
+            csv_field(&r.last_seen),
+        ];
+        text.push_str(&fields.join(","));
+        text.push('\n');
+    }
+    Some(Attachment {
+        file_name: HELD_CSV_NAME.into(),
+        content_type: "text/csv; charset=utf-8".into(),
+        text,
+    })
 }
 
 /// One account in an alert.
@@ -761,6 +871,8 @@ impl Renderer {
             text,
             html,
             id: None,
+            facts: AlertFacts::of(&value),
+            attachments: Vec::new(),
         })
     }
 
@@ -1076,6 +1188,63 @@ mod tests {
             assert!(!s.chars().any(is_hidden), "{s:?}");
             assert_eq!(clean_subject(&s), s);
         }
+    }
+
+    #[test]
+    fn held_alerts_csv_quotes_and_defuses_fields() {
+        let rec = |key: &str| crate::policy::HeldRecord {
+            kind: "account_attack".into(),
+            key: key.into(),
+            service: "exim".into(),
+            attempts: 7,
+            first_seen: "2026-11-23 03:14:00 UTC".into(),
+            last_seen: "2026-11-23 03:15:00 UTC".into(),
+        };
+        assert_eq!(held_csv(&[]), None);
+        // (key, CSV field)
+        let table = [
+            ("203.0.113.5", "203.0.113.5"),
+            ("a,b", "\"a,b\""),
+            ("say \"hi\"", "\"say \"\"hi\"\"\""),
+            ("=HYPERLINK(\"x\")", "\"'=HYPERLINK(\"\"x\"\")\""),
+            ("+1", "'+1"),
+            ("-1", "'-1"),
+            ("@SUM(A1)", "'@SUM(A1)"),
+        ];
+        for (key, field) in table {
+            let csv = held_csv(&[rec(key)]).unwrap();
+            assert_eq!(csv.file_name, HELD_CSV_NAME);
+            assert_eq!(
+                csv.text,
+                format!("kind,key,service,attempts,first_seen,last_seen\naccount_attack,{field},exim,7,2026-11-23 03:14:00 UTC,2026-11-23 03:15:00 UTC\n"),
+                "{key:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn digest_lists_held_records_in_a_table() {
+        let r = Renderer::new(None).unwrap();
+        let out = r
+            .render("digest", &sample_context("digest").unwrap())
+            .unwrap();
+        assert!(
+            out.text.contains("1 more alerts were held back by the hourly cap, one line each (also in the attached held-alerts.csv)"),
+            "{}",
+            out.text
+        );
+        assert!(out.text.contains("  198.51.100.23 "), "{}", out.text);
+        assert!(out.subject.contains("2 new alerts"), "{}", out.subject);
+        // An alert's facts come from its context; a digest has none.
+        let ip = r.render_ip_alert(&IpAlertContext::sample()).unwrap();
+        let f = ip.facts.unwrap();
+        assert_eq!(f.service, "exim");
+        assert!(!f.first_seen.is_empty() && !f.last_seen.is_empty());
+        assert_eq!(out.facts, None);
+        let c = r
+            .render("compromised", &sample_context("compromised").unwrap())
+            .unwrap();
+        assert_eq!(c.facts.unwrap().first_seen, "2026-11-23 03:20:00 UTC");
     }
 
     #[test]

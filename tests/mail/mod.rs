@@ -2,7 +2,7 @@
 //! 8BITMIME and refuses 8-bit data (`smtp_sink.py --no-8bitmime`) accepts alerts whose accounts
 //! hold non-ASCII text, and the text decodes back; an account name of 5,000 characters makes
 //! no header line of 998 bytes or more, and the decoded Subject carries no bidi override, CR or
-//! LF.
+//! LF. Also the MIME helpers the alert-storm test (`tests/policy/`) uses to read attachments.
 
 use crate::harness::*;
 use std::path::Path;
@@ -95,6 +95,48 @@ pub fn decode_rfc2047(v: &str) -> String {
         }
     }
     out
+}
+
+/// The parts of a MIME message (recursively through multiparts): `(headers, decoded body)`.
+pub fn mime_parts(raw: &str) -> Vec<(String, Vec<u8>)> {
+    let raw = raw.replace("\r\n", "\n");
+    let Some((head, body)) = raw.split_once("\n\n") else {
+        return Vec::new();
+    };
+    let unfolded = head.replace("\n ", " ").replace("\n\t", " ");
+    let ct = unfolded
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("content-type:"))
+        .unwrap_or("")
+        .to_string();
+    if ct.to_ascii_lowercase().contains("multipart/") {
+        let boundary = ct
+            .split("boundary=")
+            .nth(1)
+            .map(|b| b.trim().trim_matches('"').to_string())
+            .expect("multipart without boundary");
+        let sep = format!("--{boundary}");
+        return body
+            .split(&sep)
+            .skip(1)
+            .take_while(|p| !p.starts_with("--"))
+            .flat_map(|p| mime_parts(p.trim_start_matches('\n')))
+            .collect();
+    }
+    let cte = unfolded
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-transfer-encoding:")
+                .map(|v| v.trim().to_string())
+        })
+        .unwrap_or_default();
+    let bytes = match cte.as_str() {
+        "quoted-printable" => decode_qp(body.as_bytes()),
+        "base64" => decode_base64(body),
+        _ => body.as_bytes().to_vec(),
+    };
+    vec![(unfolded, bytes)]
 }
 
 #[test]
