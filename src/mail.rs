@@ -1,6 +1,8 @@
 //! Mail: builds the alert message (From, To, Subject, Date, Message-ID, Auto-Submitted) and
 //! delivers it, over SMTP with lettre (plain, STARTTLS or implicit TLS, optional AUTH) or, when
-//! no SMTP server is configured, as an `.eml` file in the outbox folder.
+//! no SMTP server is configured, as an `.eml` file in the outbox folder. Every part is 7-bit
+//! (ASCII as it is, else quoted-printable), so a relay without 8BITMIME takes it too; files an
+//! alert carries (the digest's CSV) go in a multipart/mixed after the text.
 //!
 //! Every alert is first written to the spool (`<state_dir>/spool`: temp file, fsync, rename),
 //! then delivered by its own task, so a slow or absent relay never holds up log reading and a

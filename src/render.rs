@@ -4,7 +4,8 @@
 //! `templates_dir` overrides them file by file. Undefined variables are errors (strict mode),
 //! and [`Renderer::check`] renders every template with sample values and also looks for
 //! variables in branches a sample does not reach. Attacker-chosen text (account names, log
-//! lines) is made inert by [`inert`] before it reaches any template.
+//! lines) is made inert by [`inert`] before it reaches any template, and the rendered subject is
+//! cleaned and capped by [`clean_subject`]. It also makes the digest's CSV of held-back alerts.
 
 use crate::config::format_duration;
 use crate::detect::IpAlert;
