@@ -497,15 +497,15 @@ impl Engine {
         let id = o.id();
         let mut r = match o {
             Outgoing::Single(r) => return r,
-            Outgoing::Group(alerts) => self.render_digest(alerts, Vec::new(), 0, 0, now),
+            Outgoing::Group(alerts) => self.render_digest(alerts, Vec::new(), 0, Vec::new(), now),
             Outgoing::Digest {
                 incidents,
                 held,
-                held_dropped,
+                records,
                 after: _,
             } => {
                 let n = held.len() as u64;
-                self.render_digest(held, incidents, n, held_dropped, now)
+                self.render_digest(held, incidents, n, records, now)
             }
         };
         r.id = id;
@@ -517,10 +517,11 @@ impl Engine {
         new_alerts: Vec<Rendered>,
         incidents: Vec<crate::policy::DigestLine>,
         held_count: u64,
-        held_dropped: u64,
+        records: Vec<crate::policy::HeldRecord>,
         now: Timestamp,
     ) -> Rendered {
         let tz = &self.env.tz;
+        let csv = crate::render::held_csv(&records);
         let ctx = crate::render::DigestContext {
             subject_prefix: self.env.subject_prefix.clone(),
             host_name: self.env.host_name.clone(),
@@ -540,13 +541,25 @@ impl Engine {
                 .collect(),
             new_alerts,
             held_count,
-            held_dropped,
+            held_dropped: 0,
+            held_records: records
+                .iter()
+                .take(crate::render::DIGEST_TABLE_ROWS)
+                .cloned()
+                .collect(),
+            held_records_total: records.len() as u64,
+            held_csv: csv
+                .as_ref()
+                .map(|a| a.file_name.clone())
+                .unwrap_or_default(),
             max_per_hour: self.max_per_hour,
             group_interval: crate::config::format_duration(self.group_interval),
             generated_at: crate::render::human_time(now, tz),
         };
         let n = ctx.new_alerts.len() as u64;
-        self.render("digest", &ctx, "digest", n)
+        let mut r = self.render("digest", &ctx, "digest", n);
+        r.attachments.extend(csv);
+        r
     }
 
     /// Rules and detectors: the alerts this line causes, before the policy.
@@ -797,6 +810,8 @@ impl Engine {
                 Rendered {
                     html: None,
                     id: None,
+                    facts: None,
+                    attachments: Vec::new(),
                     subject: format!(
                         "{} {kind}: {target} ({attempts} failed logins) on {}",
                         self.env.subject_prefix, self.env.host_name

@@ -1,6 +1,8 @@
 //! Mail: builds the alert message (From, To, Subject, Date, Message-ID, Auto-Submitted) and
 //! delivers it, over SMTP with lettre (plain, STARTTLS or implicit TLS, optional AUTH) or, when
-//! no SMTP server is configured, as an `.eml` file in the outbox folder.
+//! no SMTP server is configured, as an `.eml` file in the outbox folder. Every part is 7-bit
+//! (ASCII as it is, else quoted-printable), so a relay without 8BITMIME takes it too; files an
+//! alert carries (the digest's CSV) go in a multipart/mixed after the text.
 //!
 //! Every alert is first written to the spool (`<state_dir>/spool`: temp file, fsync, rename),
 //! then delivered by its own task, so a slow or absent relay never holds up log reading and a
@@ -51,24 +53,31 @@ impl Header for AutoSubmitted {
     }
 }
 
-/// The body as 8bit text when it is valid as such (RFC 5322: lines of at most 998 bytes, no
-/// NUL, no bare CR), so the mail stays readable as a plain file; `None` lets lettre pick
-/// quoted-printable or base64 instead. lettre itself would quote any line over 76 characters,
-/// which mangles the quoted log lines in an `.eml` opened in an editor.
-fn eight_bit_body(text: &str) -> Option<Body> {
+/// The longest line a message may hold (RFC 5322 2.1.1: 998 characters before the CRLF).
+const MAX_LINE_BYTES: usize = 998;
+
+/// A body part that every relay takes, also one without 8BITMIME (RFC 6152): `7bit` as it is
+/// when the text is ASCII in lines of at most [`MAX_LINE_BYTES`] without NUL or bare CR (so an
+/// alert stays readable as a plain `.eml` file, and quoted log lines are not broken at 76
+/// characters), otherwise `quoted-printable`, which keeps ASCII readable and encodes the rest.
+/// Never `8bit`: lettre refuses to send an 8-bit body to a server that does not offer
+/// 8BITMIME (and a strict relay refuses the data), and the spooled message was built before
+/// the server was known.
+fn seven_bit_body(text: &str) -> Body {
     let mut out = String::with_capacity(text.len() + text.len() / 40);
-    for line in text.split('\n') {
+    for line in text.strip_suffix('\n').unwrap_or(text).split('\n') {
         let line = line.strip_suffix('\r').unwrap_or(line);
-        if line.len() > 998 || line.bytes().any(|b| b == 0 || b == b'\r') {
-            return None;
+        if line.len() > MAX_LINE_BYTES || line.bytes().any(|b| b == 0 || b == b'\r' || b >= 0x80) {
+            return Body::new_with_encoding(
+                text.to_string(),
+                ContentTransferEncoding::QuotedPrintable,
+            )
+            .unwrap_or_else(Body::new);
         }
         out.push_str(line);
         out.push_str("\r\n");
     }
-    Some(Body::dangerous_pre_encoded(
-        out.into_bytes(),
-        ContentTransferEncoding::EightBit,
-    ))
+    Body::dangerous_pre_encoded(out.into_bytes(), ContentTransferEncoding::SevenBit)
 }
 
 /// Where messages go.
@@ -132,27 +141,47 @@ impl Composer {
     pub fn build(&self, r: &Rendered) -> Result<Message> {
         let mut b = Message::builder()
             .from(self.from.clone())
-            .subject(r.subject.clone())
+            .subject(crate::render::clean_subject(&r.subject))
             .date_now()
             .message_id(None)
             .header(AutoSubmitted);
         for t in &self.to {
             b = b.to(t.clone());
         }
-        let part = SinglePart::builder().header(ContentType::TEXT_PLAIN);
-        let part = match eight_bit_body(&r.text) {
-            Some(body) => part.body(body),
-            None => part.body(r.text.clone()),
-        };
-        match &r.html {
-            None => b.singlepart(part),
-            Some(html) => b.multipart(
-                MultiPart::alternative()
-                    .singlepart(part)
-                    .singlepart(SinglePart::html(html.clone())),
-            ),
+        let part = SinglePart::builder()
+            .header(ContentType::TEXT_PLAIN)
+            .body(seven_bit_body(&r.text));
+        let html = r.html.as_ref().map(|html| {
+            MultiPart::alternative()
+                .singlepart(part.clone())
+                .singlepart(
+                    SinglePart::builder()
+                        .header(ContentType::TEXT_HTML)
+                        .body(seven_bit_body(html)),
+                )
+        });
+        if r.attachments.is_empty() {
+            return match html {
+                None => b.singlepart(part),
+                Some(alt) => b.multipart(alt),
+            }
+            .context("building the alert mail");
         }
-        .context("building the alert mail")
+        // The text (or text and HTML) first, then each file, in a multipart/mixed.
+        let mut mixed = match html {
+            None => MultiPart::mixed().singlepart(part),
+            Some(alt) => MultiPart::mixed().multipart(alt),
+        };
+        for a in &r.attachments {
+            let ct = ContentType::parse(&a.content_type).unwrap_or_else(|_| {
+                ContentType::parse("text/plain; charset=utf-8").expect("valid")
+            });
+            mixed = mixed.singlepart(
+                lettre::message::Attachment::new(a.file_name.clone())
+                    .body(seven_bit_body(&a.text), ct),
+            );
+        }
+        b.multipart(mixed).context("building the alert mail")
     }
 
     fn envelope(&self) -> Result<Envelope> {
@@ -751,6 +780,7 @@ mod tests {
                 text: "Automatic alert from authwatch - DO NOT reply\n".into(),
                 html: None,
                 id: None,
+                ..Default::default()
             })
             .unwrap();
         let raw = String::from_utf8(msg.formatted()).unwrap();
@@ -770,7 +800,7 @@ mod tests {
             "CR/LF in a subject must not make a header: {headers}"
         );
         assert!(
-            headers.contains("Content-Transfer-Encoding: 8bit"),
+            headers.contains("Content-Transfer-Encoding: 7bit"),
             "{headers}"
         );
         assert!(
@@ -789,6 +819,7 @@ mod tests {
                 text: "plain".into(),
                 html: Some("<p>rich</p>".into()),
                 id: None,
+                ..Default::default()
             })
             .unwrap();
         let raw = String::from_utf8(msg.formatted()).unwrap();
@@ -799,12 +830,138 @@ mod tests {
         );
     }
 
+    /// Decode quoted-printable (soft breaks, `=XX`), for the tests.
+    fn decode_qp(b: &[u8]) -> Vec<u8> {
+        let hex = |c: Option<&u8>| c.and_then(|c| (*c as char).to_digit(16));
+        let (mut out, mut i) = (Vec::new(), 0);
+        while i < b.len() {
+            if b[i] == b'=' && b[i + 1..].starts_with(b"\r\n") {
+                i += 3;
+            } else if let (b'=', Some(h), Some(l)) = (b[i], hex(b.get(i + 1)), hex(b.get(i + 2))) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            } else {
+                out.push(b[i]);
+                i += 1;
+            }
+        }
+        out
+    }
+
     #[test]
-    fn bodies_that_are_not_valid_8bit_are_encoded() {
-        assert!(eight_bit_body(&"x".repeat(998)).is_some());
-        assert!(eight_bit_body(&"x".repeat(999)).is_none());
-        assert!(eight_bit_body("a\0b").is_none());
-        assert!(eight_bit_body("a\rb").is_none());
+    fn bodies_are_always_7bit_regression_relay_without_8bitmime() {
+        // (body, transfer encoding): ASCII in short lines stays as it is; anything else is
+        // quoted-printable, never 8bit, and decodes back to the same text.
+        let long = "x".repeat(999);
+        let table: &[(&str, ContentTransferEncoding)] = &[
+            ("plain ascii\nline two\n", ContentTransferEncoding::SevenBit),
+            (&long[..998], ContentTransferEncoding::SevenBit),
+            (&long, ContentTransferEncoding::QuotedPrintable),
+            ("a\0b", ContentTransferEncoding::QuotedPrintable),
+            ("a\rb", ContentTransferEncoding::QuotedPrintable),
+            ("jürgen", ContentTransferEncoding::QuotedPrintable),
+            ("Пётр 李雷 ✓\n", ContentTransferEncoding::QuotedPrintable),
+        ];
+        for (text, enc) in table {
+            let body = seven_bit_body(text);
+            assert_eq!(body.encoding(), *enc, "{text:?}");
+            let bytes = body.into_vec();
+            assert!(bytes.iter().all(|&b| b < 0x80), "8-bit byte for {text:?}");
+            assert!(
+                bytes.split(|&b| b == b'\n').all(|l| l.len() <= 1000),
+                "long line for {text:?}"
+            );
+            let back = if *enc == ContentTransferEncoding::SevenBit {
+                bytes
+            } else {
+                decode_qp(&bytes)
+            };
+            // (the 7-bit form ends every line, also the last, with CRLF)
+            assert_eq!(
+                String::from_utf8(back)
+                    .unwrap()
+                    .replace("\r\n", "\n")
+                    .trim_end_matches('\n'),
+                text.trim_end_matches('\n'),
+                "{text:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn whole_message_is_7bit_with_short_header_lines_regression_5000_char_account() {
+        let dir = tempfile::tempdir().unwrap();
+        let composer = Composer::new(&cfg(dir.path())).unwrap();
+        let table = [
+            "a".repeat(5_000),
+            "ü".repeat(5_000),
+            format!(
+                "\u{202E}gpj.exe\r\nBcc: x@example.com {}",
+                "李 ".repeat(2_500)
+            ),
+            "a b ".repeat(1_250),
+        ];
+        for account in &table {
+            let msg = composer
+                .build(&Rendered {
+                    subject: format!("[authwatch] URGENT: 203.0.113.7 logged in as {account}"),
+                    text: format!("Account: {account}\n"),
+                    html: Some(format!("<p>{account}</p>")),
+                    id: None,
+                    ..Default::default()
+                })
+                .unwrap();
+            let raw = msg.formatted();
+            assert!(raw.iter().all(|&b| b < 0x80), "8-bit byte in the message");
+            let head_end = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+            for line in raw[..head_end].split(|&b| b == b'\n') {
+                assert!(
+                    line.len() <= 79,
+                    "header line of {} bytes: {}",
+                    line.len(),
+                    String::from_utf8_lossy(line)
+                );
+            }
+            let head = String::from_utf8_lossy(&raw[..head_end]);
+            assert!(!head.contains("\nBcc:"), "{head}");
+        }
+    }
+
+    #[test]
+    fn attachments_go_in_a_multipart_mixed_after_the_text() {
+        let dir = tempfile::tempdir().unwrap();
+        let composer = Composer::new(&cfg(dir.path())).unwrap();
+        for html in [None, Some("<p>rich</p>".to_string())] {
+            let msg = composer
+                .build(&Rendered {
+                    subject: "digest".into(),
+                    text: "see the list".into(),
+                    html: html.clone(),
+                    attachments: vec![crate::render::Attachment {
+                        file_name: "held-alerts.csv".into(),
+                        content_type: "text/csv; charset=utf-8".into(),
+                        text: "kind,key\nip_burst,203.0.113.5\naccount_attack,jürgen\n".into(),
+                    }],
+                    ..Default::default()
+                })
+                .unwrap();
+            let raw = String::from_utf8(msg.formatted()).unwrap();
+            assert!(raw.contains("multipart/mixed"), "{raw}");
+            assert_eq!(
+                raw.contains("multipart/alternative"),
+                html.is_some(),
+                "{raw}"
+            );
+            assert!(
+                raw.contains("Content-Disposition: attachment; filename=\"held-alerts.csv\""),
+                "{raw}"
+            );
+            assert!(raw.contains("text/csv"), "{raw}");
+            assert!(raw.contains("ip_burst,203.0.113.5"), "{raw}");
+            assert!(raw.contains("account_attack,j=C3=BCrgen"), "{raw}");
+            assert!(raw.is_ascii());
+            assert!(raw.find("see the list").unwrap() < raw.find("held-alerts").unwrap());
+        }
     }
 
     #[tokio::test]
@@ -819,6 +976,7 @@ mod tests {
                 text: "body".into(),
                 html: None,
                 id: None,
+                ..Default::default()
             })
             .unwrap();
         let p = spool.put(&msg).unwrap();
@@ -851,6 +1009,7 @@ mod tests {
                 text: "b".into(),
                 html: None,
                 id: None,
+                ..Default::default()
             })
             .unwrap();
         let a = spool.put(&msg).unwrap();
@@ -873,6 +1032,7 @@ mod tests {
             text: "b".into(),
             html: None,
             id: Some(id.into()),
+            ..Default::default()
         };
         let mut w = SpoolWriter::open(dir.path()).unwrap();
         for id in ["ip_burst-1", "ip_burst-2", "ip_burst-3"] {

@@ -4,7 +4,8 @@
 //! `templates_dir` overrides them file by file. Undefined variables are errors (strict mode),
 //! and [`Renderer::check`] renders every template with sample values and also looks for
 //! variables in branches a sample does not reach. Attacker-chosen text (account names, log
-//! lines) is made inert by [`inert`] before it reaches any template.
+//! lines) is made inert by [`inert`] before it reaches any template, and the rendered subject is
+//! cleaned and capped by [`clean_subject`]. It also makes the digest's CSV of held-back alerts.
 
 use crate::config::format_duration;
 use crate::detect::IpAlert;
@@ -117,8 +118,16 @@ pub struct DigestContext {
     pub new_attempts: u64,
     /// How many of `new_alerts` the hourly cap had held back.
     pub held_count: u64,
-    /// Alerts held back beyond what is kept, only counted.
+    /// Always 0: no held-back alert is only counted any more (they are in `held_records` and
+    /// the CSV). Kept so that templates written for older versions still render.
     pub held_dropped: u64,
+    /// Held-back alerts beyond `new_alerts`, one line each: the first [`DIGEST_TABLE_ROWS`].
+    pub held_records: Vec<crate::policy::HeldRecord>,
+    /// How many held-back alerts are in the attached CSV (all of them, also those not in
+    /// `held_records`).
+    pub held_records_total: u64,
+    /// The attachment's file name (empty when there is none).
+    pub held_csv: String,
     pub max_per_hour: u32,
     pub group_interval: String,
     pub generated_at: String,
@@ -328,6 +337,7 @@ pub fn sample_context(kind: &str) -> Option<serde_json::Value> {
                 text: "Automatic alert from authwatch - DO NOT reply\n...".into(),
                 html: None,
                 id: None,
+                ..Default::default()
             }],
             incidents: vec![DigestIncident {
                 kind: "ip_burst".into(),
@@ -341,6 +351,16 @@ pub fn sample_context(kind: &str) -> Option<serde_json::Value> {
             new_attempts: 43,
             held_count: 1,
             held_dropped: 0,
+            held_records: vec![crate::policy::HeldRecord {
+                kind: "ip_burst".into(),
+                key: "198.51.100.23".into(),
+                service: "exim".into(),
+                attempts: 5,
+                first_seen: "2026-11-23 03:15:02 UTC".into(),
+                last_seen: "2026-11-23 03:15:40 UTC".into(),
+            }],
+            held_records_total: 1,
+            held_csv: HELD_CSV_NAME.into(),
             max_per_hour: 30,
             group_interval: "1h".into(),
             generated_at: "2026-11-23 04:14:00 UTC".into(),
@@ -381,6 +401,97 @@ pub struct Rendered {
     /// made again after a crash (lines re-read since the last saved state) is not sent twice.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
+    /// What the alert is about, for the one-line record a digest keeps of an alert the hourly
+    /// cap held back (none for digests and health alerts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub facts: Option<AlertFacts>,
+    /// Files sent with the mail (the digest's CSV of held-back alerts).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<Attachment>,
+}
+
+/// The facts of an alert a digest's table shows, taken from its context when it is rendered.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct AlertFacts {
+    pub service: String,
+    pub first_seen: String,
+    pub last_seen: String,
+}
+
+impl AlertFacts {
+    /// From a context with `service` and `first_seen`/`last_seen` (or `login_time`).
+    fn of(ctx: &minijinja::Value) -> Option<AlertFacts> {
+        let text = |k: &str| {
+            ctx.get_attr(k)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+        };
+        let service = text("service")?;
+        let login = text("login_time");
+        Some(AlertFacts {
+            service,
+            first_seen: text("first_seen").or_else(|| login.clone())?,
+            last_seen: text("last_seen").or(login)?,
+        })
+    }
+}
+
+/// A text file sent with a mail.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Attachment {
+    pub file_name: String,
+    /// `text/csv; charset=utf-8`.
+    pub content_type: String,
+    pub text: String,
+}
+
+/// Rows of held-back alerts shown in a digest's body, at most; all of them are in the attached
+/// CSV. 500 lines of about 110 characters keep the body near 55 KB, readable in any client.
+pub const DIGEST_TABLE_ROWS: usize = 500;
+
+/// The name of the digest's attachment listing every held-back alert.
+pub const HELD_CSV_NAME: &str = "held-alerts.csv";
+
+/// One CSV field: quoted when it holds a comma, quote or line break (RFC 4180), and with a `'`
+/// in front when it starts like a spreadsheet formula (`=`, `+`, `-`, `@`), so that opening the
+/// file runs nothing an attacker wrote.
+fn csv_field(s: &str) -> String {
+    let s = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{s}")
+    } else {
+        s.to_string()
+    };
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s
+    }
+}
+
+/// The CSV attachment listing held-back alerts, one line each (none when there are none).
+pub fn held_csv(records: &[crate::policy::HeldRecord]) -> Option<Attachment> {
+    if records.is_empty() {
+        return None;
+    }
+    let mut text = String::with_capacity(records.len() * 96 + 64);
+    text.push_str("kind,key,service,attempts,first_seen,last_seen\n");
+    for r in records {
+        let fields = [
+            csv_field(&r.kind),
+            csv_field(&r.key),
+            csv_field(&r.service),
+            r.attempts.to_string(),
+            csv_field(&r.first_seen),
+            csv_field(&r.last_seen),
+        ];
+        text.push_str(&fields.join(","));
+        text.push('\n');
+    }
+    Some(Attachment {
+        file_name: HELD_CSV_NAME.into(),
+        content_type: "text/csv; charset=utf-8".into(),
+        text,
+    })
 }
 
 /// One account in an alert.
@@ -564,20 +675,44 @@ pub fn sparkline(counts: &[u64]) -> String {
         .collect()
 }
 
-/// Make attacker-chosen text harmless to show: control, bidi and zero-width characters become
-/// visible `<U+XXXX>` marks, and URL schemes are defanged (`hxxp://`), so a mail client neither
-/// reorders the text nor turns it into links.
+/// Whether `c` is a character a reader cannot see, or one that changes how the text around it
+/// is shown: controls (C0, C1), line and paragraph separators, bidi marks, embeddings,
+/// overrides and isolates, zero-width and joiner characters, the soft hyphen, fillers and
+/// vowels that render as nothing (Hangul, Khmer, Mongolian), interlinear annotation marks,
+/// musical formatting marks, and the tag characters (which can hide a whole message in what
+/// looks like one flag). Attackers use them to make `gpj.exe`
+/// read as `exe.jpg`, or to hide text in an account name.
+pub fn is_hidden(c: char) -> bool {
+    let cp = c as u32;
+    c.is_control()
+        || matches!(
+            cp,
+            0x00AD              // soft hyphen
+            | 0x034F            // combining grapheme joiner
+            | 0x061C            // Arabic letter mark
+            | 0x115F | 0x1160   // Hangul choseong / jungseong fillers
+            | 0x17B4 | 0x17B5   // Khmer inherent vowels (invisible)
+            | 0x180B..=0x180F   // Mongolian variation selectors, vowel separator
+            | 0x200B..=0x200F   // zero width space/joiners, LRM, RLM
+            | 0x2028..=0x202E   // line/paragraph separator, bidi embeddings and overrides
+            | 0x2060..=0x206F   // word joiner, invisible operators, bidi isolates, deprecated formats
+            | 0x3164            // Hangul filler
+            | 0xFEFF            // zero width no-break space (BOM)
+            | 0xFFA0            // halfwidth Hangul filler
+            | 0xFFF9..=0xFFFB   // interlinear annotation marks
+            | 0x1D173..=0x1D17A // musical symbol formatting marks
+            | 0xE0000..=0xE007F // tag characters
+        )
+}
+
+/// Make attacker-chosen text harmless to show: characters a reader cannot see or that reorder
+/// the text ([`is_hidden`]) become visible `<U+XXXX>` marks, and URL schemes are defanged
+/// (`hxxp://`), so a mail client neither reorders the text nor turns it into links.
 pub fn inert(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
-        let cp = c as u32;
-        let hidden = c.is_control()
-            || (0x200B..=0x200F).contains(&cp)
-            || (0x202A..=0x202E).contains(&cp)
-            || (0x2060..=0x2069).contains(&cp)
-            || cp == 0xFEFF;
-        if hidden {
-            out.push_str(&format!("<U+{cp:04X}>"));
+        if is_hidden(c) {
+            out.push_str(&format!("<U+{:04X}>", c as u32));
         } else {
             out.push(c);
         }
@@ -727,16 +862,18 @@ impl Renderer {
             Some(if self.env.get_template(&name).is_ok() {
                 self.render_one(&name, &value)?
             } else {
-                pre_html(&fold_subject(&subject), &text)
+                pre_html(&clean_subject(&subject), &text)
             })
         } else {
             None
         };
         Ok(Rendered {
-            subject: fold_subject(&subject),
+            subject: clean_subject(&subject),
             text,
             html,
             id: None,
+            facts: AlertFacts::of(&value),
+            attachments: Vec::new(),
         })
     }
 
@@ -782,6 +919,41 @@ impl Renderer {
 /// Fold a rendered subject into one line with single spaces.
 pub fn fold_subject(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Characters of a Subject, at most (the ellipsis included). RFC 5322 limits a header line to
+/// 998 bytes and a 5,000-character account name once made a 5,002-byte Subject that a relay
+/// refused for good; a subject is read in a mail list, where 200 characters is already more
+/// than is shown. The body carries the whole text.
+pub const MAX_SUBJECT_CHARS: usize = 200;
+
+/// Characters of one word of a Subject, at most (the ellipsis included). An ASCII word is
+/// written into the header as it is and can only be folded at the spaces around it: a word of
+/// at most 60 characters keeps every folded line within the 78 that RFC 5322 recommends. A cut
+/// word ends in `…`, which is not ASCII, so the mailer writes it as RFC 2047 encoded words,
+/// and those are folded to fit.
+pub const MAX_SUBJECT_WORD_CHARS: usize = 60;
+
+/// Cut `s` to `max` characters, the last of them an ellipsis when anything was cut.
+fn cut_chars(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_string();
+    }
+    let mut out: String = s.chars().take(max.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
+/// The Subject as it goes into the mail: one line (any white space, CR, LF, U+2028 made one
+/// space), no character a reader cannot see or that reorders text (marked `<U+XXXX>`, see
+/// [`inert`]), each word cut to [`MAX_SUBJECT_WORD_CHARS`] and the whole to
+/// [`MAX_SUBJECT_CHARS`], with an ellipsis where cut. Applying it again changes nothing.
+pub fn clean_subject(s: &str) -> String {
+    let words: Vec<String> = s
+        .split_whitespace()
+        .map(|w| cut_chars(&inert(w), MAX_SUBJECT_WORD_CHARS))
+        .collect();
+    cut_chars(&words.join(" "), MAX_SUBJECT_CHARS)
 }
 
 #[cfg(test)]
@@ -942,6 +1114,138 @@ mod tests {
         assert_eq!(sparkline(&[0, 1, 2, 4, 8]), " ▁▂▄█");
         assert_eq!(sparkline(&[3, 3]), "██");
         assert_eq!(sparkline(&[]), "");
+    }
+
+    #[test]
+    fn invisible_and_reordering_characters_are_marked_regression_issue_14() {
+        // (input, inert output): each character a reader cannot see, or that reorders the
+        // text, becomes a visible mark.
+        let table: &[(&str, &str)] = &[
+            ("a\u{2028}b", "a<U+2028>b"),
+            ("a\u{2029}b", "a<U+2029>b"),
+            ("a\u{061C}b", "a<U+061C>b"),
+            ("a\u{3164}b", "a<U+3164>b"),
+            ("a\u{115F}\u{1160}b", "a<U+115F><U+1160>b"),
+            ("a\u{FFA0}b", "a<U+FFA0>b"),
+            ("a\u{180E}b", "a<U+180E>b"),
+            ("a\u{00AD}b", "a<U+00AD>b"),
+            ("a\u{034F}b", "a<U+034F>b"),
+            ("a\u{17B4}b", "a<U+17B4>b"),
+            (
+                "flag\u{E0067}\u{E0062}\u{E007F}",
+                "flag<U+E0067><U+E0062><U+E007F>",
+            ),
+            ("\u{E0001}x", "<U+E0001>x"),
+            ("a\u{2066}b\u{2069}", "a<U+2066>b<U+2069>"),
+            ("a\u{200E}\u{200F}b", "a<U+200E><U+200F>b"),
+            ("a\u{0085}b", "a<U+0085>b"),
+            ("a\u{FFF9}b", "a<U+FFF9>b"),
+            ("a\u{1D173}b", "a<U+1D173>b"),
+            // Visible text of any script is kept.
+            ("Пётр 李雷 Ωμέγα जुर्गन", "Пётр 李雷 Ωμέγα जुर्गन"),
+            ("한국어", "한국어"),
+        ];
+        for (input, want) in table {
+            assert_eq!(inert(input), *want, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn subject_is_one_clean_capped_line_regression_issue_14() {
+        // (subject, cleaned): one line, no invisible or reordering characters, each word at
+        // most MAX_SUBJECT_WORD_CHARS, the whole at most MAX_SUBJECT_CHARS.
+        let w59 = "w".repeat(59);
+        let table: Vec<(String, String)> = vec![
+            (
+                "a\r\nBcc: x@example.com".into(),
+                "a Bcc: x@example.com".into(),
+            ),
+            ("a\u{2028}b\u{2029}c\u{85}d".into(), "a b c d".into()),
+            ("\u{202E}gpj.exe".into(), "<U+202E>gpj.exe".into()),
+            ("x\u{2066}y\u{200F}z".into(), "x<U+2066>y<U+200F>z".into()),
+            ("a\u{1b}[31m".into(), "a<U+001B>[31m".into()),
+            ("see http://evil".into(), "see hxxp://evil".into()),
+            (format!("{w59}w"), format!("{w59}w")),
+            (format!("{w59}ww"), format!("{w59}…")),
+        ];
+        for (input, want) in &table {
+            assert_eq!(clean_subject(input), *want, "{input:?}");
+            assert_eq!(clean_subject(want), *want, "applied twice: {want:?}");
+        }
+        for account in [
+            "a".repeat(5_000),
+            "ü".repeat(5_000),
+            "ab ".repeat(2_000),
+            "\u{202E}\n".repeat(2_000),
+        ] {
+            let s = clean_subject(&format!(
+                "[authwatch] URGENT: 1.2.3.4 logged in as {account}"
+            ));
+            assert!(s.chars().count() <= MAX_SUBJECT_CHARS, "{s}");
+            assert!(s.ends_with('…'), "{s}");
+            assert!(s
+                .split(' ')
+                .all(|w| w.chars().count() <= MAX_SUBJECT_WORD_CHARS));
+            assert!(!s.chars().any(is_hidden), "{s:?}");
+            assert_eq!(clean_subject(&s), s);
+        }
+    }
+
+    #[test]
+    fn held_alerts_csv_quotes_and_defuses_fields() {
+        let rec = |key: &str| crate::policy::HeldRecord {
+            kind: "account_attack".into(),
+            key: key.into(),
+            service: "exim".into(),
+            attempts: 7,
+            first_seen: "2026-11-23 03:14:00 UTC".into(),
+            last_seen: "2026-11-23 03:15:00 UTC".into(),
+        };
+        assert_eq!(held_csv(&[]), None);
+        // (key, CSV field)
+        let table = [
+            ("203.0.113.5", "203.0.113.5"),
+            ("a,b", "\"a,b\""),
+            ("say \"hi\"", "\"say \"\"hi\"\"\""),
+            ("=HYPERLINK(\"x\")", "\"'=HYPERLINK(\"\"x\"\")\""),
+            ("+1", "'+1"),
+            ("-1", "'-1"),
+            ("@SUM(A1)", "'@SUM(A1)"),
+        ];
+        for (key, field) in table {
+            let csv = held_csv(&[rec(key)]).unwrap();
+            assert_eq!(csv.file_name, HELD_CSV_NAME);
+            assert_eq!(
+                csv.text,
+                format!("kind,key,service,attempts,first_seen,last_seen\naccount_attack,{field},exim,7,2026-11-23 03:14:00 UTC,2026-11-23 03:15:00 UTC\n"),
+                "{key:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn digest_lists_held_records_in_a_table() {
+        let r = Renderer::new(None).unwrap();
+        let out = r
+            .render("digest", &sample_context("digest").unwrap())
+            .unwrap();
+        assert!(
+            out.text.contains("1 more alerts were held back by the hourly cap, one line each (also in the attached held-alerts.csv)"),
+            "{}",
+            out.text
+        );
+        assert!(out.text.contains("  198.51.100.23 "), "{}", out.text);
+        assert!(out.subject.contains("2 new alerts"), "{}", out.subject);
+        // An alert's facts come from its context; a digest has none.
+        let ip = r.render_ip_alert(&IpAlertContext::sample()).unwrap();
+        let f = ip.facts.unwrap();
+        assert_eq!(f.service, "exim");
+        assert!(!f.first_seen.is_empty() && !f.last_seen.is_empty());
+        assert_eq!(out.facts, None);
+        let c = r
+            .render("compromised", &sample_context("compromised").unwrap())
+            .unwrap();
+        assert_eq!(c.facts.unwrap().first_seen, "2026-11-23 03:20:00 UTC");
     }
 
     #[test]

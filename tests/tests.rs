@@ -8,6 +8,7 @@ mod actions;
 mod durability;
 mod harness;
 mod journal;
+mod mail;
 mod metrics;
 mod packaging;
 mod policy;

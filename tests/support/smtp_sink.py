@@ -6,6 +6,7 @@ Usage:
                [--tls none|starttls|tls] [--cert C --key K]
                [--auth-user U --auth-password P]
                [--host 127.0.0.1] [--reject CODE [--reject-count N]]
+               [--no-8bitmime]
 
 Startup: binds --host (default 127.0.0.1) on port 0 (the OS picks a free port).
 Once the listening socket accepts connections, the chosen port is written to
@@ -40,6 +41,11 @@ Failure injection (for retry tests): --reject CODE answers the end of DATA with
 "CODE <x.y.z> smtp_sink: rejected for the test" (4xx transient, 5xx permanent)
 for the first --reject-count messages (default: every message); rejected
 messages are not stored. Later messages are accepted normally.
+
+A relay without 8BITMIME (--no-8bitmime): EHLO does not offer 8BITMIME, MAIL
+with BODY=8BITMIME is refused (555), and a message holding any byte >= 0x80 is
+refused at the end of DATA with "554 5.6.1 smtp_sink: 8-bit data without
+8BITMIME" (permanent, not stored), as a strict relay does.
 
 SIGTERM or SIGINT: stop listening, close, exit 0.
 """
@@ -86,6 +92,9 @@ class Sink:
         self.reject = reject
         self.reject_left = reject_count  # None = always
 
+    async def handle_DATA(self, server, session, envelope):
+        return await self.store(server, session, envelope)
+
     def _take_number(self):
         while True:
             n = self.next_n
@@ -93,7 +102,7 @@ class Sink:
             if not os.path.exists(os.path.join(self.maildir, f"{n}.eml")):
                 return n
 
-    async def handle_DATA(self, server, session, envelope):
+    async def store(self, server, session, envelope):
         if self.reject is not None and (self.reject_left is None or self.reject_left > 0):
             if self.reject_left is not None:
                 self.reject_left -= 1
@@ -138,6 +147,31 @@ class Sink:
         return "250 2.0.0 OK stored as %d" % n
 
 
+class SevenBitSink(Sink):
+    """A relay without 8BITMIME: offers only 7-bit transport and refuses 8-bit data."""
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        session.host_name = hostname
+        return [r for r in responses if r[4:].upper() != "8BITMIME"]
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        if any(o.upper().startswith("BODY=8BITMIME") for o in mail_options):
+            log(f"refusing MAIL FROM:<{address}> {mail_options}: 8BITMIME not offered")
+            return "555 5.5.4 smtp_sink: BODY=8BITMIME not offered"
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        content = envelope.original_content or envelope.content or b""
+        if isinstance(content, str):
+            content = content.encode("utf-8", "surrogateescape")
+        if any(b >= 0x80 for b in content):
+            log(f"refusing 8-bit message from {envelope.mail_from}")
+            return "554 5.6.1 smtp_sink: 8-bit data without 8BITMIME"
+        return await self.store(server, session, envelope)
+
+
 def make_authenticator(user, password):
     def authenticator(server, session, envelope, mechanism, auth_data):
         if not isinstance(auth_data, LoginPassword):
@@ -161,6 +195,8 @@ def parse_args(argv):
     p.add_argument("--auth-password")
     p.add_argument("--reject", type=int, metavar="CODE")
     p.add_argument("--reject-count", type=int, metavar="N")
+    p.add_argument("--no-8bitmime", action="store_true",
+                   help="do not offer 8BITMIME; refuse 8-bit messages (554)")
     a = p.parse_args(argv)
     if a.tls != "none" and not (a.cert and a.key):
         p.error("--tls starttls/tls needs --cert and --key")
@@ -180,7 +216,7 @@ async def amain(a):
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(a.cert, a.key)
 
-    handler = Sink(a.maildir, a.tls, a.reject, a.reject_count)
+    handler = (SevenBitSink if a.no_8bitmime else Sink)(a.maildir, a.tls, a.reject, a.reject_count)
     kwargs = dict(
         hostname="sink.test",          # no getfqdn(): no DNS lookups
         ident="smtp_sink (aiosmtpd)",
