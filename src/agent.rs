@@ -105,6 +105,7 @@ pub fn check(cfg: &Config) -> std::result::Result<String, String> {
             if let Ok(runner) = ActionRunner::new(specs, cfg.actions_max_concurrent) {
                 let sample = ActionContext {
                     ip: IpAddr::from([203, 0, 113, 47]),
+                    network: None,
                     prefix: "203.0.113.0/24".parse().ok(),
                     account: Some("info@example.com".into()),
                     count: 17,
@@ -409,18 +410,19 @@ impl Engine {
         Some(notice(kind, key, urgent, r, total))
     }
 
-    /// What actions get for an alert about `ip`: its prefix is the configured subnet grouping
-    /// (IPv6 /64 by default), when there is one.
+    /// What actions get for an alert about `ip`, or about the subnet `network` (then `ip` is
+    /// its first address): `{prefix}` is the subnet, or the configured subnet grouping of `ip`
+    /// (IPv6 /64 by default) when there is one.
     fn action_context(
         &self,
         ip: IpAddr,
-        prefix: Option<IpNet>,
+        network: Option<IpNet>,
         account: Option<String>,
         count: u64,
         service: &str,
     ) -> Option<ActionContext> {
         self.actions.as_ref()?;
-        let prefix = prefix.or_else(|| {
+        let prefix = network.or_else(|| {
             let sc = self.subnets.as_ref().map(|(_, sc)| sc)?;
             let bits = match ip {
                 IpAddr::V6(_) => Some(sc.ipv6_prefix),
@@ -430,6 +432,7 @@ impl Engine {
         });
         Some(ActionContext {
             ip,
+            network,
             prefix,
             account,
             count,
@@ -2250,7 +2253,7 @@ mod tests {
         let mut e = engine_with(
             clock(),
             &format!(
-                "allowlist: {{addresses: ['198.51.100.0/24']}}\nactions:\n  - {{name: block, program: '{}', args: ['{{ip}}', '--user={{account}}', '{{count}}']}}\n",
+                "allowlist: {{addresses: ['198.51.100.0/24']}}\nactions:\n  - {{name: block, program: '{}', args: ['{{ip}}', '--user={{account}}', '{{count}}'], on: [ip_burst]}}\n",
                 prog.display()
             ),
         );

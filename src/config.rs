@@ -1492,6 +1492,25 @@ impl Validator {
                 on,
             });
         }
+        // `{ip}` of a subnet alert could only be the network's first address: a program given
+        // it would block that one address and report success.
+        for (i, a) in out.iter().enumerate() {
+            if !a.on.iter().any(|k| k == "subnet_burst") {
+                continue;
+            }
+            for (k, arg) in a.spec.args.iter().enumerate() {
+                if crate::actions::uses_ip(arg) {
+                    self.issue(
+                        raw[i].args.as_ref().and_then(|v| v.get(k)),
+                        &format!("actions[{i}].args[{k}]"),
+                        format!(
+                            "`{{ip}}` is refused in an action that runs for subnet_burst alerts{}: it would be only the network's first address. Use `{{network}}` (the subnet in CIDR for subnet alerts, the address as /32 or /128 for the others), or limit the action with `on: [ip_burst]`",
+                            if raw[i].on.is_none() { " (the default `on`)" } else { "" }
+                        ),
+                    );
+                }
+            }
+        }
         let specs: Vec<ActionSpec> = out.iter().map(|a| a.spec.clone()).collect();
         for (i, e) in validate_specs(&specs) {
             let a = &raw[i];
@@ -2030,5 +2049,42 @@ mod tests {
             assert!(fields.contains(&f), "{f} missing: {err}");
         }
         assert!(err.issues.iter().all(|i| i.line.is_some()), "{err}");
+    }
+
+    /// Issue 14.5: `{ip}` of a subnet alert was the network's first address, so an action
+    /// blocked that one address and reported success. `{ip}` in an action that runs for
+    /// `subnet_burst` (named, or by default) is refused with its location; `{network}` is not.
+    #[test]
+    fn subnet_actions_refuse_ip_placeholder_regression() {
+        let dir = tempfile::tempdir().unwrap();
+        let prog = dir.path().join("block");
+        std::fs::write(&prog, "#!/bin/sh\n").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&prog, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let p = prog.display();
+        let err = load(&format!(
+            "{MIN}actions:\n  - {{name: a, program: '{p}', args: ['x', '--ip={{ip}}'], on: [subnet_burst]}}\n  - name: b\n    program: '{p}'\n    args: ['{{ip}}']\n"
+        ))
+        .unwrap_err();
+        let found: Vec<(&str, Option<u64>, Option<u64>)> = err
+            .issues
+            .iter()
+            .map(|i| (i.field.as_str(), i.line, i.column))
+            .collect();
+        let first = format!("  - {{name: a, program: '{p}', args: ['x', '--ip={{ip}}']");
+        let col = first.find("'--ip").unwrap() as u64 + 1;
+        assert_eq!(
+            found,
+            vec![
+                ("actions[0].args[1]", Some(7), Some(col)),
+                ("actions[1].args[0]", Some(10), Some(12)),
+            ],
+            "{err}"
+        );
+        assert!(err.to_string().contains("{network}"), "{err}");
+        let ok = load(&format!(
+            "{MIN}actions:\n  - {{name: a, program: '{p}', args: ['{{network}}', '{{prefix}}']}}\n  - {{name: b, program: '{p}', args: ['{{ip}}'], on: [ip_burst, compromised]}}\n"
+        ));
+        assert!(ok.is_ok(), "{:?}", ok.err().map(|e| e.to_string()));
     }
 }

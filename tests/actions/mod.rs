@@ -34,6 +34,7 @@ fn spec(name: &str, program: &Path, args: &[&str], timeout: Duration) -> ActionS
 fn ctx(account: &str) -> ActionContext {
     ActionContext {
         ip: "203.0.113.7".parse().unwrap(),
+        network: None,
         prefix: Some("203.0.113.0/24".parse().unwrap()),
         account: Some(account.into()),
         count: 17,
@@ -471,7 +472,16 @@ const REFUSED_IPS: &[&str] = &[
     "127.0.0.1",
     "::1",
     "2001:db8::1::2",
-    "203.0.113.0/24",
+    "203.0.113.0/33",
+    "203.0.113.0/",
+    "203.0.113.0/024",
+    "203.0.113.0/24/1",
+    "203.0.113.0/x",
+    "/24",
+    "2001:db8::/129",
+    "10.0.0.0/4",
+    "2001::/8",
+    "127.0.0.0/8",
 ];
 
 #[test]
@@ -485,6 +495,12 @@ fn nft_block_example_checks_its_argument_and_sets_an_expiry() {
     let (code, out) = run_example("nft-block", &["2001:db8::7", "30m"], &env, &[]);
     assert_eq!(code, Some(0), "{out}");
     let (code, out) = run_example("nft-block", &["::ffff:198.51.100.9", "1h30m"], &env, &[]);
+    assert_eq!(code, Some(0), "{out}");
+    // Issue 14.5: networks ({network}) are blocked whole.
+    let (code, out) = run_example("nft-block", &["2001:db8:1:2::/64"], &env, &[]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("blocked 2001:db8:1:2::/64"), "{out}");
+    let (code, out) = run_example("nft-block", &["203.0.113.7/32", "2h"], &env, &[]);
     assert_eq!(code, Some(0), "{out}");
     let expected: Vec<Vec<String>> = [
         [
@@ -511,6 +527,22 @@ fn nft_block_example_checks_its_argument_and_sets_an_expiry() {
             "blocked4",
             "{ 198.51.100.9 timeout 1h30m }",
         ],
+        [
+            "add",
+            "element",
+            "inet",
+            "authwatch",
+            "blocked6",
+            "{ 2001:db8:1:2::/64 timeout 1h }",
+        ],
+        [
+            "add",
+            "element",
+            "inet",
+            "authwatch",
+            "blocked4",
+            "{ 203.0.113.7/32 timeout 2h }",
+        ],
     ]
     .iter()
     .map(|c| c.iter().map(|s| s.to_string()).collect())
@@ -529,7 +561,7 @@ fn nft_block_example_checks_its_argument_and_sets_an_expiry() {
             "timeout {bad_timeout:?} was not refused: {out}"
         );
     }
-    assert_eq!(calls(dir, "nft").len(), 3, "nft ran for a refused value");
+    assert_eq!(calls(dir, "nft").len(), 5, "nft ran for a refused value");
 }
 
 #[test]
@@ -599,6 +631,24 @@ fn apf_block_example_uses_temp_deny_or_at_for_expiry() {
     let (code, out) = run_example("apf-block", &["203.0.113.7", "1h30m"], &env, &[]);
     assert_eq!(code, Some(2), "{out}");
     assert_eq!(calls(dir, "apf").len(), 3, "apf ran for a refused value");
+    // Issue 14.5: a subnet is given to apf in CIDR, a host range as the address.
+    let (code, out) = run_example(
+        "apf-block",
+        &["2001:db8:1:2::/64", "1h"],
+        &env,
+        &[("FAKE_APF_NEW", "1")],
+    );
+    assert_eq!(code, Some(0), "{out}");
+    let (code, out) = run_example(
+        "apf-block",
+        &["203.0.113.7/32", "1h"],
+        &env,
+        &[("FAKE_APF_NEW", "1")],
+    );
+    assert_eq!(code, Some(0), "{out}");
+    let c = calls(dir, "apf");
+    assert_eq!(c[3], vec!["-td", "2001:db8:1:2::/64", "1h", "authwatch"]);
+    assert_eq!(c[4], vec!["-td", "203.0.113.7", "1h", "authwatch"]);
 }
 
 /// The agent runs the configured action for an alert, after the allowlist, with hostile account
@@ -621,7 +671,7 @@ fn agent_runs_actions_for_alerts_with_literal_arguments() {
     let cfg = stdin_config(
         dir,
         &format!(
-            "allowlist: {{addresses: ['198.51.100.0/24']}}\nactions:\n  - {{name: block, program: '{}', args: ['{{ip}}', '--user={{account}}', '{{count}}', '{{prefix}}'], timeout: 5s}}\n",
+            "allowlist: {{addresses: ['198.51.100.0/24']}}\nactions:\n  - {{name: block, program: '{}', args: ['{{ip}}', '--user={{account}}', '{{count}}', '{{prefix}}'], timeout: 5s, on: [ip_burst]}}\n",
             prog.display()
         ),
     );
@@ -719,7 +769,7 @@ fn actions_freeze_incident_counts_regression() {
     let cfg = stdin_config(
         dir,
         &format!(
-            "actions:\n  - {{name: block, program: '{}', args: ['{{ip}}'], timeout: 5s, on: [ip_burst]}}\n",
+            "actions:\n  - {{name: block, program: '{}', args: ['{{network}}'], timeout: 5s}}\n",
             prog.display()
         ),
     );
@@ -802,4 +852,49 @@ fn urgent_alert_does_not_wait_behind_another_alerts_action_regression() {
     assert!(a.subject().contains("203.0.113.21"), "{}", a.subject());
     assert!(a.body.contains("slow: exit 0"), "{}", a.body);
     assert!(agent.stop().success());
+}
+
+/// Issue 14.5: a subnet alert gives its action the subnet in CIDR as `{network}` (and
+/// `{prefix}`), not one address.
+#[test]
+fn subnet_alert_action_receives_the_cidr_regression() {
+    use crate::harness::{exim_fail, now_unix};
+    use crate::stdin::{run_stdin, stdin_config};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let calls = dir.join("calls");
+    let prog = script(
+        dir,
+        "block",
+        &format!(
+            "#!/bin/sh\nprintf '%s\\0' \"$@\" >> '{}'\necho \"blocked $1\"\n",
+            calls.display()
+        ),
+    );
+    let cfg = stdin_config(
+        dir,
+        &format!(
+            "actions:\n  - {{name: block, program: '{}', args: ['{{network}}', '{{prefix}}'], timeout: 5s}}\n",
+            prog.display()
+        ),
+    );
+    let t = now_unix() - 100;
+    // 12 addresses of one /64, one attempt each: no per-IP alert, one subnet alert.
+    let input: String = (0..12)
+        .map(|i| {
+            format!(
+                "{}\n",
+                exim_fail(t + i, &format!("2001:db8:1:2::{:x}", i + 1), "info")
+            )
+        })
+        .collect();
+    let out = run_stdin(&cfg, &[], input.as_bytes());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let args = split_nul(&fs::read(&calls).unwrap());
+    assert_eq!(
+        args,
+        vec!["2001:db8:1:2::/64", "2001:db8:1:2::/64"],
+        "{err}"
+    );
 }
