@@ -99,6 +99,9 @@ pub fn check(cfg: &Config) -> std::result::Result<String, String> {
                 }
             }
         }
+        for w in crate::config::permission_warnings(cfg) {
+            out.push_str(&format!("\n  warning: {w}"));
+        }
         // What each action would run for a sample alert, argument by argument.
         if !cfg.actions.is_empty() {
             let specs = cfg.actions.iter().map(|a| a.spec.clone()).collect();
@@ -1528,16 +1531,18 @@ impl Holds {
 /// reaches it.
 const MAX_SAVE_DEFERRAL: Duration = Duration::from_secs(900);
 
-/// Make sure the state folder exists and is writable; a clear error otherwise.
-fn prepare_state_dir(cfg: &Config) -> Result<()> {
+/// Make sure the state folder exists (created `0700`) and is writable, and take its lock (a
+/// second agent on the same folder refuses to start, naming the first one's pid); a clear
+/// error otherwise. The lock is held as long as the returned guard lives.
+fn prepare_state_dir(cfg: &Config) -> Result<state::StateLock> {
     let d = &cfg.state_dir;
-    std::fs::create_dir_all(d)
+    state::create_private_dir(d)
         .with_context(|| format!("state_dir {}: cannot create the folder", d.display()))?;
     let probe = d.join(".authwatch-write-test");
-    std::fs::write(&probe, b"ok")
+    state::create_private(&probe)
         .with_context(|| format!("state_dir {}: not writable", d.display()))?;
     let _ = std::fs::remove_file(probe);
-    Ok(())
+    state::lock_state_dir(d).map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 /// How often evictions from the per-key maps are reported (once per interval, and at stop:
@@ -1708,7 +1713,8 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()>,
     reload: Option<mpsc::Receiver<()>>,
 ) -> Result<()> {
-    prepare_state_dir(&cfg)?;
+    let _lock = prepare_state_dir(&cfg)?;
+    crate::config::log_permission_warnings(&cfg);
     let host = HostInfo::discover(&cfg.host);
     let mut engine = Engine::new(&cfg, &host, clock.clone())?;
     let clock_now = || clock.now();
@@ -1750,7 +1756,23 @@ pub async fn run(
     };
     let mut composer = composer;
 
-    let saved = state::load(&cfg.state_dir);
+    let loaded = state::load_checked(&cfg.state_dir);
+    let saved = loaded.state;
+    if let Some(problem) = loaded.problem {
+        // Never silently: the windows (and maybe the offsets) of the last run are gone.
+        error!(problem = %problem, "the saved state was corrupt");
+        let now = clock_now();
+        let r = engine.render_health(HealthContextParts {
+            title: "saved state was corrupt".into(),
+            what: cfg.state_dir.join("state.json").display().to_string(),
+            detail: problem,
+            since: now,
+            until: None,
+            advice: "The unusable file was kept as state.json.bad-<time> for a look. Check the disk and whether something else writes into state_dir; attacks in progress are counted afresh.".into(),
+        });
+        queue(&composer, &mut writer, r);
+        commit(&mut writer, &notify);
+    }
     if let Some(st) = &saved {
         info!(
             sources = st.sources.len(),
