@@ -1,12 +1,23 @@
 //! Actions: optional commands run for each alert (block the IP in a firewall, open a ticket).
 //!
 //! A command is run directly, never through a shell: the configured program gets its argument
-//! list, each argument a template in which `{ip}`, `{prefix}`, `{account}`, `{count}` and
-//! `{service}` are replaced *inside that one argument*. Whatever an attacker put into an
+//! list, each argument a template in which `{ip}`, `{network}`, `{prefix}`, `{account}`,
+//! `{count}` and `{service}` are replaced *inside that one argument*. Whatever an attacker put into an
 //! account name (`;`, `$(...)`, spaces, quotes, another `{ip}`) therefore reaches the program
 //! as literal text of one argument; it can neither split an argument nor start a program.
 //! Control characters in substituted values become visible `<U+XXXX>` marks. An account name
 //! may still begin with `-`: give it to programs as `--user={account}` or after `--`.
+//!
+//! What the address placeholders hold:
+//!
+//! | placeholder | `ip_burst`, `compromised` | `subnet_burst` |
+//! |---|---|---|
+//! | `{ip}` | the address (`203.0.113.7`) | refused by `check` (it would be the network's first address only) |
+//! | `{network}` | the address as a host range (`203.0.113.7/32`, `2001:db8::7/128`) | the subnet in CIDR (`2001:db8:1:2::/64`) |
+//! | `{prefix}` | the subnet the address belongs to by `detect.per_subnet` grouping (`2001:db8::/64`), empty when not grouped (IPv4 by default) | the subnet in CIDR |
+//!
+//! So `{network}` always names exactly what the alert blames, and is the one to give a blocking
+//! program that accepts CIDR (the shipped `nft-block` and `apf-block` do).
 //!
 //! The caller runs actions only for an IP it has parsed and checked against its allowlist
 //! ([`ActionContext`] takes an [`IpAddr`], not text); [`ActionRunner::with_allowlist`] adds the
@@ -35,7 +46,7 @@ use std::sync::{mpsc, Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 /// The placeholders an argument template may use.
-pub const PLACEHOLDERS: &[&str] = &["ip", "prefix", "account", "count", "service"];
+pub const PLACEHOLDERS: &[&str] = &["ip", "network", "prefix", "account", "count", "service"];
 /// Lines of a command's output kept in its result.
 pub const MAX_OUTPUT_LINES: usize = 5;
 /// Characters kept per output line.
@@ -70,8 +81,12 @@ pub struct ActionSpec {
 /// What an action is about. The IP has been parsed and allowlist-checked by the caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ActionContext {
-    /// `{ip}` is written in canonical form (an IPv4-mapped IPv6 address as plain IPv4).
+    /// `{ip}` is written in canonical form (an IPv4-mapped IPv6 address as plain IPv4). For a
+    /// subnet alert: the network's first address (used for logs and the allowlist check).
     pub ip: IpAddr,
+    /// What the alert blames, as `{network}`: the subnet of a subnet alert; `None` for an
+    /// alert about one address, which `{network}` writes as a /32 or /128.
+    pub network: Option<IpNet>,
     /// The network the caller attributes the IP to (e.g. its /64); `{prefix}` is empty without.
     pub prefix: Option<IpNet>,
     /// The most tried account (attacker-chosen text); `{account}` is empty without.
@@ -167,6 +182,7 @@ fn spec_error(field: &str, message: impl Into<String>) -> SpecError {
 enum Piece {
     Text(String),
     Ip,
+    Network,
     Prefix,
     Account,
     Count,
@@ -199,6 +215,7 @@ fn parse_template(t: &str) -> Result<Vec<Piece>, String> {
                 let name = &rest[..end];
                 let piece = match name {
                     "ip" => Piece::Ip,
+                    "network" => Piece::Network,
                     "prefix" => Piece::Prefix,
                     "account" => Piece::Account,
                     "count" => Piece::Count,
@@ -241,6 +258,12 @@ fn parse_template(t: &str) -> Result<Vec<Piece>, String> {
 /// Check one argument template (for config validation).
 pub fn validate_arg(template: &str) -> Result<(), String> {
     parse_template(template).map(|_| ())
+}
+
+/// Whether a (valid) argument template uses `{ip}`: refused for subnet alerts, where it could
+/// only be the network's first address.
+pub fn uses_ip(template: &str) -> bool {
+    parse_template(template).is_ok_and(|p| p.contains(&Piece::Ip))
 }
 
 /// Check that `program` is an absolute path to an executable regular file that not everyone may
@@ -364,6 +387,12 @@ fn expand(pieces: &[Piece], ctx: &ActionContext) -> String {
         match p {
             Piece::Text(t) => s.push_str(t),
             Piece::Ip => s.push_str(&ctx.ip.to_canonical().to_string()),
+            Piece::Network => {
+                let n = ctx
+                    .network
+                    .unwrap_or_else(|| IpNet::from(ctx.ip.to_canonical()));
+                s.push_str(&n.to_string());
+            }
             Piece::Prefix => {
                 if let Some(n) = ctx.prefix {
                     s.push_str(&n.to_string());
@@ -505,6 +534,17 @@ impl ActionRunner {
         if self.allowlist.iter().any(|n| n.contains(&ip)) {
             tracing::debug!(%ip, "allowlisted: no actions run");
             return Vec::new();
+        }
+        // A subnet that holds an allowlisted address is not acted on as a whole either.
+        if let Some(net) = ctx.network {
+            if let Some(a) = self
+                .allowlist
+                .iter()
+                .find(|a| net.contains(*a) || a.contains(&net))
+            {
+                tracing::info!(network = %net, allowlisted = %a, "the subnet holds allowlisted addresses: no actions run");
+                return Vec::new();
+            }
         }
         let chosen: Vec<&Compiled> = self.actions.iter().filter(|a| keep(&a.spec)).collect();
         std::thread::scope(|s| {
@@ -732,6 +772,7 @@ mod tests {
     fn ctx(account: &str) -> ActionContext {
         ActionContext {
             ip: "203.0.113.7".parse().unwrap(),
+            network: None,
             prefix: Some("203.0.113.0/24".parse().unwrap()),
             account: Some(account.into()),
             count: 12,
@@ -748,6 +789,14 @@ mod tests {
         let c = ctx("{ip} $(x) a b");
         assert_eq!(fill("{ip}", &c), "203.0.113.7");
         assert_eq!(fill("--net={prefix}", &c), "--net=203.0.113.0/24");
+        assert_eq!(fill("{network}", &c), "203.0.113.7/32");
+        let subnet = ActionContext {
+            ip: "2001:db8:1:2::".parse().unwrap(),
+            network: Some("2001:db8:1:2::/64".parse().unwrap()),
+            ..c.clone()
+        };
+        assert_eq!(fill("{network}", &subnet), "2001:db8:1:2::/64");
+        assert!(uses_ip("--ip={ip}") && !uses_ip("{network} {{ip}}"));
         assert_eq!(fill("user={account};", &c), "user={ip} $(x) a b;");
         assert_eq!(fill("{count}x{service}", &c), "12xexim");
         assert_eq!(fill("{{ip}}", &c), "{ip}");

@@ -3,8 +3,11 @@
 //!
 //! Each source is followed by its own thread (the tailer polls; a slow disk never stalls the
 //! others); lines reach one [`Engine`] over a bounded channel, in order per source. The engine is
-//! synchronous and clock-injected: a line goes in, at most one rendered alert comes out. Mail is
-//! delivered by a separate task. SIGTERM and Ctrl-C stop the tailers, the lines already read
+//! synchronous and clock-injected: a line goes in, at most one rendered alert comes out. An
+//! alert with actions waits in the engine's `pending` until the loop starts its actions in a
+//! task of its own; the results come back over a channel and the alert goes out then, so no
+//! alert waits for another alert's actions (see `start_actions`, `Holds`). Mail is delivered by
+//! a separate task. SIGTERM and Ctrl-C stop the tailers, the lines already read
 //! are processed, queued alerts are delivered, and the process exits 0.
 
 use crate::actions::{ActionContext, ActionResult, ActionRunner};
@@ -96,12 +99,16 @@ pub fn check(cfg: &Config) -> std::result::Result<String, String> {
                 }
             }
         }
+        for w in crate::config::permission_warnings(cfg) {
+            out.push_str(&format!("\n  warning: {w}"));
+        }
         // What each action would run for a sample alert, argument by argument.
         if !cfg.actions.is_empty() {
             let specs = cfg.actions.iter().map(|a| a.spec.clone()).collect();
             if let Ok(runner) = ActionRunner::new(specs, cfg.actions_max_concurrent) {
                 let sample = ActionContext {
                     ip: IpAddr::from([203, 0, 113, 47]),
+                    network: None,
                     prefix: "203.0.113.0/24".parse().ok(),
                     account: Some("info@example.com".into()),
                     count: 17,
@@ -332,8 +339,20 @@ impl Engine {
         }
         let mut r = self.render(p.kind, &context, &p.key, p.attempts);
         r.id = Some(p.id);
-        let n = notice(p.kind, p.key, p.urgent, r, p.total);
+        // Attempts made while the actions ran were seen by the detector but could not reach
+        // the incident (it did not exist yet): the incident opens at the detector's total now.
+        let total = p.total.max(self.live_total(p.kind, &p.key).unwrap_or(0));
+        let n = notice(p.kind, p.key, p.urgent, r, total);
         self.offer(vec![n])
+    }
+
+    /// All attempts the detector of `kind` has counted for `key` so far, if it alerted.
+    fn live_total(&self, kind: &str, key: &str) -> Option<u64> {
+        match kind {
+            "ip_burst" => self.detector.alerted_total(&key.parse().ok()?),
+            "subnet_burst" => self.subnets.as_ref()?.0.alerted_total(&key.parse().ok()?),
+            _ => None,
+        }
     }
 
     /// Run the pending alerts' actions one alert after the other, in this thread (tests, and
@@ -394,18 +413,19 @@ impl Engine {
         Some(notice(kind, key, urgent, r, total))
     }
 
-    /// What actions get for an alert about `ip`: its prefix is the configured subnet grouping
-    /// (IPv6 /64 by default), when there is one.
+    /// What actions get for an alert about `ip`, or about the subnet `network` (then `ip` is
+    /// its first address): `{prefix}` is the subnet, or the configured subnet grouping of `ip`
+    /// (IPv6 /64 by default) when there is one.
     fn action_context(
         &self,
         ip: IpAddr,
-        prefix: Option<IpNet>,
+        network: Option<IpNet>,
         account: Option<String>,
         count: u64,
         service: &str,
     ) -> Option<ActionContext> {
         self.actions.as_ref()?;
-        let prefix = prefix.or_else(|| {
+        let prefix = network.or_else(|| {
             let sc = self.subnets.as_ref().map(|(_, sc)| sc)?;
             let bits = match ip {
                 IpAddr::V6(_) => Some(sc.ipv6_prefix),
@@ -415,6 +435,7 @@ impl Engine {
         });
         Some(ActionContext {
             ip,
+            network,
             prefix,
             account,
             count,
@@ -1395,52 +1416,148 @@ fn spawn_reader(
         .context("starting a source thread")
 }
 
-/// Run the actions of the alerts a batch made, several at once (each alert's commands under the
-/// runner's concurrency limit and timeouts), and return the alerts with their results. The
-/// batch's checkpoint moves only after this: an alert is never lost to a crash while its
-/// actions run (after a restart they run again; the shipped examples are idempotent).
-async fn run_actions(engine: &mut Engine) -> Vec<Rendered> {
+/// An alert whose actions have finished, on its way back to the loop.
+struct ActionsDone {
+    alert: PendingAlert,
+    results: Vec<ActionResult>,
+    source: usize,
+    hold: u64,
+}
+
+/// Start the actions of the alerts a batch made, each alert in a task of its own (its commands
+/// under the runner's concurrency limit and timeouts); each sends its alert with the results
+/// on `tx` when its own actions have finished, so that no alert (an URGENT one least of all)
+/// waits for another's actions. Returns how many were started, and the alerts that need no
+/// task (no runner) rendered at once.
+fn start_actions(
+    engine: &mut Engine,
+    tx: &mpsc::UnboundedSender<ActionsDone>,
+    source: usize,
+    hold: u64,
+) -> (usize, Vec<Rendered>) {
     let pending = engine.take_pending();
-    if pending.is_empty() {
-        return Vec::new();
-    }
     let Some(runner) = engine.action_runner() else {
         let mut out = Vec::new();
         for p in pending {
             out.extend(engine.finish_pending(p, Vec::new()));
         }
-        return out;
+        return (0, out);
     };
-    let mut set = tokio::task::JoinSet::new();
-    for (i, p) in pending.iter().enumerate() {
-        let runner = runner.clone();
-        let (ctx, names) = (p.action.clone(), p.names.clone());
-        set.spawn_blocking(move || (i, runner.run_named(&ctx, &names)));
+    let n = pending.len();
+    for alert in pending {
+        let (runner, tx) = (runner.clone(), tx.clone());
+        tokio::task::spawn_blocking(move || {
+            let results = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                runner.run_named(&alert.action, &alert.names)
+            }))
+            .unwrap_or_else(|_| {
+                error!(ip = %alert.action.ip, "an action task panicked; the alert goes out without results");
+                Vec::new()
+            });
+            let _ = tx.send(ActionsDone {
+                alert,
+                results,
+                source,
+                hold,
+            });
+        });
     }
-    let mut results: Vec<Vec<ActionResult>> = vec![Vec::new(); pending.len()];
-    while let Some(done) = set.join_next().await {
-        match done {
-            Ok((i, r)) => results[i] = r,
-            Err(e) => error!(error = %e, "an action task failed"),
-        }
-    }
-    let mut out = Vec::new();
-    for (p, r) in pending.into_iter().zip(results) {
-        out.extend(engine.finish_pending(p, r));
-    }
-    out
+    (n, Vec::new())
 }
 
-/// Make sure the state folder exists and is writable; a clear error otherwise.
-fn prepare_state_dir(cfg: &Config) -> Result<()> {
+/// Where each source's checkpoint may go while alerts wait for their actions. A batch whose
+/// alerts' actions still run holds its source's checkpoint before it (after a crash the lines
+/// are read again and the alerts made again; the shipped examples are idempotent, and the ids
+/// of alerts already spooled are not sent twice); later batches queue behind it, and the
+/// checkpoint moves on, in order, as the holds are released.
+#[derive(Default)]
+struct Holds {
+    per_source: Vec<std::collections::VecDeque<Hold>>,
+    next: u64,
+    in_flight: usize,
+}
+
+struct Hold {
+    id: u64,
+    /// Where the source stands after this batch (and after later batches without alerts).
+    position: Position,
+    outstanding: usize,
+}
+
+impl Holds {
+    fn new(sources: usize) -> Holds {
+        Holds {
+            per_source: (0..sources).map(|_| Default::default()).collect(),
+            ..Default::default()
+        }
+    }
+
+    /// The id for the next batch's hold.
+    fn next_id(&self) -> u64 {
+        self.next
+    }
+
+    /// A batch of `source` was processed; `started` of its alerts wait for their actions.
+    fn batch(
+        &mut self,
+        source: usize,
+        position: Position,
+        started: usize,
+        positions: &mut [Position],
+    ) {
+        let Some(q) = self.per_source.get_mut(source) else {
+            return;
+        };
+        if started > 0 {
+            q.push_back(Hold {
+                id: self.next,
+                position,
+                outstanding: started,
+            });
+            self.next += 1;
+            self.in_flight += started;
+        } else if let Some(last) = q.back_mut() {
+            last.position = position;
+        } else {
+            positions[source] = position;
+        }
+    }
+
+    /// One alert of hold `id` of `source` is done.
+    fn done(&mut self, source: usize, id: u64, positions: &mut [Position]) {
+        let Some(q) = self.per_source.get_mut(source) else {
+            return;
+        };
+        if let Some(h) = q.iter_mut().find(|h| h.id == id) {
+            h.outstanding = h.outstanding.saturating_sub(1);
+            self.in_flight = self.in_flight.saturating_sub(1);
+        }
+        while q.front().is_some_and(|h| h.outstanding == 0) {
+            if let Some(h) = q.pop_front() {
+                positions[source] = h.position;
+            }
+        }
+    }
+}
+
+/// How long saving the state may be put off while actions run (the saved detectors must not
+/// be ahead of the saved checkpoints): longer than any one action may take
+/// ([`crate::actions::MAX_TIMEOUT`]), so only an unbroken stream of overlapping actions
+/// reaches it.
+const MAX_SAVE_DEFERRAL: Duration = Duration::from_secs(900);
+
+/// Make sure the state folder exists (created `0700`) and is writable, and take its lock (a
+/// second agent on the same folder refuses to start, naming the first one's pid); a clear
+/// error otherwise. The lock is held as long as the returned guard lives.
+fn prepare_state_dir(cfg: &Config) -> Result<state::StateLock> {
     let d = &cfg.state_dir;
-    std::fs::create_dir_all(d)
+    state::create_private_dir(d)
         .with_context(|| format!("state_dir {}: cannot create the folder", d.display()))?;
     let probe = d.join(".authwatch-write-test");
-    std::fs::write(&probe, b"ok")
+    state::create_private(&probe)
         .with_context(|| format!("state_dir {}: not writable", d.display()))?;
     let _ = std::fs::remove_file(probe);
-    Ok(())
+    state::lock_state_dir(d).map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 /// How often evictions from the per-key maps are reported (once per interval, and at stop:
@@ -1611,7 +1728,8 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()>,
     reload: Option<mpsc::Receiver<()>>,
 ) -> Result<()> {
-    prepare_state_dir(&cfg)?;
+    let _lock = prepare_state_dir(&cfg)?;
+    crate::config::log_permission_warnings(&cfg);
     let host = HostInfo::discover(&cfg.host);
     let mut engine = Engine::new(&cfg, &host, clock.clone())?;
     let clock_now = || clock.now();
@@ -1653,7 +1771,23 @@ pub async fn run(
     };
     let mut composer = composer;
 
-    let saved = state::load(&cfg.state_dir);
+    let loaded = state::load_checked(&cfg.state_dir);
+    let saved = loaded.state;
+    if let Some(problem) = loaded.problem {
+        // Never silently: the windows (and maybe the offsets) of the last run are gone.
+        error!(problem = %problem, "the saved state was corrupt");
+        let now = clock_now();
+        let r = engine.render_health(HealthContextParts {
+            title: "saved state was corrupt".into(),
+            what: cfg.state_dir.join("state.json").display().to_string(),
+            detail: problem,
+            since: now,
+            until: None,
+            advice: "The unusable file was kept as state.json.bad-<time> for a look. Check the disk and whether something else writes into state_dir; attacks in progress are counted afresh.".into(),
+        });
+        queue(&composer, &mut writer, r);
+        commit(&mut writer, &notify);
+    }
     if let Some(st) = &saved {
         info!(
             sources = st.sources.len(),
@@ -1746,6 +1880,23 @@ pub async fn run(
     policy_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut eviction_tick = tokio::time::interval(EVICTION_REPORT_INTERVAL);
     let mut evictions_reported = engine.evictions_by_map();
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<ActionsDone>();
+    let mut holds = Holds::new(cfg.sources.len());
+    let mut save_deferred_since: Option<std::time::Instant> = None;
+    // An alert's actions are done: it goes out now, and its batch's hold on the checkpoint is
+    // released.
+    let finish = |engine: &mut Engine,
+                  writer: &mut SpoolWriter,
+                  composer: &Composer,
+                  holds: &mut Holds,
+                  positions: &mut [Position],
+                  d: ActionsDone| {
+        for r in engine.finish_pending(d.alert, d.results) {
+            queue(composer, writer, r);
+        }
+        commit(writer, &notify);
+        holds.done(d.source, d.hold, positions);
+    };
     loop {
         tokio::select! {
             Some(()) = async {
@@ -1800,7 +1951,9 @@ pub async fn run(
                         queue(&composer, &mut writer, r);
                     }
                 }
-                for r in run_actions(&mut engine).await {
+                let hold = holds.next_id();
+                let (started, now) = start_actions(&mut engine, &done_tx, batch.source, hold);
+                for r in now {
                     queue(&composer, &mut writer, r);
                 }
                 if let (Some(s), Some(last)) = (cfg.sources.get(batch.source), batch.lines.last()) {
@@ -1808,10 +1961,11 @@ pub async fn run(
                         engine.metrics.set_lag_seconds(&s.name(), lag);
                     }
                 }
-                // The batch's alerts (with their actions' results) are durable in the spool (one
-                // commit per batch, not per alert); only now may the checkpoint move past them.
+                // The batch's alerts without actions are durable in the spool (one commit per
+                // batch, not per alert); only now may the checkpoint move past them, and not
+                // past alerts still waiting for their actions (see `Holds`).
                 commit(&mut writer, &notify);
-                positions[batch.source] = batch.position;
+                holds.batch(batch.source, batch.position, started, &mut positions);
                 dirty = true;
                 if batch.done {
                     if let Some(e) = ended.get_mut(batch.source) {
@@ -1823,10 +1977,25 @@ pub async fn run(
                     }
                 }
             }
+            Some(d) = done_rx.recv() => {
+                finish(&mut engine, &mut writer, &composer, &mut holds, &mut positions, d);
+                dirty = true;
+            }
             _ = save_tick.tick() => {
                 if dirty {
-                    save_state(&engine, &positions);
-                    dirty = false;
+                    // While actions run, the detectors are ahead of the held checkpoints: a
+                    // state saved now would, after a crash, count the held lines twice.
+                    let deferred = save_deferred_since.map_or(Duration::ZERO, |t| t.elapsed());
+                    if holds.in_flight == 0 || deferred >= MAX_SAVE_DEFERRAL {
+                        if holds.in_flight > 0 {
+                            warn!(running = holds.in_flight, "actions have kept running for a long time; saving the state anyway");
+                        }
+                        save_state(&engine, &positions);
+                        dirty = false;
+                        save_deferred_since = None;
+                    } else {
+                        save_deferred_since.get_or_insert_with(std::time::Instant::now);
+                    }
                 }
                 let status = mailer.status.borrow().clone();
                 write_status(&cfg, &engine, &health, &status, &mail_target, writer.spool());
@@ -1848,13 +2017,34 @@ pub async fn run(
                 queue(&composer, &mut writer, r);
             }
         }
-        for r in run_actions(&mut engine).await {
+        let hold = holds.next_id();
+        let (started, now) = start_actions(&mut engine, &done_tx, batch.source, hold);
+        for r in now {
             queue(&composer, &mut writer, r);
         }
         commit(&mut writer, &notify);
-        positions[batch.source] = batch.position;
+        holds.batch(batch.source, batch.position, started, &mut positions);
     }
     let _ = joiner.await;
+    // Alerts still waiting for their actions go out when those end (each is under its
+    // timeout, so this wait is bounded).
+    if holds.in_flight > 0 {
+        info!(
+            running = holds.in_flight,
+            "waiting for running actions before stopping"
+        );
+    }
+    while holds.in_flight > 0 {
+        let Some(d) = done_rx.recv().await else { break };
+        finish(
+            &mut engine,
+            &mut writer,
+            &composer,
+            &mut holds,
+            &mut positions,
+            d,
+        );
+    }
     save_state(&engine, &positions);
     // Give the mail task a short while to send what was just spooled, then stop it; whatever
     // is left stays in the spool for the next start.
@@ -2100,7 +2290,7 @@ mod tests {
         let mut e = engine_with(
             clock(),
             &format!(
-                "allowlist: {{addresses: ['198.51.100.0/24']}}\nactions:\n  - {{name: block, program: '{}', args: ['{{ip}}', '--user={{account}}', '{{count}}']}}\n",
+                "allowlist: {{addresses: ['198.51.100.0/24']}}\nactions:\n  - {{name: block, program: '{}', args: ['{{ip}}', '--user={{account}}', '{{count}}'], on: [ip_burst]}}\n",
                 prog.display()
             ),
         );
@@ -2138,6 +2328,42 @@ mod tests {
             ]
         );
         assert!(!Path::new("/tmp/pwned").exists());
+    }
+
+    /// Issue 14.4: with an action configured, the attempts made while the alert waited for its
+    /// actions (here: the rest of the same batch) were never counted into the incident, which
+    /// stayed at the count that crossed the threshold (5 instead of 40).
+    #[test]
+    fn actions_freeze_incident_counts_regression() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let prog = dir.path().join("block");
+        std::fs::write(&prog, "#!/bin/sh\necho ok\n").unwrap();
+        std::fs::set_permissions(&prog, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let mut e = engine_with(
+            clock(),
+            &format!(
+                "actions:\n  - {{name: block, program: '{}', args: ['x'], on: [ip_burst]}}\n",
+                prog.display()
+            ),
+        );
+        // One batch: the alert is pending (its actions have not run) while 35 more arrive.
+        for i in 0..40u32 {
+            assert!(e.line(0, &line(i, "203.0.113.47", "alice")).is_empty());
+        }
+        e.run_pending_blocking();
+        let totals: Vec<(String, u64)> = e
+            .policy
+            .incidents()
+            .iter()
+            .map(|i| (i.key.clone(), i.total))
+            .collect();
+        assert_eq!(totals, vec![("203.0.113.47".to_string(), 40)]);
+        // Later attempts keep counting.
+        for i in 40..45u32 {
+            e.line(0, &line(i, "203.0.113.47", "alice"));
+        }
+        assert_eq!(e.policy.incidents()[0].total, 45);
     }
 
     #[test]

@@ -262,6 +262,8 @@ pub struct SmtpConfig {
     pub tls: TlsMode,
     pub username: Option<String>,
     pub password: Option<Secret>,
+    /// Where the password was read from (checked for loose permissions).
+    pub password_file: Option<PathBuf>,
     /// Extra CA certificate (PEM) to trust, for a relay with a private CA.
     pub ca_file: Option<PathBuf>,
     pub timeout: Duration,
@@ -799,10 +801,16 @@ const MAX_MEMBERS: usize = crate::detect::MAX_MEMBERS_PER_KEY;
 
 /// Read a small regular file named in the config (a password, an allowlist): anything else (a
 /// device such as /dev/zero, a pipe that would block) or a file over `limit` bytes is an error,
-/// never an unbounded read.
+/// never an unbounded read. The file is opened with `O_NONBLOCK` and its type checked on the
+/// open descriptor before any read: a plain open of a FIFO waits for a writer, and froze the
+/// agent (issue 14.8).
 fn read_small_file(p: &Path, limit: u64) -> std::io::Result<String> {
     use std::io::Read;
-    let f = std::fs::File::open(p)?;
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(crate::state::O_NONBLOCK)
+        .open(p)?;
     let meta = f.metadata()?;
     if !meta.is_file() {
         return Err(std::io::Error::other("not a regular file"));
@@ -813,6 +821,60 @@ fn read_small_file(p: &Path, limit: u64) -> std::io::Result<String> {
     let mut s = String::new();
     f.take(limit).read_to_string(&mut s)?;
     Ok(s)
+}
+
+/// Files whose permissions let other users read a secret or change what authwatch runs: a
+/// `password_file` readable by group or others, an action `program` (or its folder) writable by
+/// group or others. Warnings, not errors (`check` lists them, `run` logs them at start): an
+/// administrator may have reasons, but should know.
+pub fn permission_warnings(cfg: &Config) -> Vec<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| std::fs::metadata(p).ok().map(|m| m.permissions().mode());
+    let mut out = Vec::new();
+    if let Some(p) = cfg
+        .mail
+        .smtp
+        .as_ref()
+        .and_then(|s| s.password_file.as_ref())
+    {
+        if let Some(m) = mode(p).filter(|m| m & 0o044 != 0) {
+            out.push(format!(
+                "mail.smtp.password_file {} is readable by {} (mode {:04o}): make it 0600, owned by the user authwatch runs as",
+                p.display(),
+                if m & 0o004 != 0 { "every user" } else { "its group" },
+                m & 0o7777
+            ));
+        }
+    }
+    for a in &cfg.actions {
+        let p = &a.spec.program;
+        if let Some(m) = mode(p).filter(|m| m & 0o022 != 0) {
+            out.push(format!(
+                "action {}: program {} is writable by group or others (mode {:04o}): whoever can change it runs commands as authwatch",
+                a.spec.name,
+                p.display(),
+                m & 0o7777
+            ));
+        }
+        if let Some(dir) = p.parent() {
+            if let Some(m) = mode(dir).filter(|m| m & 0o022 != 0) {
+                out.push(format!(
+                    "action {}: the folder {} of its program is writable by group or others (mode {:04o}): whoever can write there can replace the program",
+                    a.spec.name,
+                    dir.display(),
+                    m & 0o7777
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// Log [`permission_warnings`] (at start of `run`).
+pub fn log_permission_warnings(cfg: &Config) {
+    for w in permission_warnings(cfg) {
+        tracing::warn!("{w}");
+    }
 }
 
 /// An address (as a /32 or /128) or a CIDR range; `::ffff:a.b.c.d` counts as IPv4.
@@ -1492,6 +1554,25 @@ impl Validator {
                 on,
             });
         }
+        // `{ip}` of a subnet alert could only be the network's first address: a program given
+        // it would block that one address and report success.
+        for (i, a) in out.iter().enumerate() {
+            if !a.on.iter().any(|k| k == "subnet_burst") {
+                continue;
+            }
+            for (k, arg) in a.spec.args.iter().enumerate() {
+                if crate::actions::uses_ip(arg) {
+                    self.issue(
+                        raw[i].args.as_ref().and_then(|v| v.get(k)),
+                        &format!("actions[{i}].args[{k}]"),
+                        format!(
+                            "`{{ip}}` is refused in an action that runs for subnet_burst alerts{}: it would be only the network's first address. Use `{{network}}` (the subnet in CIDR for subnet alerts, the address as /32 or /128 for the others), or limit the action with `on: [ip_burst]`",
+                            if raw[i].on.is_none() { " (the default `on`)" } else { "" }
+                        ),
+                    );
+                }
+            }
+        }
         let specs: Vec<ActionSpec> = out.iter().map(|a| a.spec.clone()).collect();
         for (i, e) in validate_specs(&specs) {
             let a = &raw[i];
@@ -1658,6 +1739,7 @@ impl Validator {
             TlsMode::Tls => 465,
         };
         let port = self.count(&rs.port, "mail.smtp.port", default_port, 1, 65535) as u16;
+        let mut password_file = None;
         let password = match (&rs.password_file, &rs.password_env) {
             (Some(a), Some(_)) => {
                 self.issue(
@@ -1669,6 +1751,7 @@ impl Validator {
             }
             (Some(f), None) => {
                 let p = self.path(&f.value);
+                password_file = Some(p.clone());
                 match read_small_file(&p, 64 << 10) {
                     Ok(s) => {
                         let s = s.trim_end_matches(['\r', '\n']).to_string();
@@ -1722,6 +1805,7 @@ impl Validator {
             tls,
             username,
             password,
+            password_file,
             ca_file,
             timeout: self.duration(
                 &rs.timeout,
@@ -2030,5 +2114,79 @@ mod tests {
             assert!(fields.contains(&f), "{f} missing: {err}");
         }
         assert!(err.issues.iter().all(|i| i.line.is_some()), "{err}");
+    }
+
+    /// Issue 14.8: a group/world-readable password file and a program (or its folder)
+    /// writable by others are warned about.
+    #[test]
+    fn loose_permissions_are_warned_about_regression() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().join("bin");
+        std::fs::create_dir(&bin).unwrap();
+        let prog = bin.join("block");
+        std::fs::write(&prog, "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(&prog, std::fs::Permissions::from_mode(0o775)).unwrap();
+        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o775)).unwrap();
+        let pw = dir.path().join("pw");
+        std::fs::write(&pw, "secret\n").unwrap();
+        std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let yaml = format!(
+            "state_dir: /var/lib/authwatch\nsources:\n  - path: /var/log/exim4/mainlog\nmail:\n  to: [admin@example.com]\n  smtp: {{host: h, username: u, password_file: '{}'}}\nactions:\n  - {{name: block, program: '{}', on: [ip_burst]}}\n",
+            pw.display(),
+            prog.display()
+        );
+        let c = load(&yaml).unwrap();
+        let w = permission_warnings(&c).join("\n");
+        assert!(
+            w.contains("password_file") && w.contains("every user"),
+            "{w}"
+        );
+        assert!(w.contains("program") && w.contains("0775"), "{w}");
+        assert!(w.contains("folder"), "{w}");
+        std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::fs::set_permissions(&prog, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+        assert_eq!(
+            permission_warnings(&load(&yaml).unwrap()),
+            Vec::<String>::new()
+        );
+    }
+
+    /// Issue 14.5: `{ip}` of a subnet alert was the network's first address, so an action
+    /// blocked that one address and reported success. `{ip}` in an action that runs for
+    /// `subnet_burst` (named, or by default) is refused with its location; `{network}` is not.
+    #[test]
+    fn subnet_actions_refuse_ip_placeholder_regression() {
+        let dir = tempfile::tempdir().unwrap();
+        let prog = dir.path().join("block");
+        std::fs::write(&prog, "#!/bin/sh\n").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&prog, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let p = prog.display();
+        let err = load(&format!(
+            "{MIN}actions:\n  - {{name: a, program: '{p}', args: ['x', '--ip={{ip}}'], on: [subnet_burst]}}\n  - name: b\n    program: '{p}'\n    args: ['{{ip}}']\n"
+        ))
+        .unwrap_err();
+        let found: Vec<(&str, Option<u64>, Option<u64>)> = err
+            .issues
+            .iter()
+            .map(|i| (i.field.as_str(), i.line, i.column))
+            .collect();
+        let first = format!("  - {{name: a, program: '{p}', args: ['x', '--ip={{ip}}']");
+        let col = first.find("'--ip").unwrap() as u64 + 1;
+        assert_eq!(
+            found,
+            vec![
+                ("actions[0].args[1]", Some(7), Some(col)),
+                ("actions[1].args[0]", Some(10), Some(12)),
+            ],
+            "{err}"
+        );
+        assert!(err.to_string().contains("{network}"), "{err}");
+        let ok = load(&format!(
+            "{MIN}actions:\n  - {{name: a, program: '{p}', args: ['{{network}}', '{{prefix}}']}}\n  - {{name: b, program: '{p}', args: ['{{ip}}'], on: [ip_burst, compromised]}}\n"
+        ));
+        assert!(ok.is_ok(), "{:?}", ok.err().map(|e| e.to_string()));
     }
 }

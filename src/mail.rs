@@ -90,11 +90,11 @@ static FILE_SEQ: AtomicU64 = AtomicU64::new(0);
 
 /// Write `bytes` to `dir/name` atomically: temp file, fsync, rename.
 pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<PathBuf> {
-    std::fs::create_dir_all(dir)?;
+    crate::state::create_private_dir(dir)?;
     let tmp = dir.join(format!(".{name}.tmp"));
     let dst = dir.join(name);
     {
-        let mut f = std::fs::File::create(&tmp)?;
+        let mut f = crate::state::create_private(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
     }
@@ -213,8 +213,8 @@ impl Spool {
     pub fn open(state_dir: &Path) -> std::io::Result<Spool> {
         let dir = state_dir.join("spool");
         let failed = state_dir.join("failed");
-        std::fs::create_dir_all(&dir)?;
-        std::fs::create_dir_all(&failed)?;
+        crate::state::create_private_dir(&dir)?;
+        crate::state::create_private_dir(&failed)?;
         for e in std::fs::read_dir(&dir)?.flatten() {
             let name = e.file_name();
             let name = name.to_string_lossy();
@@ -342,16 +342,12 @@ impl AlertIds {
             let dir = self.path.parent().unwrap_or(Path::new("."));
             write_atomic(dir, "alert-ids", format!("{}\n", all.join("\n")).as_bytes()).map(|_| ())
         } else {
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&self.path)
-                .and_then(|mut f| {
-                    let mut text = ids.join("\n");
-                    text.push('\n');
-                    f.write_all(text.as_bytes())?;
-                    f.sync_data()
-                })
+            crate::state::open_private_append(&self.path).and_then(|mut f| {
+                let mut text = ids.join("\n");
+                text.push('\n');
+                f.write_all(text.as_bytes())?;
+                f.sync_data()
+            })
         };
         if let Err(e) = res {
             warn!(file = %self.path.display(), error = %e, "cannot record the alert id; after a crash it might be sent twice");
@@ -424,7 +420,7 @@ impl SpoolWriter {
     pub fn stage(&mut self, msg: &Message, r: &Rendered) -> std::io::Result<()> {
         let name = unique_name("alert");
         let tmp = self.spool.dir.join(format!(".{name}.tmp"));
-        let mut file = std::fs::File::create(&tmp)?;
+        let mut file = crate::state::create_private(&tmp)?;
         if let Err(e) = file.write_all(&msg.formatted()) {
             let _ = std::fs::remove_file(&tmp);
             return Err(e);
@@ -481,7 +477,7 @@ impl SpoolWriter {
 /// folders are synced once per pass of the mail task (`sync_dirs`), not per message. A copy is
 /// synced (file and folder) before the original is removed.
 fn move_into(src: &Path, dir: &Path) -> std::io::Result<PathBuf> {
-    std::fs::create_dir_all(dir)?;
+    crate::state::create_private_dir(dir)?;
     let dst = dir.join(src.file_name().unwrap_or_default());
     if std::fs::rename(src, &dst).is_ok() {
         return Ok(dst);

@@ -4,8 +4,9 @@
 //! [`Metrics`] is lock-free on the hot path (atomics; labelled series take a read lock to find
 //! their counter). [`serve`] answers `GET /metrics` from a small HTTP/1.1 responder on a
 //! std `TcpListener` in its own thread: the endpoint is loopback-only ([`validate_listen`]),
-//! serves one connection at a time with a capped request head and short timeouts, and closes
-//! every connection after one answer.
+//! serves each connection in a thread of its own (at most `MAX_CLIENTS` at once, so a client
+//! that sends nothing blocks no other scrape) with a capped request head and short timeouts,
+//! and closes every connection after one answer.
 //!
 //! The agent writes a [`StatusSnapshot`] as JSON to `state_dir/status.json` ([`write_status`]);
 //! `authwatch status` reads it ([`read_status`]) and prints [`format_status_with`].
@@ -313,6 +314,10 @@ const MAX_REQUEST_HEAD: usize = 8 * 1024;
 const IO_TIMEOUT: Duration = Duration::from_secs(2);
 /// Longest a client may take to send its request head.
 const REQUEST_DEADLINE: Duration = Duration::from_secs(5);
+/// Connections served at once, each by a thread of its own, so that a client that connects
+/// and sends nothing holds back no other scrape (it is dropped after [`IO_TIMEOUT`]). Beyond
+/// this, new connections are closed at once: a scraper needs one, and threads stay bounded.
+const MAX_CLIENTS: usize = 16;
 
 /// Check a listen address from the config: a loopback IP (127.0.0.0/8 or ::1) and a port.
 pub fn validate_listen(addr: SocketAddr) -> Result<(), String> {
@@ -391,6 +396,7 @@ pub fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> io::Result<MetricsServe
 }
 
 fn accept_loop(listener: TcpListener, metrics: Arc<Metrics>, stop: Arc<AtomicBool>) {
+    let active = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     loop {
         let accepted = listener.accept();
         if stop.load(Ordering::SeqCst) {
@@ -398,8 +404,23 @@ fn accept_loop(listener: TcpListener, metrics: Arc<Metrics>, stop: Arc<AtomicBoo
         }
         match accepted {
             Ok((stream, peer)) => {
-                if let Err(e) = handle(stream, &metrics) {
-                    tracing::debug!(%peer, "metrics request: {e}");
+                if active.fetch_add(1, Ordering::SeqCst) >= MAX_CLIENTS {
+                    active.fetch_sub(1, Ordering::SeqCst);
+                    tracing::debug!(%peer, "metrics endpoint: too many clients; connection closed");
+                    continue;
+                }
+                let (metrics, mine) = (Arc::clone(&metrics), Arc::clone(&active));
+                let spawned = std::thread::Builder::new()
+                    .name("metrics-client".into())
+                    .spawn(move || {
+                        if let Err(e) = handle(stream, &metrics) {
+                            tracing::debug!(%peer, "metrics request: {e}");
+                        }
+                        mine.fetch_sub(1, Ordering::SeqCst);
+                    });
+                if let Err(e) = spawned {
+                    tracing::warn!("metrics endpoint: cannot start a thread: {e}");
+                    active.fetch_sub(1, Ordering::SeqCst);
                 }
             }
             Err(e) => {
@@ -603,14 +624,8 @@ impl StatusSnapshot {
 /// Write the snapshot atomically (temp file in the same folder, then rename).
 pub fn write_status(path: &Path, snapshot: &StatusSnapshot) -> io::Result<()> {
     let json = serde_json::to_vec_pretty(snapshot).map_err(io::Error::other)?;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "status.json".into());
-    let tmp = dir.join(format!(".{name}.tmp"));
-    std::fs::write(&tmp, json)?;
-    std::fs::rename(&tmp, path)
+    // 0600, never through a symbolic link (see `state::write_private`).
+    crate::state::write_private(path, &json)
 }
 
 /// Read a snapshot written by [`write_status`].

@@ -12,7 +12,13 @@
 //! back an alert) and is written straight from the live maps into the file, with no copy of the
 //! state in memory. A version 2 file is read and migrated (same content, older layout). A file
 //! of another version, or one that cannot be read, is set aside (renamed
-//! `state.json.bad-<time>`) with a warning, and authwatch starts fresh.
+//! `state.json.bad-<time>`) and the previous state, kept as `state.json.1` by every save, is
+//! used instead; [`load_checked`] says so, and the agent raises a health alert.
+//!
+//! Everything authwatch writes under `state_dir` goes through [`create_private`] /
+//! [`open_private_append`] / [`create_private_dir`]: files `0600` and folders `0700` whatever
+//! the umask, opened with `O_NOFOLLOW` (a symbolic link planted in the folder is refused, never
+//! followed). [`lock_state_dir`] keeps a second agent off the same folder.
 
 use crate::detect::{DetectorSnapshot, DetectorSnapshotV2, SnapshotView};
 use crate::policy::PolicyState;
@@ -20,12 +26,145 @@ use crate::source::Checkpoint;
 use ipnet::IpNet;
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize, Serializer};
+use std::fs::{File, OpenOptions, Permissions};
+use std::io::{Read, Seek, Write};
 use std::net::IpAddr;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use tracing::{debug, info, warn};
 
 pub const STATE_VERSION: u32 = 3;
 const FILE: &str = "state.json";
+/// The previous state, kept by every save (see [`load_checked`]).
+const BACKUP: &str = "state.json.1";
+/// The lock file in `state_dir` (see [`lock_state_dir`]).
+pub const LOCK_FILE: &str = "lock";
+
+/// `O_NOFOLLOW` (Linux; the same value on x86-64 and arm64): fail on a symbolic link.
+const O_NOFOLLOW: i32 = 0o400_000;
+/// `O_NONBLOCK`: an open of a FIFO returns at once instead of waiting for a writer.
+pub(crate) const O_NONBLOCK: i32 = 0o4000;
+/// Mode of every file authwatch creates in `state_dir`.
+const FILE_MODE: u32 = 0o600;
+/// Mode of every folder authwatch creates in `state_dir`.
+const DIR_MODE: u32 = 0o700;
+
+/// A clearer error for an open refused by `O_NOFOLLOW` (ELOOP).
+fn nofollow_error(path: &Path, e: std::io::Error) -> std::io::Error {
+    const ELOOP: i32 = 40;
+    if e.raw_os_error() == Some(ELOOP) {
+        std::io::Error::other(format!(
+            "{} is a symbolic link; refusing to write through it (remove it)",
+            path.display()
+        ))
+    } else {
+        e
+    }
+}
+
+/// Create (or truncate) a file for writing: `O_NOFOLLOW`, close-on-exec (std's default), mode
+/// `0600` whatever the umask (set again with fchmod on the open file, also for a file that
+/// existed with another mode).
+pub(crate) fn create_private(path: &Path) -> std::io::Result<File> {
+    let f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(FILE_MODE)
+        .custom_flags(O_NOFOLLOW)
+        .open(path)
+        .map_err(|e| nofollow_error(path, e))?;
+    f.set_permissions(Permissions::from_mode(FILE_MODE))?;
+    Ok(f)
+}
+
+/// Open a file for appending (created `0600` when missing), refusing a symbolic link.
+pub(crate) fn open_private_append(path: &Path) -> std::io::Result<File> {
+    let f = OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(FILE_MODE)
+        .custom_flags(O_NOFOLLOW)
+        .open(path)
+        .map_err(|e| nofollow_error(path, e))?;
+    f.set_permissions(Permissions::from_mode(FILE_MODE))?;
+    Ok(f)
+}
+
+/// Write a whole file atomically (temp file beside it, fsync, rename), `0600`, never through
+/// a symbolic link (a link at the final name is replaced by the rename, not followed).
+pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let mut f = create_private(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    drop(f);
+    std::fs::rename(&tmp, path)
+}
+
+/// Create a folder (and its parents) with mode `0700` whatever the umask; an existing folder
+/// is left as it is. A symbolic link where the folder should be is refused.
+pub(crate) fn create_private_dir(path: &Path) -> std::io::Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => {
+            return Err(std::io::Error::other(format!(
+                "{} is a symbolic link; refusing to use it as authwatch's folder",
+                path.display()
+            )))
+        }
+        Ok(m) if m.is_dir() => return Ok(()),
+        _ => {}
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(DIR_MODE)
+        .create(path)?;
+    std::fs::set_permissions(path, Permissions::from_mode(DIR_MODE))
+}
+
+/// The lock on `state_dir`, held while it lives (and by the kernel until the process dies).
+#[derive(Debug)]
+pub struct StateLock {
+    _file: File,
+}
+
+/// Take the lock on `state_dir` (`flock` on `state_dir/lock`, which then holds our pid). When
+/// another process holds it, the error names that process's pid: two agents on one folder
+/// would overwrite each other's checkpoints and send every alert twice.
+pub fn lock_state_dir(state_dir: &Path) -> std::io::Result<StateLock> {
+    let path = state_dir.join(LOCK_FILE);
+    let mut f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(FILE_MODE)
+        .custom_flags(O_NOFOLLOW)
+        .open(&path)
+        .map_err(|e| nofollow_error(&path, e))?;
+    f.set_permissions(Permissions::from_mode(FILE_MODE))?;
+    match f.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut text = String::new();
+            let _ = f.take(32).read_to_string(&mut text);
+            let pid = text.trim();
+            return Err(std::io::Error::other(format!(
+                "state_dir {} is in use by another authwatch (pid {}); stop it first, or give this one another state_dir",
+                state_dir.display(),
+                if pid.is_empty() { "unknown" } else { pid }
+            )));
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(e),
+    }
+    f.set_len(0)?;
+    f.rewind()?;
+    writeln!(f, "{}", std::process::id())?;
+    f.sync_data()?;
+    Ok(StateLock { _file: f })
+}
 
 /// One source's position.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -151,15 +290,64 @@ struct Version {
 
 /// Load the state of a previous run; `None` when there is none (or it was unusable).
 pub fn load(state_dir: &Path) -> Option<State> {
+    load_checked(state_dir).state
+}
+
+/// What [`load_checked`] found.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    pub state: Option<State>,
+    /// Set when `state.json` was unusable (and set aside): what was wrong, and whether the
+    /// previous state (`state.json.1`) was used instead. The agent raises a health alert.
+    pub problem: Option<String>,
+}
+
+/// Load the state of a previous run. A `state.json` that cannot be used is set aside and the
+/// previous state (`state.json.1`, one save older) is used, so the sources resume from saved
+/// offsets rather than from their configured start; either way `problem` says what happened.
+pub fn load_checked(state_dir: &Path) -> Loaded {
     let path = state_dir.join(FILE);
-    let bytes = match std::fs::read(&path) {
+    match load_file(&path) {
+        Ok(state) => Loaded {
+            state,
+            problem: None,
+        },
+        Err(why) => {
+            let backup = state_dir.join(BACKUP);
+            match load_file(&backup) {
+                Ok(Some(st)) => {
+                    warn!(file = %backup.display(), "using the previous saved state instead");
+                    Loaded {
+                        state: Some(st),
+                        problem: Some(format!(
+                            "{} was unusable ({why}) and was set aside; authwatch resumed from the previous save ({BACKUP}): lines since then are read again",
+                            path.display()
+                        )),
+                    }
+                }
+                _ => Loaded {
+                    state: None,
+                    problem: Some(format!(
+                        "{} was unusable ({why}) and was set aside; no previous save was usable, so every source started from its configured start (lines written while authwatch was down may be missed)",
+                        path.display()
+                    )),
+                },
+            }
+        }
+    }
+}
+
+/// One state file: `Ok(None)` when missing, `Err` (set aside) when unusable.
+fn load_file(path: &Path) -> Result<Option<State>, String> {
+    let bytes = match std::fs::read(path) {
         Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => {
-            warn!(file = %path.display(), error = %e, "cannot read the saved state; starting fresh");
-            return None;
+            warn!(file = %path.display(), error = %e, "cannot read the saved state");
+            return Err(e.to_string());
         }
     };
+    let path = path.to_path_buf();
     let loaded = match serde_json::from_slice::<Version>(&bytes) {
         Ok(v) if v.version == STATE_VERSION => serde_json::from_slice::<State>(&bytes),
         Ok(v) if v.version == 2 => serde_json::from_slice::<StateV2>(&bytes).map(|old| {
@@ -167,19 +355,17 @@ pub fn load(state_dir: &Path) -> Option<State> {
             old.migrate()
         }),
         Ok(v) => {
-            set_aside(
-                &path,
-                &format!("version {} is not {STATE_VERSION}", v.version),
-            );
-            return None;
+            let why = format!("version {} is not {STATE_VERSION}", v.version);
+            set_aside(&path, &why);
+            return Err(why);
         }
         Err(e) => Err(e),
     };
     match loaded {
-        Ok(s) => Some(s),
+        Ok(s) => Ok(Some(s)),
         Err(e) => {
             set_aside(&path, &e.to_string());
-            None
+            Err(e.to_string())
         }
     }
 }
@@ -187,7 +373,7 @@ pub fn load(state_dir: &Path) -> Option<State> {
 fn set_aside(path: &Path, why: &str) {
     let bad = path.with_extension(format!("json.bad-{}", jiff::Timestamp::now().as_second()));
     let _ = std::fs::rename(path, &bad);
-    warn!(file = %path.display(), kept_as = %bad.display(), reason = why, "saved state unusable; starting fresh");
+    warn!(file = %path.display(), kept_as = %bad.display(), reason = why, "saved state unusable; set aside");
 }
 
 /// Save the state atomically: serialized straight into a temp file (no copy in memory), fsync,
@@ -197,16 +383,26 @@ pub fn save<D: Serialize, P: Serialize>(
     state: &State<D, P>,
 ) -> std::io::Result<u64> {
     let started = std::time::Instant::now();
-    std::fs::create_dir_all(state_dir)?;
+    create_private_dir(state_dir)?;
     let tmp = state_dir.join(format!(".{FILE}.tmp"));
-    let file = std::fs::File::create(&tmp)?;
+    let file = create_private(&tmp)?;
     let mut w = std::io::BufWriter::with_capacity(256 * 1024, file);
     serde_json::to_writer(&mut w, state).map_err(std::io::Error::other)?;
     let file = w.into_inner().map_err(|e| e.into_error())?;
     let bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
     file.sync_all()?;
     drop(file);
-    std::fs::rename(&tmp, state_dir.join(FILE))?;
+    // The current state stays as the previous one (used when a later state.json is corrupt):
+    // a second name for it, so that state.json itself is replaced atomically as before.
+    let current = state_dir.join(FILE);
+    let backup = state_dir.join(BACKUP);
+    let _ = std::fs::remove_file(&backup);
+    match std::fs::hard_link(&current, &backup) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => warn!(error = %e, "cannot keep the previous state as {BACKUP}"),
+    }
+    std::fs::rename(&tmp, &current)?;
     if let Ok(d) = std::fs::File::open(state_dir) {
         let _ = d.sync_all();
     }
@@ -331,6 +527,80 @@ mod tests {
         );
         assert_eq!(a.recent_lines, vec!["l1", "l2", "l3", "l4"]);
         assert_eq!(a.top_members[0], ("alice".to_string(), 7));
+    }
+
+    fn sample(offset: u64) -> State {
+        State {
+            version: STATE_VERSION,
+            sources: vec![SourceState {
+                path: "/var/log/mail.log".into(),
+                checkpoint: Checkpoint {
+                    dev: 1,
+                    inode: 2,
+                    fingerprint: b"x".to_vec(),
+                    offset,
+                },
+            }],
+            ..State::default()
+        }
+    }
+
+    /// Issue 14.8: a corrupt state.json made authwatch start every source from its configured
+    /// start (`end`), silently. The previous save is kept and used, and the problem reported.
+    #[test]
+    fn corrupt_state_resumes_from_the_previous_save_regression() {
+        let dir = tempfile::tempdir().unwrap();
+        save(dir.path(), &sample(10)).unwrap();
+        save(dir.path(), &sample(20)).unwrap();
+        std::fs::write(dir.path().join(FILE), b"{\"version\":3,\"sour").unwrap();
+        let l = load_checked(dir.path());
+        let st = l.state.expect("the previous save");
+        assert_eq!(
+            st.checkpoint_for(Path::new("/var/log/mail.log"))
+                .map(|c| c.offset),
+            Some(10)
+        );
+        assert!(l.problem.unwrap().contains("previous save"));
+        // No previous save: nothing to resume from, but still reported.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(FILE), b"garbage").unwrap();
+        let l = load_checked(dir.path());
+        assert!(l.state.is_none());
+        assert!(l.problem.unwrap().contains("configured start"));
+    }
+
+    /// Issue 14.8: files in state_dir are 0600 and folders 0700 whatever the umask, and a
+    /// symbolic link planted where authwatch writes is refused, not followed.
+    #[test]
+    fn state_files_are_private_and_symlinks_refused_regression() {
+        let dir = tempfile::tempdir().unwrap();
+        let sd = dir.path().join("state");
+        // A umask of 0 in this test process would make files 0666 without the fchmod; the
+        // mode is checked directly.
+        save(&sd, &sample(1)).unwrap();
+        save(&sd, &sample(2)).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&sd), 0o700);
+        assert_eq!(mode(&sd.join(FILE)), 0o600);
+        assert_eq!(mode(&sd.join(BACKUP)), 0o600);
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, b"precious").unwrap();
+        std::os::unix::fs::symlink(&victim, sd.join(format!(".{FILE}.tmp"))).unwrap();
+        let e = save(&sd, &sample(3)).unwrap_err();
+        assert!(e.to_string().contains("symbolic link"), "{e}");
+        assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+        let e = open_private_append(&sd.join(format!(".{FILE}.tmp"))).unwrap_err();
+        assert!(e.to_string().contains("symbolic link"), "{e}");
+    }
+
+    #[test]
+    fn a_second_lock_names_the_first_holder() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = lock_state_dir(dir.path()).unwrap();
+        let e = lock_state_dir(dir.path()).unwrap_err().to_string();
+        assert!(e.contains(&format!("pid {}", std::process::id())), "{e}");
+        drop(first);
+        lock_state_dir(dir.path()).unwrap();
     }
 
     #[test]

@@ -34,6 +34,7 @@ fn spec(name: &str, program: &Path, args: &[&str], timeout: Duration) -> ActionS
 fn ctx(account: &str) -> ActionContext {
     ActionContext {
         ip: "203.0.113.7".parse().unwrap(),
+        network: None,
         prefix: Some("203.0.113.0/24".parse().unwrap()),
         account: Some(account.into()),
         count: 17,
@@ -471,7 +472,16 @@ const REFUSED_IPS: &[&str] = &[
     "127.0.0.1",
     "::1",
     "2001:db8::1::2",
-    "203.0.113.0/24",
+    "203.0.113.0/33",
+    "203.0.113.0/",
+    "203.0.113.0/024",
+    "203.0.113.0/24/1",
+    "203.0.113.0/x",
+    "/24",
+    "2001:db8::/129",
+    "10.0.0.0/4",
+    "2001::/8",
+    "127.0.0.0/8",
 ];
 
 #[test]
@@ -485,6 +495,12 @@ fn nft_block_example_checks_its_argument_and_sets_an_expiry() {
     let (code, out) = run_example("nft-block", &["2001:db8::7", "30m"], &env, &[]);
     assert_eq!(code, Some(0), "{out}");
     let (code, out) = run_example("nft-block", &["::ffff:198.51.100.9", "1h30m"], &env, &[]);
+    assert_eq!(code, Some(0), "{out}");
+    // Issue 14.5: networks ({network}) are blocked whole.
+    let (code, out) = run_example("nft-block", &["2001:db8:1:2::/64"], &env, &[]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("blocked 2001:db8:1:2::/64"), "{out}");
+    let (code, out) = run_example("nft-block", &["203.0.113.7/32", "2h"], &env, &[]);
     assert_eq!(code, Some(0), "{out}");
     let expected: Vec<Vec<String>> = [
         [
@@ -511,6 +527,22 @@ fn nft_block_example_checks_its_argument_and_sets_an_expiry() {
             "blocked4",
             "{ 198.51.100.9 timeout 1h30m }",
         ],
+        [
+            "add",
+            "element",
+            "inet",
+            "authwatch",
+            "blocked6",
+            "{ 2001:db8:1:2::/64 timeout 1h }",
+        ],
+        [
+            "add",
+            "element",
+            "inet",
+            "authwatch",
+            "blocked4",
+            "{ 203.0.113.7/32 timeout 2h }",
+        ],
     ]
     .iter()
     .map(|c| c.iter().map(|s| s.to_string()).collect())
@@ -529,7 +561,7 @@ fn nft_block_example_checks_its_argument_and_sets_an_expiry() {
             "timeout {bad_timeout:?} was not refused: {out}"
         );
     }
-    assert_eq!(calls(dir, "nft").len(), 3, "nft ran for a refused value");
+    assert_eq!(calls(dir, "nft").len(), 5, "nft ran for a refused value");
 }
 
 #[test]
@@ -599,6 +631,24 @@ fn apf_block_example_uses_temp_deny_or_at_for_expiry() {
     let (code, out) = run_example("apf-block", &["203.0.113.7", "1h30m"], &env, &[]);
     assert_eq!(code, Some(2), "{out}");
     assert_eq!(calls(dir, "apf").len(), 3, "apf ran for a refused value");
+    // Issue 14.5: a subnet is given to apf in CIDR, a host range as the address.
+    let (code, out) = run_example(
+        "apf-block",
+        &["2001:db8:1:2::/64", "1h"],
+        &env,
+        &[("FAKE_APF_NEW", "1")],
+    );
+    assert_eq!(code, Some(0), "{out}");
+    let (code, out) = run_example(
+        "apf-block",
+        &["203.0.113.7/32", "1h"],
+        &env,
+        &[("FAKE_APF_NEW", "1")],
+    );
+    assert_eq!(code, Some(0), "{out}");
+    let c = calls(dir, "apf");
+    assert_eq!(c[3], vec!["-td", "2001:db8:1:2::/64", "1h", "authwatch"]);
+    assert_eq!(c[4], vec!["-td", "203.0.113.7", "1h", "authwatch"]);
 }
 
 /// The agent runs the configured action for an alert, after the allowlist, with hostile account
@@ -621,7 +671,7 @@ fn agent_runs_actions_for_alerts_with_literal_arguments() {
     let cfg = stdin_config(
         dir,
         &format!(
-            "allowlist: {{addresses: ['198.51.100.0/24']}}\nactions:\n  - {{name: block, program: '{}', args: ['{{ip}}', '--user={{account}}', '{{count}}', '{{prefix}}'], timeout: 5s}}\n",
+            "allowlist: {{addresses: ['198.51.100.0/24']}}\nactions:\n  - {{name: block, program: '{}', args: ['{{ip}}', '--user={{account}}', '{{count}}', '{{prefix}}'], timeout: 5s, on: [ip_burst]}}\n",
             prog.display()
         ),
     );
@@ -662,5 +712,189 @@ fn agent_runs_actions_for_alerts_with_literal_arguments() {
         m.body.contains("> blocked 203.0.113.47 for 5 attempts"),
         "{}",
         m.body
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// The agent with actions, end to end with a real SMTP server (issue 14.4).
+
+fn sink_config(dir: &Path, log: &Path, port: u16, extra: &str) -> PathBuf {
+    let cfg = dir.join("config.yaml");
+    fs::write(
+        &cfg,
+        format!(
+            r#"state_dir: '{state}'
+host: {{name: mx1.test, ip: 192.0.2.25}}
+time_zone: UTC
+sources:
+  - path: '{log}'
+    start: end
+follow: {{poll_interval: 50ms, checkpoint_interval: 100ms}}
+detect:
+  per_ip: {{attempts: 5, window: 10m}}
+  per_subnet: {{enabled: false}}
+  per_account: {{enabled: false}}
+  compromised: {{min_failures: 3}}
+alerts: {{group_wait: 0s}}
+mail:
+  from: "authwatch <authwatch@mx1.test>"
+  to: [admin@example.test]
+  smtp: {{host: 127.0.0.1, port: {port}, tls: none, timeout: 10s}}
+{extra}"#,
+            state = dir.join("state").display(),
+            log = log.display(),
+        ),
+    )
+    .unwrap();
+    cfg
+}
+
+fn success_line(t: i64, ip: &str, user: &str) -> String {
+    format!(
+        "{} 1vAbCd-0001Xy-Q1 <= {user}@example.test H=(laptop) [{ip}]:51544 P=esmtpsa A=dovecot_plain:{user} S=2121 id=x@example.test",
+        crate::harness::stamp(t)
+    )
+}
+
+/// Issue 14.4: 40 failures from one IP with an action configured make an incident of 40, not
+/// of the 5 that crossed the threshold (the attempts made while the alert waited for its
+/// actions were lost).
+#[test]
+fn actions_freeze_incident_counts_regression() {
+    use crate::harness::{exim_fail, now_unix};
+    use crate::stdin::{run_stdin, stdin_config};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let prog = script(dir, "block", "#!/bin/sh\necho \"blocked $1\"\n");
+    let cfg = stdin_config(
+        dir,
+        &format!(
+            "actions:\n  - {{name: block, program: '{}', args: ['{{network}}'], timeout: 5s}}\n",
+            prog.display()
+        ),
+    );
+    let t = now_unix();
+    let input: String = (0..40)
+        .map(|i| format!("{}\n", exim_fail(t - 100 + i, "203.0.113.47", "alice")))
+        .collect();
+    let out = run_stdin(&cfg, &[], input.as_bytes());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("action done"), "{err}");
+    let state: serde_json::Value =
+        serde_json::from_slice(&fs::read(dir.join("state/state.json")).unwrap()).unwrap();
+    let incidents = state["policy"]["incidents"].as_object().unwrap();
+    let totals: Vec<(String, u64)> = incidents
+        .values()
+        .map(|i| {
+            (
+                i["key"].as_str().unwrap().to_string(),
+                i["total"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(totals, vec![("203.0.113.47".to_string(), 40)], "{err}");
+}
+
+/// Issue 14.4: an URGENT alert goes out while the action of another alert is still running
+/// (the action waits for a file the test creates only after the urgent mail arrived); the
+/// blocked alert follows once its own action has finished.
+#[test]
+fn urgent_alert_does_not_wait_behind_another_alerts_action_regression() {
+    use crate::harness::{exim_fail, now_unix, wait_for, Agent, LogWriter, Sink};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let sink = Sink::start(dir, &["--tls", "none"]);
+    let log = LogWriter::new(dir.join("mainlog"));
+    let d = dir.display();
+    let prog = script(
+        dir,
+        "slow",
+        &format!(
+            "#!/bin/sh\ntouch '{d}/started'\nwhile [ ! -e '{d}/release' ] && [ -d '{d}' ]; do sleep 0.05; done\necho \"released $1\"\n"
+        ),
+    );
+    let cfg = sink_config(
+        dir,
+        &log.path,
+        sink.port,
+        &format!(
+            "actions:\n  - {{name: slow, program: '{}', args: ['{{ip}}'], timeout: 120s, on: [ip_burst]}}\n",
+            prog.display()
+        ),
+    );
+    let mut agent = Agent::run(&cfg);
+    agent.wait_following(&log);
+    let t = now_unix() - 60;
+    // A crosses the threshold (its action blocks); B fails 3 times, then logs in: URGENT.
+    let mut lines: Vec<String> = (0..5)
+        .map(|i| exim_fail(t + i, "203.0.113.21", &format!("u{i}")))
+        .collect();
+    for i in 0..3 {
+        lines.push(exim_fail(t + 10 + i, "198.51.100.9", "alice"));
+    }
+    lines.push(success_line(t + 20, "198.51.100.9", "alice"));
+    log.append(&lines);
+    wait_for("the slow action to start", || {
+        dir.join("started").exists().then_some(())
+    });
+    let mails = sink.wait_mails(1);
+    assert!(!dir.join("release").exists());
+    let subject = mails[0].mail.subject().to_string();
+    assert!(
+        subject.contains("URGENT") && subject.contains("198.51.100.9"),
+        "{subject}"
+    );
+    assert_eq!(mails.len(), 1, "A's alert waits for its action");
+    fs::write(dir.join("release"), b"").unwrap();
+    let mails = sink.wait_mails(2);
+    let a = &mails[1].mail;
+    assert!(a.subject().contains("203.0.113.21"), "{}", a.subject());
+    assert!(a.body.contains("slow: exit 0"), "{}", a.body);
+    assert!(agent.stop().success());
+}
+
+/// Issue 14.5: a subnet alert gives its action the subnet in CIDR as `{network}` (and
+/// `{prefix}`), not one address.
+#[test]
+fn subnet_alert_action_receives_the_cidr_regression() {
+    use crate::harness::{exim_fail, now_unix};
+    use crate::stdin::{run_stdin, stdin_config};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let calls = dir.join("calls");
+    let prog = script(
+        dir,
+        "block",
+        &format!(
+            "#!/bin/sh\nprintf '%s\\0' \"$@\" >> '{}'\necho \"blocked $1\"\n",
+            calls.display()
+        ),
+    );
+    let cfg = stdin_config(
+        dir,
+        &format!(
+            "actions:\n  - {{name: block, program: '{}', args: ['{{network}}', '{{prefix}}'], timeout: 5s}}\n",
+            prog.display()
+        ),
+    );
+    let t = now_unix() - 100;
+    // 12 addresses of one /64, one attempt each: no per-IP alert, one subnet alert.
+    let input: String = (0..12)
+        .map(|i| {
+            format!(
+                "{}\n",
+                exim_fail(t + i, &format!("2001:db8:1:2::{:x}", i + 1), "info")
+            )
+        })
+        .collect();
+    let out = run_stdin(&cfg, &[], input.as_bytes());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let args = split_nul(&fs::read(&calls).unwrap());
+    assert_eq!(
+        args,
+        vec!["2001:db8:1:2::/64", "2001:db8:1:2::/64"],
+        "{err}"
     );
 }

@@ -1176,3 +1176,238 @@ fn sigterm_while_catching_up_is_a_clean_stop() {
     assert_each_burst_once(&alerts, BURSTS, marker);
     assert_no_panic(&all_stderr(dir));
 }
+
+// ---------------------------------------------------------------------------------------------
+// Local hardening (issue 14.8)
+
+/// A second agent on the same `state_dir` refuses to start and names the first one's pid (two
+/// agents overwrote each other's checkpoints and sent every alert twice).
+#[test]
+fn second_agent_on_one_state_dir_refuses_naming_the_pid_regression() {
+    let tmp = tempdir();
+    let dir = tmp.path();
+    let log = LogWriter::new(dir.join("mainlog"));
+    let cfg = write_file(
+        dir,
+        "authwatch.yaml",
+        &config(&dir.join("state"), &[(&log.path, "end")], "", ""),
+    );
+    let mut first = start_agent(&cfg, "run1");
+    first.wait_following(&log);
+    let (code, out, err) = run_to_end(&["run", "--config", cfg.to_str().unwrap()], dir);
+    assert!(
+        code.is_some_and(|c| c != 0),
+        "a second agent started ({code:?}):\n{out}\n{err}"
+    );
+    let err = strip_ansi(&err);
+    assert!(
+        err.contains(&format!("pid {}", first.pid())) && err.contains("in use"),
+        "{err}"
+    );
+    let lock = dir.join("state/lock");
+    assert_eq!(
+        fs::read_to_string(&lock).unwrap().trim(),
+        first.pid().to_string()
+    );
+    assert!(first.stop().success());
+    // The lock goes with the process.
+    let mut again = start_agent(&cfg, "run2");
+    again.wait_following(&log);
+    assert!(again.stop().success());
+}
+
+fn mode(p: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    fs::metadata(p)
+        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+        .permissions()
+        .mode()
+        & 0o7777
+}
+
+/// `authwatch run --stdin` under `umask 000`, with `input`; returns (exit code, stderr).
+fn run_stdin_umask0(cfg: &Path, input: &str) -> (Option<i32>, String) {
+    use std::process::{Command, Stdio};
+    let mut child = Command::new("sh")
+        .args(["-c", "umask 000 && exec \"$0\" \"$@\""])
+        .arg(bin())
+        .args(["run", "--config", cfg.to_str().unwrap(), "--stdin"])
+        .args(["--log-level", "debug"])
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code(),
+        strip_ansi(&String::from_utf8_lossy(&out.stderr)),
+    )
+}
+
+/// Files in `state_dir` are 0600 and folders 0700 even under `umask 000` (they were 0666 and
+/// 0777: any local user could read the alerts or plant checkpoints).
+#[test]
+fn state_dir_files_are_private_whatever_the_umask_regression() {
+    let tmp = tempdir();
+    let dir = tmp.path();
+    let state = dir.join("state");
+    let cfg = write_file(
+        dir,
+        "authwatch.yaml",
+        &config(&state, &[(&dir.join("unused.log"), "end")], "", ""),
+    );
+    let input: String = burst("203.0.113.47", now_unix() - 60, &names("u", 5))
+        .iter()
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let (code, err) = run_stdin_umask0(&cfg, &input);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(mode(&state), 0o700, "state_dir");
+    for d in ["spool", "failed", "outbox"] {
+        assert_eq!(mode(&state.join(d)), 0o700, "{d}");
+    }
+    for f in ["state.json", "alert-ids", "lock"] {
+        assert_eq!(mode(&state.join(f)), 0o600, "{f}");
+    }
+    let mails = eml_files(&state.join("outbox"));
+    assert_eq!(mails.len(), 1, "{err}");
+    assert_eq!(mode(&mails[0]), 0o600);
+}
+
+/// A symbolic link planted where authwatch writes in `state_dir` (temp file of state.json,
+/// alert-ids) is refused, never followed: the file it points to stays untouched.
+#[test]
+fn symlinks_in_state_dir_are_refused_not_followed_regression() {
+    let tmp = tempdir();
+    let dir = tmp.path();
+    let state = dir.join("state");
+    fs::create_dir_all(&state).unwrap();
+    let victim = write_file(dir, "victim", "precious\n");
+    for name in [".state.json.tmp", "alert-ids", ".status.json.tmp"] {
+        std::os::unix::fs::symlink(&victim, state.join(name)).unwrap();
+    }
+    let cfg = write_file(
+        dir,
+        "authwatch.yaml",
+        &config(&state, &[(&dir.join("unused.log"), "end")], "", ""),
+    );
+    let input: String = burst("203.0.113.47", now_unix() - 60, &names("u", 5))
+        .iter()
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let (_, err) = run_stdin_umask0(&cfg, &input);
+    assert_eq!(fs::read_to_string(&victim).unwrap(), "precious\n", "{err}");
+    assert!(err.contains("symbolic link"), "{err}");
+    assert_no_panic(&err);
+}
+
+/// An allowlist or password file that is a FIFO is refused at once, naming the file (a plain
+/// open waited for a writer forever: the agent froze at start and at `check`).
+#[test]
+fn fifo_as_allowlist_or_password_file_is_refused_regression() {
+    let tmp = tempdir();
+    let dir = tmp.path();
+    let fifo = dir.join("allow.fifo");
+    let st = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    for (name, extra, mail) in [
+        (
+            "allow.yaml",
+            format!("allowlist: {{files: ['{}']}}\n", fifo.display()),
+            String::new(),
+        ),
+        (
+            "pw.yaml",
+            String::new(),
+            format!(
+                "  smtp: {{host: 127.0.0.1, port: 25, tls: none, username: u, password_file: '{}'}}\n",
+                fifo.display()
+            ),
+        ),
+    ] {
+        let cfg = write_file(
+            dir,
+            name,
+            &format!(
+                "{}{extra}",
+                config(&dir.join("state"), &[(&dir.join("x.log"), "end")], "", &mail)
+            ),
+        );
+        for cmd in ["check", "run"] {
+            let (code, out, err) = run_to_end(&[cmd, "--config", cfg.to_str().unwrap()], dir);
+            assert_eq!(code, Some(78), "{name} {cmd}:\n{out}\n{err}");
+            assert!(
+                err.contains(&fifo.display().to_string()) && err.contains("not a regular file"),
+                "{name} {cmd}: {err}"
+            );
+        }
+    }
+}
+
+/// A corrupt state.json raises a health alert and resumes from the previous save's offsets:
+/// lines written while authwatch was down are read (before, it started from `start: end`
+/// silently and missed them).
+#[test]
+fn corrupt_state_raises_a_health_alert_and_resumes_from_saved_offsets_regression() {
+    let tmp = tempdir();
+    let dir = tmp.path();
+    let state = dir.join("state");
+    let log = LogWriter::new(dir.join("mainlog"));
+    let cfg = write_file(
+        dir,
+        "authwatch.yaml",
+        &config(&state, &[(&log.path, "end")], "", ""),
+    );
+    let mut agent = start_agent(&cfg, "run1");
+    agent.wait_following(&log);
+    let t = now_unix() - 120;
+    log.append(&burst("203.0.113.1", t, &names("a", 5)));
+    wait_outbox(&state.join("outbox"), 1);
+    // At least two saves: state.json and the previous one beside it.
+    wait_for("a previous state kept beside state.json", || {
+        state.join("state.json.1").exists().then_some(())
+    });
+    assert!(agent.stop().success());
+    fs::write(
+        state.join("state.json"),
+        b"{\"version\":3,\"sources\":[{\"pa",
+    )
+    .unwrap();
+    // Written while authwatch is down.
+    log.append(&burst("203.0.113.2", t + 30, &names("b", 5)));
+    let mut agent = start_agent(&cfg, "run2");
+    let mails = wait_outbox(&state.join("outbox"), 3);
+    let subjects: Vec<&str> = mails.iter().map(|m| m.subject()).collect();
+    assert!(
+        subjects
+            .iter()
+            .any(|s| s.contains("saved state was corrupt")),
+        "{subjects:?}"
+    );
+    assert!(
+        subjects.iter().any(|s| s.contains("203.0.113.2")),
+        "the burst written while down was missed: {subjects:?}"
+    );
+    assert!(agent.stop().success());
+    let bad: Vec<_> = fs::read_dir(&state)
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("state.json.bad-")
+        })
+        .collect();
+    assert_eq!(bad.len(), 1, "the corrupt file is kept for a look");
+}

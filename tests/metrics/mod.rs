@@ -327,3 +327,31 @@ fn the_agent_serves_metrics_and_status() {
     );
     assert!(agent.stop().success());
 }
+
+/// Issue 14.8: the endpoint answered one client at a time, so a client that connected and sent
+/// nothing held every scrape back until its read timed out. Scrapes are answered while silent
+/// clients are still connected (their connections not yet closed by the server).
+#[test]
+fn silent_clients_do_not_block_scrapes_regression() {
+    let m = Arc::new(Metrics::new());
+    m.register(&["/var/log/mail.log"], &["exim"]);
+    let server = serve("127.0.0.1:0".parse().unwrap(), m).unwrap();
+    let addr = server.local_addr();
+    let silent: Vec<TcpStream> = (0..3).map(|_| TcpStream::connect(addr).unwrap()).collect();
+    for _ in 0..3 {
+        let (status, _, _) = split_response(&exchange(addr, b"GET /metrics HTTP/1.1\r\n\r\n"));
+        assert_eq!(status, "HTTP/1.1 200 OK");
+    }
+    // The silent connections are still open: the scrapes did not wait for them to time out.
+    for s in &silent {
+        s.set_nonblocking(true).unwrap();
+        let mut b = [0u8; 1];
+        let r = (&*s).read(&mut b);
+        assert!(
+            matches!(&r, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+            "a silent connection was already closed (read gave {r:?}): the scrapes waited for it"
+        );
+    }
+    drop(silent);
+    server.shutdown();
+}
