@@ -1,11 +1,13 @@
 //! Log sources: following log files as they grow, turning their bytes into lines for `rules`.
 //!
 //! [`Tailer`] is a synchronous, std-only polling follower of one path. It survives logrotate's
-//! rename rotation (`create`; it keeps draining the old handle until that has been quiet for a
-//! grace period), `copytruncate` (truncation is detected by size and by fingerprints of the bytes
-//! before the read offset; the lines that only made it into the rotated copy are read from
-//! there), deleted or replaced paths and permission errors (logged once per change, retried on
-//! every poll). It never splits a line, never drops one for invalid UTF-8 (lossy conversion),
+//! rename rotation (`create`; it follows the new file at once and keeps draining each old handle
+//! until that has been quiet for a grace period, so a burst of rotations within the grace loses
+//! no file), `copytruncate` (truncation is detected by size and by fingerprints of the first
+//! bytes and of the bytes before the read offset, so a file truncated and regrown to or past the
+//! offset is caught; the lines that only made it into the rotated copy, or into the copies of
+//! later truncations, are read from there), deleted or replaced paths and permission errors
+//! (logged once per change, retried on every poll). It never splits a line, never drops one for invalid UTF-8 (lossy conversion),
 //! cuts over-long lines to a limit, and reports a [`Checkpoint`] (file identity plus the offset
 //! after the last delivered line) so a restart resumes where it left off. The caller owns the
 //! thread and the poll interval; see `DESIGN.md` §2 for why this is not `linemux`.

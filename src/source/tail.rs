@@ -1,14 +1,18 @@
 //! The polling file follower: one [`Tailer`] follows one path through rotation, truncation,
 //! deletion and permission trouble, and hands out complete lines.
 //!
-//! Per poll it reads the open handle in large chunks up to end of file (positional reads, so the
-//! offset is ours), checks after every chunk that the bytes before the offset are still the ones
-//! it read (first bytes and last bytes, so a truncation that regrew past the offset is caught),
-//! splits lines with `memchr` and delivers them as `&str` (zero-copy when the line lies in one
-//! chunk and is valid UTF-8). Once at end of file it stats the path: if the path now names a
-//! different file (or nothing), the old handle is kept and drained until it has been quiet for
-//! [`DEFAULT_ROTATION_GRACE`] (configurable), then the tailer switches to the path and reads the
-//! new file from its start.
+//! It holds every file that was at the path since the oldest one still being drained, open and
+//! in order (at most [`MAX_HELD_FILES`]). Per poll it reads each held file, oldest first, in
+//! large chunks up to its end (positional reads, so the offsets are ours), checks after every
+//! chunk and at end of file that the bytes before the offset are still the ones it read (first
+//! bytes and last bytes, so a truncation that regrew to or past the offset is caught), splits
+//! lines with `memchr` and delivers them as `&str` (zero-copy when the line lies in one chunk
+//! and is valid UTF-8). Then it stats the path once: if the path names a file it does not hold,
+//! that file is held too and read from its start (after any rotated sibling newer than the
+//! newest held file, i.e. a file rotated away between two polls), and the older files are
+//! drained alongside until each has been quiet for [`DEFAULT_ROTATION_GRACE`] (configurable).
+//! So a burst of rotations within one grace loses no file the tailer saw (or could find among
+//! the rotated siblings), and a truncated file's lost tail is read from its rotated copy.
 
 use super::{Checkpoint, StartAt};
 use std::cmp::Reverse;
@@ -23,11 +27,21 @@ use tracing::{info, warn};
 /// how many bytes just before the read offset are re-checked to detect a truncated file.
 pub const FINGERPRINT_LEN: usize = 64;
 
-/// How long the old file must stay quiet after a rename rotation before the tailer moves on to
-/// the new file at the path. Daemons that keep writing to the old descriptor until they reopen
-/// (on a signal, or on their next log write) do so within this window in practice; lines they
-/// write to the old file after it are not read.
+/// How long a file the path no longer names must stay quiet before the tailer lets it go
+/// (it reads the new file at the path meanwhile). Daemons that keep writing to the old
+/// descriptor until they reopen (on a signal, or on their next log write) do so within this
+/// window in practice; lines they write to the old file after it are not read.
 pub const DEFAULT_ROTATION_GRACE: Duration = Duration::from_secs(1);
+
+/// At most this many files are held at once (the path's file and those rotated away from it
+/// that are still drained). A burst renames the log a few times within one grace; each held
+/// file costs a descriptor and a few reads per poll, and keeps a deleted file's disk space.
+/// Beyond this the oldest is let go early: lines its writer adds later are not read.
+const MAX_HELD_FILES: usize = 8;
+
+/// A file created this long before the path was last looked at still counts as created
+/// since: file times come from a coarse clock, up to a scheduler tick (4-10 ms) behind ours.
+const BIRTH_SLACK: Duration = Duration::from_millis(50);
 
 /// Size of the read buffer (one allocation per tailer).
 const READ_BUF_LEN: usize = 256 * 1024;
@@ -42,6 +56,12 @@ const BACKSCAN_LEN: usize = 64 * 1024;
 /// At most this many rotated siblings are examined when looking for a copy or an old file.
 const MAX_CANDIDATES: usize = 32;
 
+/// The files read and let go that are remembered, so that a rotated sibling found by a search
+/// is never read a second time: several times as many as a search examines (files may be
+/// let go and rotated faster than they leave the newest siblings). Checked by identity first,
+/// so the cost is a comparison per entry, and only when a search runs.
+const MAX_DONE: usize = 4 * MAX_CANDIDATES;
+
 /// Rotated files with these extensions are compressed: never the copy we are looking for.
 const COMPRESSED_EXTENSIONS: &[&str] = &[
     "gz", "bz2", "xz", "zst", "lz4", "lzma", "lzo", "z", "zip", "br",
@@ -52,37 +72,54 @@ pub struct Tailer {
     path: PathBuf,
     rotation_grace: Duration,
     max_bytes_per_poll: u64,
+    max_line_bytes: usize,
     buf: Vec<u8>,
-    lines: LineBuf,
-    cur: Option<Current>,
-    /// Rotated files to read whole, in this order, once `cur` is finished and before the path:
-    /// on resume, those newer than the checkpoint's file (rotated more than once while stopped).
-    backlog: VecDeque<Pending>,
+    /// Every file that was at the path since the oldest one still being drained, oldest first,
+    /// each open (later renames do not matter); the last is the one the path named when last
+    /// looked at. Empty while no file is open (waiting for the path to appear).
+    held: VecDeque<Held>,
+    /// Files read and let go, newest last (at most [`MAX_DONE`]).
+    done: VecDeque<Done>,
+    /// When the path was last looked at (file times are wall-clock times), and when this
+    /// tailer was made (files made before were read, if at all, by an earlier process).
+    last_look: SystemTime,
+    started: SystemTime,
     status: Status,
     caught_up: bool,
 }
 
-/// A rotated file queued in [`Tailer::backlog`], already open (later renames do not matter).
+/// A rotated file found by a search, already open (later renames do not matter).
 struct Pending {
     path: PathBuf,
     file: File,
     meta: Metadata,
 }
 
-/// The file being read.
-struct Current {
+/// A file read and let go: its identity and first bytes.
+struct Done {
+    id: (u64, u64),
+    head: Vec<u8>,
+}
+
+/// A file being read.
+struct Held {
     file: File,
     dev: u64,
     ino: u64,
-    /// Bytes of the file consumed so far (delivered or held in the line buffer).
+    /// Bytes of the file consumed so far (delivered or held in `lines`).
     read_pos: u64,
     /// The file's first `min(FINGERPRINT_LEN, bytes known)` bytes.
     head: Vec<u8>,
     /// The last up to `FINGERPRINT_LEN` bytes before `read_pos`.
     recent: Vec<u8>,
+    /// The unfinished line of this file (each file has its own).
+    lines: LineBuf,
     last_growth: Instant,
-    /// When we first saw the path name another file (or nothing): rotation under way.
+    /// When we first saw the path name another file (or nothing): rotated away.
     rotated_at: Option<Instant>,
+    /// Rotated, and a newer rotated file was found at the same time (on resume): its writer
+    /// has moved on, so it is let go as soon as it has been read to its end.
+    writer_gone: bool,
     /// Verify the fingerprint before the next read even if the file did not change size
     /// (set when resuming from a checkpoint).
     suspect: bool,
@@ -110,6 +147,8 @@ enum Drained {
     Eof,
     Budget,
     Failed,
+    /// The file no longer holds what we read before the offset: handle it, then read on.
+    Truncated,
 }
 
 impl Tailer {
@@ -128,7 +167,7 @@ impl Tailer {
                     Err(e) => {
                         // Try again (from the beginning) on the first poll.
                         warn!(path = %tailer.path.display(), error = %e, "cannot read the end of the log file");
-                        tailer.cur = None;
+                        tailer.held.clear();
                     }
                 }
             }
@@ -151,14 +190,15 @@ impl Tailer {
     /// (it is new since the checkpoint).
     pub fn resume(path: impl Into<PathBuf>, cp: Checkpoint, max_line_bytes: usize) -> Tailer {
         let mut tailer = Tailer::blank(path.into(), max_line_bytes);
+        let max = tailer.max_line_bytes;
         let mut fingerprint = cp.fingerprint;
         fingerprint.truncate(FINGERPRINT_LEN);
         let cp_id = (cp.dev, cp.inode);
         match open_regular(&tailer.path).ok() {
             Some((file, meta)) if identity(&meta) == cp_id => {
-                let mut cur = Current::new(file, &meta, cp.offset, fingerprint);
-                cur.suspect = true;
-                tailer.cur = Some(cur);
+                let mut held = Held::new(file, &meta, cp.offset, fingerprint, max);
+                held.suspect = true;
+                tailer.held.push_back(held);
                 tailer.report_following(&format!("at checkpoint offset {}", cp.offset));
             }
             at_path => {
@@ -183,15 +223,24 @@ impl Tailer {
                     Some((old, file, meta)) => {
                         let mut exclude = vec![cp_id];
                         exclude.extend(current);
-                        tailer.backlog =
-                            newer_rotated(&tailer.path, &candidates, &old.age, &exclude).into();
+                        let newer = newer_rotated(&tailer.path, &candidates, &old.age, &exclude);
                         info!(path = %tailer.path.display(), rotated = %old.path.display(), offset = cp.offset,
-                            newer_rotated = tailer.backlog.len(),
+                            newer_rotated = newer.len(),
                             "log file was rotated while stopped; reading the rest of the old file, then the files rotated after it, then the new one");
-                        let mut cur = Current::new(file, &meta, cp.offset, fingerprint);
-                        cur.suspect = true;
-                        cur.rotated_at = Some(Instant::now());
-                        tailer.cur = Some(cur);
+                        let now = Instant::now();
+                        let mut held = Held::new(file, &meta, cp.offset, fingerprint, max);
+                        held.suspect = true;
+                        held.rotated_at = Some(now);
+                        held.writer_gone = !newer.is_empty();
+                        tailer.held.push_back(held);
+                        let last = newer.len();
+                        for (k, p) in newer.into_iter().enumerate() {
+                            let mut held = Held::new(p.file, &p.meta, 0, Vec::new(), max);
+                            held.rotated_at = Some(now);
+                            // Only the newest rotated file may still be written to.
+                            held.writer_gone = k + 1 < last;
+                            tailer.held.push_back(held);
+                        }
                         tailer.status = Status::Following;
                     }
                     None => info!(path = %tailer.path.display(),
@@ -207,10 +256,12 @@ impl Tailer {
             path,
             rotation_grace: DEFAULT_ROTATION_GRACE,
             max_bytes_per_poll: DEFAULT_MAX_BYTES_PER_POLL,
+            max_line_bytes: max_line_bytes.max(1),
             buf: vec![0; READ_BUF_LEN],
-            lines: LineBuf::new(max_line_bytes.max(1)),
-            cur: None,
-            backlog: VecDeque::new(),
+            held: VecDeque::new(),
+            done: VecDeque::new(),
+            last_look: SystemTime::now(),
+            started: SystemTime::now(),
             status: Status::Start,
             caught_up: false,
         }
@@ -222,9 +273,9 @@ impl Tailer {
         self
     }
 
-    /// How long the old file must show no growth after a rename rotation before switching to
-    /// the new file (default [`DEFAULT_ROTATION_GRACE`]). Zero switches as soon as the old file
-    /// has been read to its end.
+    /// How long a file the path no longer names must show no growth before it is let go
+    /// (default [`DEFAULT_ROTATION_GRACE`]). Zero lets it go as soon as it has been read to its
+    /// end.
     pub fn set_rotation_grace(&mut self, grace: Duration) {
         self.rotation_grace = grace;
     }
@@ -239,7 +290,6 @@ impl Tailer {
         self.max_bytes_per_poll = max.max(1);
     }
 
-    /// The path being followed.
     /// The problem that keeps this file from being read, if any (missing, not a regular file,
     /// cannot be opened or read), for health reports.
     pub fn problem(&self) -> Option<String> {
@@ -253,6 +303,7 @@ impl Tailer {
         }
     }
 
+    /// The path being followed.
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -263,20 +314,25 @@ impl Tailer {
         self.caught_up
     }
 
-    /// Whether the path names another file (or nothing) while the old file is still being read
-    /// until it has been quiet for the rotation grace.
+    /// Whether a file the path no longer names (or nothing) is still being read until it has
+    /// been quiet for the rotation grace.
     pub fn rotation_pending(&self) -> bool {
-        self.cur.as_ref().is_some_and(|c| c.rotated_at.is_some())
+        self.held.front().is_some_and(|h| h.rotated_at.is_some())
     }
 
-    /// Identity and offset of the file being read, the offset just after the last delivered
-    /// line. `None` while no file is open (waiting for the path to appear).
+    /// Identity and offset of the oldest file still being read, the offset just after its last
+    /// delivered line. `None` while no file is open (waiting for the path to appear).
+    ///
+    /// While a rotation is drained (several files held), this names the old file: a restart
+    /// then finishes it and reads the files rotated after it and the path's file whole, so the
+    /// lines of the newer files delivered meanwhile (within one rotation grace) are delivered
+    /// again; none is lost.
     pub fn checkpoint(&self) -> Option<Checkpoint> {
-        self.cur.as_ref().map(|cur| Checkpoint {
-            dev: cur.dev,
-            inode: cur.ino,
-            fingerprint: cur.head.clone(),
-            offset: cur.read_pos.saturating_sub(self.lines.partial),
+        self.held.front().map(|h| Checkpoint {
+            dev: h.dev,
+            inode: h.ino,
+            fingerprint: h.head.clone(),
+            offset: h.read_pos.saturating_sub(h.lines.partial),
         })
     }
 
@@ -295,26 +351,43 @@ impl Tailer {
         };
         let mut budget = self.max_bytes_per_poll;
         self.caught_up = true;
-        // At most: read the old file (and the queued rotated files), switch, read the new one. A
-        // second rotation waits for the next poll.
-        for _ in 0..2 + self.backlog.len() {
-            if self.cur.is_none() && !self.open_next() {
-                break;
-            }
-            match self.drain(&mut sink, &mut budget) {
-                Drained::Eof => {}
-                Drained::Budget => {
-                    self.caught_up = false;
-                    break;
+        if self.held.is_empty() {
+            self.open_path(&mut sink);
+        }
+        // Read every held file to its end, oldest first; then look at the path once, and read
+        // the files that adds. A further rotation is seen on the next poll.
+        let mut i = 0;
+        let mut looked = false;
+        'poll: loop {
+            while i < self.held.len() {
+                match self.drain(i, &mut sink, &mut budget) {
+                    Drained::Eof
+                        if self.held[i].writer_gone && self.held[i].rotated_at.is_some() =>
+                    {
+                        self.let_go(
+                            i,
+                            &mut sink,
+                            "finished a rotated log file; reading the next one",
+                        );
+                    }
+                    Drained::Eof | Drained::Failed | Drained::Truncated => i += 1,
+                    Drained::Budget => {
+                        self.caught_up = false;
+                        break 'poll;
+                    }
                 }
-                Drained::Failed => break,
             }
-            if !self.check_rotation(&mut sink) {
+            if looked || self.held.is_empty() {
                 break;
             }
+            looked = true;
+            self.look_at_path(&mut sink);
+        }
+        if self.caught_up {
+            self.let_go_quiet(&mut sink);
         }
         if sink.cut > 0 {
-            warn!(path = %self.path.display(), lines = sink.cut, max_line_bytes = self.lines.max,
+            warn!(path = %self.path.display(), lines = sink.cut, max_line_bytes = self.max_line_bytes,
                 "cut over-long log lines to max_line_bytes");
         }
         if sink.invalid_utf8 > 0 {
@@ -328,31 +401,15 @@ impl Tailer {
         sink.lines
     }
 
-    /// Open the next queued rotated file, or else the path, from its beginning.
-    fn open_next(&mut self) -> bool {
-        while let Some(next) = self.backlog.pop_front() {
-            // Never read a file twice: if the path names it (again), it is read as the path.
-            let id = identity(&next.meta);
-            if fs::metadata(&self.path).is_ok_and(|m| identity(&m) == id) {
-                continue;
-            }
-            info!(path = %self.path.display(), rotated = %next.path.display(),
-                "reading a log file rotated while stopped from its beginning");
-            self.lines.reset();
-            let mut cur = Current::new(next.file, &next.meta, 0, Vec::new());
-            cur.rotated_at = Some(Instant::now());
-            self.cur = Some(cur);
-            return true;
-        }
-        self.try_open()
-    }
-
-    /// Open the path from its beginning (a file that appears is new). Logs once per change.
-    fn try_open(&mut self) -> bool {
+    /// Open the path and hold it, read from its beginning (a file that appears is new). Logs
+    /// once per change.
+    fn open_path(&mut self, sink: &mut Sink<'_>) -> bool {
         match open_regular(&self.path) {
             Ok((file, meta)) => {
-                self.lines.reset();
-                self.cur = Some(Current::new(file, &meta, 0, Vec::new()));
+                self.hold(
+                    Held::new(file, &meta, 0, Vec::new(), self.max_line_bytes),
+                    sink,
+                );
                 self.report_following("from its beginning");
                 true
             }
@@ -378,9 +435,160 @@ impl Tailer {
         }
     }
 
+    /// Add a file after the held ones; beyond [`MAX_HELD_FILES`] the oldest is let go early.
+    fn hold(&mut self, held: Held, sink: &mut Sink<'_>) {
+        if self.held.len() >= MAX_HELD_FILES {
+            warn!(path = %self.path.display(), max = MAX_HELD_FILES,
+                "log file rotated more often than the rotation grace allows to follow; letting the oldest rotated file go early (lines written to it from now on are not read)");
+            self.let_go(0, sink, "let go of the oldest rotated log file");
+        }
+        self.held.push_back(held);
+    }
+
+    /// Finish the held file `i` (its unterminated last line is final now) and forget it.
+    fn let_go(&mut self, i: usize, sink: &mut Sink<'_>, what: &str) {
+        let Some(mut held) = self.held.remove(i) else {
+            return;
+        };
+        held.lines.finish(sink);
+        info!(path = %self.path.display(), size = held.read_pos, held = self.held.len(), "{what}");
+        remember(
+            &mut self.done,
+            Done {
+                id: (held.dev, held.ino),
+                head: held.head,
+            },
+        );
+    }
+
+    /// Let go of the rotated files that have been quiet for the grace.
+    fn let_go_quiet(&mut self, sink: &mut Sink<'_>) {
+        let now = Instant::now();
+        let mut i = 0;
+        while i < self.held.len() {
+            let h = &self.held[i];
+            let quiet = h.rotated_at.is_some_and(|at| {
+                h.writer_gone
+                    || now.saturating_duration_since(at.max(h.last_growth)) >= self.rotation_grace
+            });
+            if quiet {
+                let what = if i + 1 < self.held.len() {
+                    "finished a rotated log file (quiet for the rotation grace); reading the newer ones"
+                } else {
+                    "finished the log file (quiet for the rotation grace); waiting for the path to name a file"
+                };
+                self.let_go(i, sink, what);
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    /// After reading the held files: does the path still name the newest? If it names another
+    /// file, that one is held (after any rotated sibling newer than the newest held file: a file
+    /// that was at the path only between two polls) and the others are marked rotated.
+    fn look_at_path(&mut self, sink: &mut Sink<'_>) {
+        let now = SystemTime::now();
+        let since = std::mem::replace(&mut self.last_look, now);
+        let meta = match fs::metadata(&self.path) {
+            Ok(meta) if meta.is_file() => meta,
+            Ok(_) => {
+                self.mark_rotated("replaced by something that is not a regular file");
+                return;
+            }
+            Err(e) if is_missing(&e) => {
+                self.mark_rotated("removed or renamed");
+                return;
+            }
+            Err(e) => {
+                // We cannot tell; keep following the files we have open.
+                if set_status(&mut self.status, Status::StatFailed(e.kind())) {
+                    warn!(path = %self.path.display(), error = %e,
+                        "cannot check whether the log file was rotated; still reading the open file");
+                }
+                return;
+            }
+        };
+        let id = identity(&meta);
+        if let Some(pos) = self.held.iter().position(|h| h.id() == id) {
+            let now = Instant::now();
+            for (j, h) in self.held.iter_mut().enumerate() {
+                if j == pos {
+                    if h.rotated_at.take().is_some() {
+                        info!(path = %self.path.display(), "log path names the followed file again");
+                    }
+                } else if j > pos {
+                    h.rotated_at.get_or_insert(now);
+                }
+            }
+            if set_status(&mut self.status, Status::Following) {
+                info!(path = %self.path.display(), "log path can be checked again");
+            }
+            return;
+        }
+        self.mark_rotated("replaced by a new file (rotated)");
+        if cfg!(unix) {
+            for p in self.unseen_rotated(id, since) {
+                info!(path = %self.path.display(), rotated = %p.path.display(),
+                    "a log file was rotated away between two polls; reading it from its beginning");
+                let mut held = Held::new(p.file, &p.meta, 0, Vec::new(), self.max_line_bytes);
+                held.rotated_at = Some(Instant::now());
+                self.hold(held, sink);
+            }
+        }
+        self.open_path(sink);
+    }
+
+    /// Mark every held file that the path named as rotated away (logged once per file).
+    fn mark_rotated(&mut self, why: &str) {
+        let now = Instant::now();
+        for h in &mut self.held {
+            if h.rotated_at.is_none() {
+                info!(path = %self.path.display(), why,
+                    "log path no longer names the open file; reading the old file until it is quiet");
+                h.rotated_at = Some(now);
+            }
+        }
+    }
+
+    /// The rotated siblings newer than the newest held file or created since the path was
+    /// last looked at, other than the held ones, the path's (`path_id`) and those read before:
+    /// files that were at the path (or copies made of it) only between two polls. A file
+    /// opened by its writer just before it was renamed away may be older, by modification
+    /// time, than the newest held file; its creation time tells. Oldest first, opened.
+    fn unseen_rotated(&self, path_id: (u64, u64), since: SystemTime) -> Vec<Pending> {
+        let Some(newest) = self.held.back() else {
+            return Vec::new();
+        };
+        let candidates = rotated_candidates(&self.path);
+        // If deleted or moved away, only creation times tell.
+        let newest = candidates
+            .iter()
+            .find(|c| identity(&c.meta) == newest.id())
+            .cloned();
+        let numbered = newest.as_ref().map(Candidate::numbered);
+        let born_since = since
+            .checked_sub(BIRTH_SLACK)
+            .map(|since| since.max(self.started));
+        let candidates: Vec<Candidate> = candidates
+            .into_iter()
+            .filter(|c| numbered.is_none_or(|n| c.numbered() == n))
+            .filter(|c| {
+                newest.as_ref().is_some_and(|n| rotated_after(c, n))
+                    || born_since.is_some_and(|since| c.meta.created().is_ok_and(|b| b >= since))
+            })
+            .collect();
+        let mut exclude: Vec<(u64, u64)> = self.held.iter().map(Held::id).collect();
+        exclude.push(path_id);
+        newer_rotated(&self.path, &candidates, &Age::OLDEST, &exclude)
+            .into_iter()
+            .filter(|p| !is_done(&self.done, p))
+            .collect()
+    }
+
     fn report_following(&mut self, whence: &str) {
         self.status = Status::Following;
-        let offset = self.cur.as_ref().map_or(0, |c| c.read_pos);
+        let offset = self.held.back().map_or(0, |h| h.read_pos);
         info!(path = %self.path.display(), offset, "following log file {whence}");
     }
 
@@ -401,141 +609,205 @@ impl Tailer {
         let mut head = vec![0; head_len];
         let got = read_full_at(&file, &mut head, 0)?;
         head.truncate(got);
-        let mut cur = Current::new(file, meta, start, head);
+        let mut held = Held::new(file, meta, start, head, self.max_line_bytes);
         let recent_len = start.min(FINGERPRINT_LEN as u64) as usize;
         let mut recent = vec![0; recent_len];
-        let got = read_full_at(&cur.file, &mut recent, start - recent_len as u64)?;
+        let got = read_full_at(&held.file, &mut recent, start - recent_len as u64)?;
         recent.truncate(got);
-        cur.recent = recent;
-        self.lines.reset();
-        self.lines.skip = skip;
-        self.cur = Some(cur);
+        held.recent = recent;
+        held.lines.skip = skip;
+        self.held.clear();
+        self.held.push_back(held);
         Ok(())
     }
 
-    /// Read the open file up to its end (or the byte budget), delivering lines.
-    fn drain(&mut self, sink: &mut Sink<'_>, budget: &mut u64) -> Drained {
-        let Tailer {
-            path,
-            buf,
-            lines,
-            cur,
-            status,
-            backlog,
-            ..
-        } = self;
-        let Some(cur) = cur.as_mut() else {
-            return Drained::Eof;
-        };
-        if cur.suspect {
-            // Resumed from a checkpoint: is the file still the one we read up to the offset?
-            match validate(cur) {
-                Ok(true) => {
-                    if let Err(e) = cur.refresh_signatures() {
-                        return read_failed(path, status, &e);
-                    }
-                }
-                Ok(false) => on_truncation(path, cur, backlog, buf, lines, sink),
-                Err(e) => return read_failed(path, status, &e),
-            }
-            cur.suspect = false;
-        }
+    /// Read the held file `i` up to its end (or the byte budget), delivering lines; a
+    /// truncation found on the way is handled (`Drained::Truncated` is never returned).
+    fn drain(&mut self, i: usize, sink: &mut Sink<'_>, budget: &mut u64) -> Drained {
         loop {
-            if *budget == 0 {
-                return Drained::Budget;
-            }
-            let want = usize::try_from(*budget).map_or(buf.len(), |b| b.min(buf.len()));
-            let n = match read_at(&cur.file, &mut buf[..want], cur.read_pos) {
-                Ok(n) => n,
-                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                Err(e) => return read_failed(path, status, &e),
+            let Tailer {
+                path,
+                buf,
+                held,
+                status,
+                ..
+            } = self;
+            let Some(h) = held.get_mut(i) else {
+                return Drained::Eof;
             };
-            if n == 0 {
-                match cur.file.metadata() {
-                    Ok(meta) if meta.len() < cur.read_pos => {
-                        on_truncation(path, cur, backlog, buf, lines, sink);
-                        continue;
-                    }
-                    Ok(_) => {
-                        if set_status(status, Status::Following) {
-                            info!(path = %path.display(), "reading log file again");
-                        }
-                        return Drained::Eof;
-                    }
-                    Err(e) => return read_failed(path, status, &e),
-                }
+            match drain_file(path, h, buf, status, sink, budget) {
+                Drained::Truncated => self.on_truncation(i, sink),
+                other => return other,
             }
-            *budget = budget.saturating_sub(n as u64);
-            // The chunk is only trusted if the bytes before it are still the ones we read: a
-            // file truncated and regrown past our offset since the last read fails this.
-            match validate(cur) {
-                Ok(true) => {}
-                Ok(false) => {
-                    on_truncation(path, cur, backlog, buf, lines, sink);
-                    continue;
-                }
-                Err(e) => return read_failed(path, status, &e),
-            }
-            cur.absorb(&buf[..n]);
-            lines.feed(&buf[..n], sink);
         }
     }
 
-    /// At end of file: has the path been rotated away from the open file? Returns `true` when
-    /// the old file is finished and closed (the caller then opens the path).
-    fn check_rotation(&mut self, sink: &mut Sink<'_>) -> bool {
-        let Some(cur) = self.cur.as_mut() else {
-            return false;
+    /// The held file `i` was truncated (copytruncate, or `: > log`): deliver what only the
+    /// rotated copy has, then continue from offset 0. The log may have been copied and
+    /// truncated more than once since we read it (within one poll interval, or while stopped):
+    /// the rotated files newer than the copy (other than the held ones, the path's and those
+    /// read before) hold the lines written between those truncations and are read whole,
+    /// oldest first, after the copy.
+    fn on_truncation(&mut self, i: usize, sink: &mut Sink<'_>) {
+        let mut exclude: Vec<(u64, u64)> = self.held.iter().map(Held::id).collect();
+        exclude.extend(fs::metadata(&self.path).ok().map(|m| identity(&m)));
+        let Tailer {
+            path,
+            buf,
+            held,
+            done,
+            ..
+        } = self;
+        let Some(h) = held.get_mut(i) else {
+            return;
         };
-        let why = match fs::metadata(&self.path) {
-            Ok(meta) if identity(&meta) == (cur.dev, cur.ino) => None,
-            Ok(meta) if meta.is_file() => Some("replaced by a new file (rotated)"),
-            Ok(_) => Some("replaced by something that is not a regular file"),
-            Err(e) if is_missing(&e) => Some("removed or renamed"),
-            Err(e) => {
-                // We cannot tell; keep following the file we have open.
-                if set_status(&mut self.status, Status::StatFailed(e.kind())) {
-                    warn!(path = %self.path.display(), error = %e,
-                        "cannot check whether the log file was rotated; still reading the open file");
+        let old_pos = h.read_pos;
+        if old_pos > 0 {
+            match find_rotated_copy(path, h) {
+                Some((copy, file)) => {
+                    info!(path = %path.display(), copy = %copy.path.display(), offset = old_pos,
+                        "log file was truncated (copytruncate); reading the lines written before the truncation from the rotated copy");
+                    feed_file(path, &copy.path, &file, old_pos, buf, &mut h.lines, sink);
+                    remember(
+                        done,
+                        Done {
+                            id: identity(&copy.meta),
+                            head: h.head.clone(),
+                        },
+                    );
+                    if h.suspect || cfg!(unix) {
+                        exclude.push(identity(&copy.meta));
+                        let mut candidates = same_scheme(rotated_candidates(path), copy.numbered());
+                        // Copies of this file were made while it was at the path, before its
+                        // last truncation: none was rotated after the file itself. (A file
+                        // rotated after it is held, or found by the path's next look, as its
+                        // writer may go on.)
+                        let id = h.id();
+                        match candidates.iter().find(|c| identity(&c.meta) == id).cloned() {
+                            Some(own) => candidates.retain(|c| rotated_after(&own, c)),
+                            None => {
+                                let mtime = h.file.metadata().and_then(|m| m.modified());
+                                let mtime = mtime.unwrap_or(SystemTime::UNIX_EPOCH);
+                                candidates.retain(|c| c.age.mtime <= mtime);
+                            }
+                        }
+                        candidates.retain(|c| rotated_after(c, &copy));
+                        for next in newer_rotated(path, &candidates, &Age::OLDEST, &exclude) {
+                            if is_done(done, &next) {
+                                continue;
+                            }
+                            info!(path = %path.display(), rotated = %next.path.display(),
+                                "reading a copy of the log file made after that one (truncated more than once)");
+                            let mut head = [0u8; FINGERPRINT_LEN];
+                            let n = read_full_at(&next.file, &mut head, 0).unwrap_or(0);
+                            feed_file(path, &next.path, &next.file, 0, buf, &mut h.lines, sink);
+                            remember(
+                                done,
+                                Done {
+                                    id: identity(&next.meta),
+                                    head: head[..n].to_vec(),
+                                },
+                            );
+                        }
+                    }
+                    // A line cut by the copy (its start in the copy, its end written after the
+                    // truncation) is completed by the start of the truncated file.
                 }
-                return false;
+                None => {
+                    warn!(path = %path.display(), offset = old_pos,
+                        "log file was truncated and no rotated copy matching it was found (looked for <path>.1, <path>-*, <path>.*): lines written between offset {old_pos} and the truncation may have been lost; continuing from its start");
+                    h.lines.reset();
+                }
             }
-        };
-        let Some(why) = why else {
-            if cur.rotated_at.take().is_some() {
-                info!(path = %self.path.display(), "log path names the followed file again");
-            }
-            if set_status(&mut self.status, Status::Following) {
-                info!(path = %self.path.display(), "log path can be checked again");
-            }
-            return false;
-        };
-        let now = Instant::now();
-        let rotated_at = *cur.rotated_at.get_or_insert_with(|| {
-            info!(path = %self.path.display(), why,
-                "log path no longer names the open file; reading the old file until it is quiet");
-            now
-        });
-        let quiet_since = rotated_at.max(cur.last_growth);
-        // A file with newer rotated files queued after it has no writer any more.
-        let grace = if self.backlog.is_empty() {
-            self.rotation_grace
-        } else {
-            Duration::ZERO
-        };
-        if now.saturating_duration_since(quiet_since) < grace {
-            return false;
         }
-        // The writer has moved on: an unterminated last line is final now.
-        self.lines.finish(sink);
-        if self.backlog.is_empty() {
-            info!(path = %self.path.display(), old_size = cur.read_pos, "finished the old log file; switching to the path");
-        } else {
-            info!(path = %self.path.display(), old_size = cur.read_pos, "finished the old log file; reading the next rotated file");
-        }
-        self.cur = None;
-        true
+        h.lines.partial = 0;
+        h.read_pos = 0;
+        h.head.clear();
+        h.recent.clear();
+        h.suspect = false;
     }
+}
+
+/// Read `h` from its offset up to its end (or the byte budget), delivering lines. Stops with
+/// [`Drained::Truncated`] when the bytes before the offset are no longer the ones read.
+fn drain_file(
+    path: &Path,
+    h: &mut Held,
+    buf: &mut [u8],
+    status: &mut Status,
+    sink: &mut Sink<'_>,
+    budget: &mut u64,
+) -> Drained {
+    if h.suspect {
+        // Resumed from a checkpoint: is the file still the one we read up to the offset?
+        match validate(h) {
+            Ok(true) => {
+                if let Err(e) = h.refresh_signatures() {
+                    return read_failed(path, status, &e);
+                }
+            }
+            Ok(false) => return Drained::Truncated,
+            Err(e) => return read_failed(path, status, &e),
+        }
+        h.suspect = false;
+    }
+    loop {
+        if *budget == 0 {
+            return Drained::Budget;
+        }
+        let want = usize::try_from(*budget).map_or(buf.len(), |b| b.min(buf.len()));
+        let n = match read_at(&h.file, &mut buf[..want], h.read_pos) {
+            Ok(n) => n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) => return read_failed(path, status, &e),
+        };
+        if n == 0 {
+            return match h.file.metadata() {
+                Ok(meta) if meta.len() < h.read_pos => Drained::Truncated,
+                Ok(_) => {
+                    // Truncated and regrown to exactly our offset: only the bytes tell (two
+                    // small reads per file and poll).
+                    match validate(h) {
+                        Ok(true) => {}
+                        Ok(false) => return Drained::Truncated,
+                        Err(e) => return read_failed(path, status, &e),
+                    }
+                    if set_status(status, Status::Following) {
+                        info!(path = %path.display(), "reading log file again");
+                    }
+                    Drained::Eof
+                }
+                Err(e) => read_failed(path, status, &e),
+            };
+        }
+        *budget = budget.saturating_sub(n as u64);
+        // The chunk is only trusted if the bytes before it are still the ones we read: a
+        // file truncated and regrown past our offset since the last read fails this.
+        match validate(h) {
+            Ok(true) => {}
+            Ok(false) => return Drained::Truncated,
+            Err(e) => return read_failed(path, status, &e),
+        }
+        h.absorb(&buf[..n]);
+        h.lines.feed(&buf[..n], sink);
+    }
+}
+
+/// Add `done` to the remembered files, forgetting the oldest beyond [`MAX_DONE`].
+fn remember(list: &mut VecDeque<Done>, done: Done) {
+    list.retain(|d| d.id != done.id);
+    if list.len() >= MAX_DONE {
+        list.pop_front();
+    }
+    list.push_back(done);
+}
+
+/// Whether `p` is a file read and let go before (same identity and first bytes: an inode
+/// number reused by a new file does not count).
+fn is_done(list: &VecDeque<Done>, p: &Pending) -> bool {
+    let id = identity(&p.meta);
+    list.iter()
+        .any(|d| d.id == id && region_matches(&p.file, 0, &d.head).unwrap_or(false))
 }
 
 impl std::fmt::Debug for Tailer {
@@ -544,31 +816,43 @@ impl std::fmt::Debug for Tailer {
         d.field("path", &self.path)
             .field("status", &self.status)
             .field("rotation_grace", &self.rotation_grace)
-            .field("rotated_backlog", &self.backlog.len());
-        if let Some(cur) = &self.cur {
-            d.field("dev", &cur.dev)
-                .field("inode", &cur.ino)
-                .field("read_pos", &cur.read_pos)
-                .field("rotating", &cur.rotated_at.is_some());
+            .field("held", &self.held.len());
+        if let Some(h) = self.held.front() {
+            d.field("dev", &h.dev)
+                .field("inode", &h.ino)
+                .field("read_pos", &h.read_pos)
+                .field("rotating", &h.rotated_at.is_some());
         }
         d.finish_non_exhaustive()
     }
 }
 
-impl Current {
-    fn new(file: File, meta: &Metadata, read_pos: u64, head: Vec<u8>) -> Current {
+impl Held {
+    fn new(
+        file: File,
+        meta: &Metadata,
+        read_pos: u64,
+        head: Vec<u8>,
+        max_line_bytes: usize,
+    ) -> Held {
         let (dev, ino) = identity(meta);
-        Current {
+        Held {
             file,
             dev,
             ino,
             read_pos,
             head,
             recent: Vec::with_capacity(FINGERPRINT_LEN),
+            lines: LineBuf::new(max_line_bytes),
             last_growth: Instant::now(),
             rotated_at: None,
+            writer_gone: false,
             suspect: false,
         }
+    }
+
+    fn id(&self) -> (u64, u64) {
+        (self.dev, self.ino)
     }
 
     /// After a checkpoint was found valid: take the full first bytes and the bytes before the
@@ -612,64 +896,16 @@ impl Current {
 }
 
 /// Are the bytes before `read_pos` still those we read? (First bytes and last bytes.)
-fn validate(cur: &Current) -> io::Result<bool> {
-    if !region_matches(&cur.file, 0, &cur.head)? {
+fn validate(h: &Held) -> io::Result<bool> {
+    if !region_matches(&h.file, 0, &h.head)? {
         return Ok(false);
     }
-    let head_covers_recent = cur.read_pos <= cur.head.len() as u64;
-    if !head_covers_recent && !cur.recent.is_empty() {
-        let at = cur.read_pos - cur.recent.len() as u64;
-        return region_matches(&cur.file, at, &cur.recent);
+    let head_covers_recent = h.read_pos <= h.head.len() as u64;
+    if !head_covers_recent && !h.recent.is_empty() {
+        let at = h.read_pos - h.recent.len() as u64;
+        return region_matches(&h.file, at, &h.recent);
     }
     Ok(true)
-}
-
-/// The open file was truncated (copytruncate, or `: > log`): deliver what only the rotated copy
-/// has, then continue from offset 0. When resuming from a checkpoint (`cur.suspect`), the log
-/// may have been copied and truncated more than once while stopped: the rotated files newer than
-/// the copy (other than the open file, the path's file and the queued `backlog`) hold the lines
-/// written between those truncations and are read whole, oldest first, after the copy.
-fn on_truncation(
-    path: &Path,
-    cur: &mut Current,
-    backlog: &VecDeque<Pending>,
-    buf: &mut [u8],
-    lines: &mut LineBuf,
-    sink: &mut Sink<'_>,
-) {
-    let old_pos = cur.read_pos;
-    if old_pos > 0 {
-        match find_rotated_copy(path, cur) {
-            Some((copy, file)) => {
-                info!(path = %path.display(), copy = %copy.path.display(), offset = old_pos,
-                    "log file was truncated (copytruncate); reading the lines written before the truncation from the rotated copy");
-                feed_file(path, &copy.path, &file, old_pos, buf, lines, sink);
-                if cur.suspect {
-                    let mut exclude = vec![(cur.dev, cur.ino), identity(&copy.meta)];
-                    exclude.extend(fs::metadata(path).ok().map(|m| identity(&m)));
-                    exclude.extend(backlog.iter().map(|p| identity(&p.meta)));
-                    let candidates = rotated_candidates(path);
-                    for next in newer_rotated(path, &candidates, &copy.age, &exclude) {
-                        info!(path = %path.display(), rotated = %next.path.display(),
-                            "reading a copy of the log file rotated after that one (truncated more than once while stopped)");
-                        feed_file(path, &next.path, &next.file, 0, buf, lines, sink);
-                    }
-                }
-                // A line cut by the copy (its start in the copy, its end written after the
-                // truncation) is completed by the start of the truncated file.
-            }
-            None => {
-                warn!(path = %path.display(), offset = old_pos,
-                    "log file was truncated and no rotated copy matching it was found (looked for <path>.1, <path>-*, <path>.*): lines written between offset {old_pos} and the truncation may have been lost; continuing from its start");
-                lines.reset();
-            }
-        }
-    }
-    lines.partial = 0;
-    cur.read_pos = 0;
-    cur.head.clear();
-    cur.recent.clear();
-    cur.suspect = false;
 }
 
 /// Feed a rotated file's bytes from `pos` to its end into `lines` (no line is finished: the
@@ -701,7 +937,7 @@ fn feed_file(
 }
 
 /// The newest rotated sibling whose content up to our offset is the content we read.
-fn find_rotated_copy(path: &Path, cur: &Current) -> Option<(Candidate, File)> {
+fn find_rotated_copy(path: &Path, cur: &Held) -> Option<(Candidate, File)> {
     if cur.head.is_empty() && cur.recent.is_empty() {
         return None; // nothing to recognise it by
     }
@@ -724,6 +960,7 @@ fn find_rotated_copy(path: &Path, cur: &Current) -> Option<(Candidate, File)> {
 }
 
 /// A rotated sibling of the log file.
+#[derive(Clone)]
 struct Candidate {
     path: PathBuf,
     meta: Metadata,
@@ -745,6 +982,41 @@ struct Age {
 enum NameRank {
     Other(Vec<u8>),
     Numbered(Reverse<u64>),
+}
+
+/// The `candidates` named numbered (`<name>.N`) or not, as `numbered` says: a later rotation
+/// names its file the way the earlier one did, so a stale file of the other scheme (say
+/// `<name>.1` beside dated copies) is never taken for one.
+fn same_scheme(candidates: Vec<Candidate>, numbered: bool) -> Vec<Candidate> {
+    candidates
+        .into_iter()
+        .filter(|c| c.numbered() == numbered)
+        .collect()
+}
+
+impl Candidate {
+    fn numbered(&self) -> bool {
+        matches!(self.age.rank, NameRank::Numbered(_))
+    }
+}
+
+impl Age {
+    /// Older than any rotated file (their names have a suffix).
+    const OLDEST: Age = Age {
+        mtime: SystemTime::UNIX_EPOCH,
+        rank: NameRank::Other(Vec::new()),
+    };
+}
+
+/// Whether `a` was rotated after `b`. Between numbered files by their numbers (logrotate
+/// shifts `.N` to `.N+1` before it makes `.1`, so the numbers are the rotation order even
+/// when a writer went on writing to an older file after a newer one was made); otherwise by
+/// [`Age`].
+fn rotated_after(a: &Candidate, b: &Candidate) -> bool {
+    match (&a.age.rank, &b.age.rank) {
+        (NameRank::Numbered(x), NameRank::Numbered(y)) => x > y,
+        _ => a.age > b.age,
+    }
 }
 
 /// Regular, uncompressed files named `<name>.*` or `<name>-*` beside `path`, newest first
