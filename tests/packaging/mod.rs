@@ -444,7 +444,11 @@ fn install_and_purge(deb: &Path) {
     let state = std::fs::metadata("/var/lib/authwatch").expect("/var/lib/authwatch");
     assert!(state.is_dir());
     assert_eq!(state.uid(), uid, "/var/lib/authwatch owner");
-    assert_eq!(state.mode() & 0o7777, 0o750, "/var/lib/authwatch mode");
+    assert_eq!(
+        state.mode() & 0o7777,
+        0o700,
+        "/var/lib/authwatch mode: owner only (issue 14.8)"
+    );
     let conf = std::fs::metadata("/etc/authwatch/config.yaml").unwrap();
     assert_eq!(conf.uid(), 0);
     assert_eq!(
