@@ -5,14 +5,18 @@
 //! per IP and decides when an incident opens or an alert is due (cooldown) → `render` fills the
 //! templates from `alert-templates/` → `mail` delivers over SMTP (lettre) or writes `.eml` files
 //! into an outbox folder. `agent` wires these together for `authwatch run`.
+//!
+//! `cli` (the clap definition) and `cmd` (one function per subcommand, and the exit statuses)
+//! are the command layer on top; nothing else in the library uses the clap types. See the
+//! README's "Code layout" for a map of `src/`.
 
 pub mod actions;
 pub mod agent;
 pub mod cli;
 pub mod clock;
+pub mod cmd;
 pub mod config;
 pub mod detect;
-pub mod generate;
 pub mod hostinfo;
 pub mod mail;
 pub mod metrics;

@@ -20,14 +20,15 @@ mod aggregate;
 mod chunk;
 mod explain;
 mod input;
+mod options;
 mod report;
 
+pub use options::{ExplainOptions, ScanFormat, ScanOptions};
 pub use report::{
     AccountCount, AccountRow, CrossingRow, FileSummary, HourRow, Limits, Offender, Report,
     SubnetRow, Threshold,
 };
 
-use crate::cli::{ExplainArgs, ScanArgs, ScanFormat};
 use crate::config::{format_duration, Config};
 use crate::rules::custom::CustomRule;
 use crate::rules::time::parse_leading_time;
@@ -42,11 +43,8 @@ use std::net::IpAddr;
 use std::path::Path;
 use std::time::Duration;
 
-/// Exit statuses (as `main` uses them).
-pub const EXIT_OK: u8 = 0;
-pub const EXIT_RUNTIME: u8 = 1;
-pub const EXIT_USAGE: u8 = 64;
-pub const EXIT_CONFIG: u8 = 78;
+/// Exit statuses: defined once, in the command layer.
+pub use crate::cmd::exit::{EXIT_CONFIG, EXIT_OK, EXIT_RUNTIME, EXIT_USAGE};
 
 /// The threshold when no `--config` is given: 5 failures within 10 minutes.
 pub const DEFAULT_ATTEMPTS: u32 = 5;
@@ -534,7 +532,7 @@ fn say(msg: impl std::fmt::Display) {
 }
 
 /// `authwatch scan`: returns the exit status.
-pub fn scan_command(args: &ScanArgs) -> u8 {
+pub fn scan_command(args: &ScanOptions) -> u8 {
     let settings = match Settings::new(&args.services, args.config.as_deref()) {
         Ok(s) => s,
         Err(e) => {
@@ -601,7 +599,7 @@ pub fn scan_command(args: &ScanArgs) -> u8 {
     }
 }
 
-fn events_command(settings: Settings, args: &ScanArgs) -> u8 {
+fn events_command(settings: Settings, args: &ScanOptions) -> u8 {
     let mut rules = settings.rules();
     let mut buf = Vec::with_capacity(4096);
     let stdout = io::stdout();
@@ -664,7 +662,7 @@ fn write_failed(e: io::Error, failed_before: bool) -> u8 {
 }
 
 /// `authwatch explain`: returns the exit status.
-pub fn explain_command(args: &ExplainArgs) -> u8 {
+pub fn explain_command(args: &ExplainOptions) -> u8 {
     let settings = match Settings::new(&args.services, args.config.as_deref()) {
         Ok(s) => s,
         Err(e) => {

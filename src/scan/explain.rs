@@ -6,8 +6,7 @@
 //! resembles and what would make it match.
 
 use super::input::{self, Stop};
-use super::{say, Settings, StampTracker, EXIT_OK, EXIT_RUNTIME, EXIT_USAGE};
-use crate::cli::ExplainArgs;
+use super::{say, ExplainOptions, Settings, StampTracker, EXIT_OK, EXIT_RUNTIME, EXIT_USAGE};
 use crate::render::inert;
 use crate::rules::time::parse_leading_time;
 use crate::rules::{Hit, HitKind, ParseCtx, RuleSet, BUILTIN};
@@ -137,7 +136,7 @@ fn hit_summary(h: &Hit) -> String {
     format!("{kind} from {}, {user}{attempts}", h.ip)
 }
 
-fn scan_files(settings: &Settings, args: &ExplainArgs, words: &Regex) -> (FileStats, bool) {
+fn scan_files(settings: &Settings, args: &ExplainOptions, words: &Regex) -> (FileStats, bool) {
     let mut rules = settings.rules();
     let mut st = FileStats {
         files: Vec::new(),
@@ -519,7 +518,7 @@ fn addresses(line: &str) -> Vec<String> {
 }
 
 /// Run `authwatch explain`.
-pub(super) fn run(settings: &Settings, args: &ExplainArgs) -> u8 {
+pub(super) fn run(settings: &Settings, args: &ExplainOptions) -> u8 {
     if args.files.is_empty() && args.line.is_none() {
         say("explain needs a FILE or --line TEXT");
         return EXIT_USAGE;

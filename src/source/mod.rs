@@ -11,9 +11,13 @@
 //! cuts over-long lines to a limit, and reports a [`Checkpoint`] (file identity plus the offset
 //! after the last delivered line) so a restart resumes where it left off. The caller owns the
 //! thread and the poll interval; see `DESIGN.md` §2 for why this is not `linemux`.
+//!
+//! `reader` puts the three kinds of source (file, journal, stdin) behind one [`Reader`] and
+//! runs each on a thread of its own ([`spawn_reader`]), sending [`Batch`]es to the agent.
 
 mod batch;
 pub mod journal;
+mod reader;
 pub mod stdin;
 mod tail;
 
@@ -23,6 +27,7 @@ mod tests;
 use serde::{Deserialize, Serialize};
 
 pub use batch::LineBatch;
+pub use reader::{spawn_reader, Batch, Position, Reader, MAX_BATCH_BYTES};
 pub use tail::{Tailer, DEFAULT_ROTATION_GRACE, FINGERPRINT_LEN};
 
 /// Where a [`Tailer`] starts in a file that already exists when it is created.

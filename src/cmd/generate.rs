@@ -1,8 +1,10 @@
 //! Shell completions and man pages, generated from the clap definition in [`crate::cli`] (the
 //! single source of the command line), for `authwatch generate completions SHELL | man | all
 //! --out DIR`. `packaging/build-deb` runs `generate all` with the freshly built binary, so the
-//! Debian package ships completions and pages that match that binary exactly.
+//! Debian package ships completions and pages that match that binary exactly. Part of the
+//! command layer: besides `main.rs`, only `cmd/` reads the clap definition.
 
+use super::Exit;
 use crate::cli::{Cli, Generate};
 use clap::CommandFactory;
 use clap_complete::Shell;
@@ -22,21 +24,17 @@ pub const COMPLETION_FILES: [(Shell, &str); 3] = [
     (Shell::Fish, "authwatch.fish"),
 ];
 
-/// Extra sections of authwatch(1) that clap does not know about.
-const MAN_EXTRA: &str = r#".SH "EXIT STATUS"
-.TP
-\fB0\fR
-fine
-.TP
-\fB1\fR
-runtime error (or, for \fBstatus\fR, something unhealthy)
-.TP
-\fB64\fR
-usage error
-.TP
-\fB78\fR
-configuration error (the systemd unit does not restart on it)
-.SH FILES
+/// The EXIT STATUS section of authwatch(1), from [`Exit::ALL`] (the one definition).
+fn man_exit_status() -> String {
+    let mut s = String::from(".SH \"EXIT STATUS\"\n");
+    for e in Exit::ALL {
+        s.push_str(&format!(".TP\n\\fB{}\\fR\n{}\n", e.code(), e.meaning()));
+    }
+    s
+}
+
+/// Extra sections of authwatch(1) that clap does not know about (after the exit statuses).
+const MAN_EXTRA: &str = r#".SH FILES
 .TP
 \fI/etc/authwatch/config.yaml\fR
 the configuration of the packaged service (YAML; check it with \fBauthwatch check \-\-config\fR)
@@ -75,6 +73,7 @@ pub fn man_pages() -> io::Result<Vec<(String, Vec<u8>)>> {
     let man = clap_mangen::Man::new(cmd.clone()).manual("authwatch manual");
     let mut main = Vec::new();
     man.render(&mut main)?;
+    main.extend_from_slice(man_exit_status().as_bytes());
     main.extend_from_slice(MAN_EXTRA.as_bytes());
     pages.push((man.get_filename(), main));
     for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
@@ -109,8 +108,8 @@ pub fn write_all(dir: &Path) -> io::Result<Vec<PathBuf>> {
     Ok(written)
 }
 
-/// `authwatch generate ...`: the exit code (0, or 1 after printing the I/O error).
-pub fn run(what: &Generate) -> u8 {
+/// `authwatch generate ...`: fine, or a runtime error after printing the I/O error.
+pub fn run(what: &Generate) -> Exit {
     let stdout = io::stdout();
     let result = match what {
         Generate::Completions { shell } => completions(*shell, &mut stdout.lock()),
@@ -126,10 +125,10 @@ pub fn run(what: &Generate) -> u8 {
         }),
     };
     match result {
-        Ok(()) => 0,
+        Ok(()) => Exit::Ok,
         Err(e) => {
             eprintln!("authwatch: generate: {e}");
-            1
+            Exit::Runtime
         }
     }
 }

@@ -1,0 +1,134 @@
+//! Rendering for the [`Engine`]: alerts, digests and health alerts filled from the configured
+//! templates (a template that fails still gives a plain mail with the essentials), and the
+//! policy's outgoing mails (single, grouped, digest) turned into rendered messages.
+
+use super::engine::Engine;
+use super::health::HealthContextParts;
+use crate::policy::Outgoing;
+use crate::render::Rendered;
+use jiff::Timestamp;
+use tracing::error;
+
+impl Engine {
+    /// Render a health alert.
+    pub(super) fn render_health(&self, p: HealthContextParts) -> Rendered {
+        let tz = &self.env.tz;
+        let now = self.clock.now();
+        let ctx = crate::render::HealthContext {
+            subject_prefix: self.env.subject_prefix.clone(),
+            host_name: self.env.host_name.clone(),
+            host_ip: self.env.host_ip.clone(),
+            title: p.title,
+            what: p.what,
+            detail: crate::render::inert(&p.detail),
+            since: crate::render::human_time(p.since, tz),
+            until: p
+                .until
+                .map(|t| crate::render::human_time(t, tz))
+                .unwrap_or_default(),
+            advice: p.advice,
+            generated_at: crate::render::human_time(now, tz),
+        };
+        let title = ctx.title.clone();
+        self.render("health", &ctx, &title, 0)
+    }
+
+    pub(super) fn render_outgoing(&self, o: Outgoing, now: Timestamp) -> Rendered {
+        let id = o.id();
+        let mut r = match o {
+            Outgoing::Single(r) => return r,
+            Outgoing::Group(alerts) => self.render_digest(alerts, Vec::new(), 0, Vec::new(), now),
+            Outgoing::Digest {
+                incidents,
+                held,
+                records,
+                after: _,
+            } => {
+                let n = held.len() as u64;
+                self.render_digest(held, incidents, n, records, now)
+            }
+        };
+        r.id = id;
+        r
+    }
+
+    fn render_digest(
+        &self,
+        new_alerts: Vec<Rendered>,
+        incidents: Vec<crate::policy::DigestLine>,
+        held_count: u64,
+        records: Vec<crate::policy::HeldRecord>,
+        now: Timestamp,
+    ) -> Rendered {
+        let tz = &self.env.tz;
+        let csv = crate::render::held_csv(&records);
+        let ctx = crate::render::DigestContext {
+            subject_prefix: self.env.subject_prefix.clone(),
+            host_name: self.env.host_name.clone(),
+            host_ip: self.env.host_ip.clone(),
+            new_attempts: incidents.iter().map(|i| i.new_attempts).sum(),
+            incidents: incidents
+                .into_iter()
+                .map(|i| crate::render::DigestIncident {
+                    kind: i.kind,
+                    key: i.key,
+                    new_attempts: i.new_attempts,
+                    total: i.total,
+                    opened: crate::render::human_time(i.opened, tz),
+                    last_activity: crate::render::human_time(i.last_activity, tz),
+                    repeated: i.repeated,
+                })
+                .collect(),
+            new_alerts,
+            held_count,
+            held_dropped: 0,
+            held_records: records
+                .iter()
+                .take(crate::render::DIGEST_TABLE_ROWS)
+                .cloned()
+                .collect(),
+            held_records_total: records.len() as u64,
+            held_csv: csv
+                .as_ref()
+                .map(|a| a.file_name.clone())
+                .unwrap_or_default(),
+            max_per_hour: self.max_per_hour,
+            group_interval: crate::config::format_duration(self.group_interval),
+            generated_at: crate::render::human_time(now, tz),
+        };
+        let n = ctx.new_alerts.len() as u64;
+        let mut r = self.render("digest", &ctx, "digest", n);
+        r.attachments.extend(csv);
+        r
+    }
+
+    /// Render an alert; a template that fails still gives a plain mail with the essentials.
+    pub(super) fn render<C: serde::Serialize>(
+        &self,
+        kind: &str,
+        ctx: &C,
+        target: &str,
+        attempts: u64,
+    ) -> Rendered {
+        match self.renderer.render(kind, ctx) {
+            Ok(r) => r,
+            Err(e) => {
+                error!(error = %e, kind, target, "alert template failed; sending a plain fallback");
+                Rendered {
+                    html: None,
+                    id: None,
+                    facts: None,
+                    attachments: Vec::new(),
+                    subject: format!(
+                        "{} {kind}: {target} ({attempts} failed logins) on {}",
+                        self.env.subject_prefix, self.env.host_name
+                    ),
+                    text: format!(
+                        "Automatic alert from authwatch - DO NOT reply\n\nThe {kind} alert template failed ({e}).\n\nTarget: {target}\nAttempts in window: {attempts}\nHost: {} ({})\n",
+                        self.env.host_name, self.env.host_ip
+                    ),
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,396 @@
+//! [`Engine`]: the synchronous state machine from log lines to outgoing alerts. A line goes in
+//! ([`Engine::line`]); the source's rules turn it into a hit, the detectors (per IP, per
+//! subnet, per account) count it in their sliding windows, a threshold crossing becomes a
+//! notice, and the alert policy (grouping, cooldown, hourly cap, digests) decides which
+//! rendered mails are due now. Timers of the policy run in [`Engine::tick`]. Nothing here does
+//! I/O or waits: the clock is injected, so the engine is tested by moving time.
+//!
+//! This file holds the state and the entry points; `detect.rs` turns hits into notices,
+//! `alerts.rs` renders them, `reload.rs` swaps settings while keeping the state.
+
+use super::detect::notice;
+use crate::actions::{ActionContext, ActionResult, ActionRunner};
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::detect::{DetectorSettings, IpDetector, KeyDetector};
+use crate::hostinfo::HostInfo;
+use crate::policy::{Notice, Policy, PolicySettings};
+use crate::render::{AlertEnv, Rendered, Renderer};
+use crate::rules::{Hit, ParseCtx, RuleSet};
+use anyhow::Result;
+use ipnet::IpNet;
+use jiff::Timestamp;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Lines → hits → alerts. Synchronous and clock-injected, so it is tested without threads.
+pub struct Engine {
+    /// Rules per source, by source index.
+    pub(super) rules: Vec<RuleSet>,
+    pub(super) detector: IpDetector,
+    pub(super) subnets: Option<(KeyDetector<IpNet>, crate::config::SubnetConfig)>,
+    pub(super) accounts: Option<(KeyDetector<String>, crate::config::AccountConfig)>,
+    pub(super) compromised_min_failures: Option<u64>,
+    /// (ip, account) → when a compromise alert was last sent (one per window), bounded.
+    pub(super) compromise_sent: lru::LruCache<(IpAddr, String), Timestamp>,
+    /// account → when a login to it during an attack from other addresses was last logged (once
+    /// per window and account: the owner logs in all day, and a warning per login flooded the
+    /// log with tens of thousands of lines on a generated day), bounded.
+    pub(super) attacked_login_logged: lru::LruCache<String, i64>,
+    pub(super) allowlist: crate::config::AllowlistConfig,
+    pub(super) per_ip_window: Duration,
+    pub(super) policy: Policy,
+    /// Counters for the Prometheus endpoint and `authwatch status`.
+    pub metrics: Arc<crate::metrics::Metrics>,
+    pub(super) max_per_hour: u32,
+    pub(super) group_interval: Duration,
+    pub(super) renderer: Renderer,
+    pub(super) env: AlertEnv,
+    pub(super) clock: Arc<dyn Clock>,
+    pub(super) ctx: ParseCtx,
+    /// Lines and hits seen, for the shutdown summary.
+    pub lines_seen: u64,
+    pub hits_seen: u64,
+    /// The configured actions, and per alert kind the names of those that run for it.
+    pub(super) actions: Option<Arc<ActionRunner>>,
+    pub(super) action_names: Vec<(&'static str, Vec<String>)>,
+    /// Alerts waiting for their actions (see [`Engine::take_pending`]).
+    pub(super) pending: Vec<PendingAlert>,
+}
+
+/// An alert whose actions must run before it is rendered (their results go into the mail).
+#[derive(Debug)]
+pub struct PendingAlert {
+    pub(super) kind: &'static str,
+    pub(super) key: String,
+    pub(super) urgent: bool,
+    pub(super) total: u64,
+    pub(super) attempts: u64,
+    pub(super) id: String,
+    pub(super) context: serde_json::Value,
+    /// What the actions get; the IP was parsed by a rule and checked against the allowlist.
+    pub action: ActionContext,
+    /// The actions that run for this alert's kind.
+    pub names: Vec<String>,
+}
+
+impl Engine {
+    pub fn new(cfg: &Config, host: &HostInfo, clock: Arc<dyn Clock>) -> Result<Engine> {
+        let renderer = Renderer::new(cfg.templates_dir.as_deref())
+            .map_err(|e| anyhow::anyhow!("alert templates: {}", e.0))?
+            .with_html(cfg.mail.html);
+        let now = clock.now();
+        Ok(Engine {
+            rules: cfg
+                .sources
+                .iter()
+                .map(|s| RuleSet::for_services(&s.services, &cfg.custom_rules))
+                .collect(),
+            detector: IpDetector::new(ip_settings(cfg)),
+            subnets: subnet_settings(cfg).map(|(s, sc)| (KeyDetector::new(s), sc)),
+            accounts: account_settings(cfg).map(|(s, ac)| (KeyDetector::new(s), ac)),
+            compromised_min_failures: cfg.detect.compromised_min_failures,
+            compromise_sent: lru::LruCache::new(
+                std::num::NonZeroUsize::new(4096).unwrap_or(std::num::NonZeroUsize::MIN),
+            ),
+            attacked_login_logged: lru::LruCache::new(
+                std::num::NonZeroUsize::new(4096).unwrap_or(std::num::NonZeroUsize::MIN),
+            ),
+            allowlist: cfg.allowlist.clone(),
+            per_ip_window: cfg.detect.per_ip.window,
+            policy: Policy::new(policy_settings(cfg)),
+            metrics: {
+                let m = crate::metrics::Metrics::new();
+                let paths: Vec<String> = cfg.sources.iter().map(|s| s.name()).collect();
+                let paths: Vec<&str> = paths.iter().map(String::as_str).collect();
+                m.register(&paths, crate::rules::BUILTIN);
+                Arc::new(m)
+            },
+            max_per_hour: cfg.alerts.max_per_hour,
+            group_interval: cfg.alerts.group_interval,
+            renderer,
+            env: AlertEnv {
+                subject_prefix: cfg.mail.subject_prefix.clone(),
+                host_name: host.name.clone(),
+                host_ip: host.ip_text(),
+                threshold: cfg.detect.per_ip.attempts,
+                window: cfg.detect.per_ip.window,
+                cooldown: cfg.alerts.cooldown,
+                tz: cfg.time_zone.clone(),
+            },
+            ctx: ParseCtx::new(cfg.time_zone.clone(), now),
+            clock,
+            lines_seen: 0,
+            hits_seen: 0,
+            actions: if cfg.actions.is_empty() {
+                None
+            } else {
+                let specs = cfg.actions.iter().map(|a| a.spec.clone()).collect();
+                let runner = ActionRunner::new(specs, cfg.actions_max_concurrent)
+                    .map_err(|e| anyhow::anyhow!("actions: {e}"))?
+                    .with_allowlist(cfg.allowlist.nets.clone());
+                Some(Arc::new(runner))
+            },
+            action_names: crate::config::ACTION_KINDS
+                .iter()
+                .map(|k| {
+                    let names = cfg
+                        .actions
+                        .iter()
+                        .filter(|a| a.on.iter().any(|o| o == k))
+                        .map(|a| a.spec.name.clone())
+                        .collect();
+                    (*k, names)
+                })
+                .collect(),
+            pending: Vec::new(),
+        })
+    }
+
+    /// The action runner, when actions are configured.
+    pub fn action_runner(&self) -> Option<Arc<ActionRunner>> {
+        self.actions.clone()
+    }
+
+    /// Alerts made since the last call that wait for their actions. Run the actions (for
+    /// example with [`ActionRunner::run_named`], several at once), then hand each alert with its
+    /// results to [`Engine::finish_pending`].
+    pub fn take_pending(&mut self) -> Vec<PendingAlert> {
+        std::mem::take(&mut self.pending)
+    }
+
+    /// Log the results of an alert's actions, put them into the alert, and pass it on to the
+    /// alert policy; returns the mails due now.
+    pub fn finish_pending(&mut self, p: PendingAlert, results: Vec<ActionResult>) -> Vec<Rendered> {
+        crate::actions::log_results(p.action.ip, &results);
+        let mut context = p.context;
+        if let serde_json::Value::Object(m) = &mut context {
+            m.insert(
+                "actions".into(),
+                serde_json::to_value(crate::actions::for_alert(&results)).unwrap_or_default(),
+            );
+        }
+        let mut r = self.render(p.kind, &context, &p.key, p.attempts);
+        r.id = Some(p.id);
+        // Attempts made while the actions ran were seen by the detector but could not reach
+        // the incident (it did not exist yet): the incident opens at the detector's total now.
+        let total = p.total.max(self.live_total(p.kind, &p.key).unwrap_or(0));
+        let n = notice(p.kind, p.key, p.urgent, r, total);
+        self.offer(vec![n])
+    }
+
+    /// All attempts the detector of `kind` has counted for `key` so far, if it alerted.
+    pub(super) fn live_total(&self, kind: &str, key: &str) -> Option<u64> {
+        match kind {
+            "ip_burst" => self.detector.alerted_total(&key.parse().ok()?),
+            "subnet_burst" => self.subnets.as_ref()?.0.alerted_total(&key.parse().ok()?),
+            _ => None,
+        }
+    }
+
+    /// Run the pending alerts' actions one alert after the other, in this thread (tests, and
+    /// callers without a runtime).
+    pub fn run_pending_blocking(&mut self) -> Vec<Rendered> {
+        let mut out = Vec::new();
+        for p in self.take_pending() {
+            let results = match &self.actions {
+                Some(r) => r.run_named(&p.action, &p.names),
+                None => Vec::new(),
+            };
+            out.extend(self.finish_pending(p, results));
+        }
+        out
+    }
+
+    pub(super) fn parse(&mut self, source: usize, line: &str) -> Option<Hit> {
+        self.rules.get_mut(source)?.parse(line, &self.ctx)
+    }
+
+    /// How long ago (seconds, wall clock) the line was written, by its stamp: how far behind
+    /// the log authwatch is. `None` for a line without a stamp.
+    pub fn lag_of(&self, line: &str) -> Option<f64> {
+        let (t, _) = crate::rules::time::parse_leading_time(line, &self.ctx);
+        let d = self.clock.now().duration_since(t?);
+        Some(d.as_secs_f64().max(0.0))
+    }
+
+    /// Refresh "now" for year inference; call once per batch of lines.
+    pub fn refresh_clock(&mut self) {
+        self.ctx.now = self.clock.now();
+    }
+
+    /// Process one line from source number `source`; returns the mails due now (usually none).
+    pub fn line(&mut self, source: usize, line: &str) -> Vec<Rendered> {
+        let notices = self.detect_line(source, line);
+        if notices.is_empty() {
+            return Vec::new();
+        }
+        self.offer(notices)
+    }
+
+    /// Hand new incidents to the alert policy; returns the mails due now.
+    pub(super) fn offer(&mut self, notices: Vec<Notice>) -> Vec<Rendered> {
+        let now = self.clock.now();
+        let mut out = Vec::new();
+        for n in notices {
+            self.metrics.inc_incidents_opened();
+            let sent = self.policy.offer(n, now);
+            out.extend(sent.into_iter().map(|o| self.render_outgoing(o, now)));
+        }
+        out
+    }
+
+    /// Timers of the alert policy (groups, digests); call about once a second.
+    pub fn tick(&mut self) -> Vec<Rendered> {
+        let now = self.clock.now();
+        self.ctx.now = now;
+        let due = self.policy.tick(now);
+        due.into_iter()
+            .map(|o| self.render_outgoing(o, now))
+            .collect()
+    }
+
+    /// The alert policy's state, for `state.json`.
+    pub fn policy_state(&self) -> crate::policy::PolicyState {
+        self.policy.state().clone()
+    }
+
+    /// Continue from a saved alert policy state.
+    pub fn restore_policy(&mut self, st: crate::policy::PolicyState) {
+        self.policy.restore(st);
+    }
+
+    /// The detectors' state, for `state.json`.
+    pub fn snapshot(&self) -> crate::state::Detectors {
+        crate::state::Detectors {
+            ips: self.detector.snapshot(),
+            subnets: self
+                .subnets
+                .as_ref()
+                .map(|(d, _)| d.snapshot())
+                .unwrap_or_default(),
+            accounts: self
+                .accounts
+                .as_ref()
+                .map(|(d, _)| d.snapshot())
+                .unwrap_or_default(),
+        }
+    }
+
+    /// The detectors' state, for `state.json`, serialized straight from the live maps.
+    pub fn detectors_view(&self) -> crate::state::DetectorsView<'_> {
+        crate::state::DetectorsView {
+            ips: self.detector.view(),
+            subnets: self.subnets.as_ref().map(|(d, _)| d.view()),
+            accounts: self.accounts.as_ref().map(|(d, _)| d.view()),
+        }
+    }
+
+    /// Continue from saved detector state.
+    pub fn restore(&mut self, snap: crate::state::Detectors) {
+        self.detector.restore(snap.ips);
+        if let Some((d, _)) = &mut self.subnets {
+            d.restore(snap.subnets);
+        }
+        if let Some((d, _)) = &mut self.accounts {
+            d.restore(snap.accounts);
+        }
+    }
+
+    /// Keys forgotten because of the cap, per map ([`crate::metrics::EVICTION_MAPS`] order),
+    /// since start (and before, when restored).
+    pub fn evictions_by_map(&self) -> [(&'static str, u64); 3] {
+        let [ips, subnets, accounts] = crate::metrics::EVICTION_MAPS;
+        [
+            (ips, self.detector.evictions()),
+            (
+                subnets,
+                self.subnets.as_ref().map_or(0, |(d, _)| d.evictions()),
+            ),
+            (
+                accounts,
+                self.accounts.as_ref().map_or(0, |(d, _)| d.evictions()),
+            ),
+        ]
+    }
+
+    /// IPs currently tracked.
+    pub fn tracked_ips(&self) -> usize {
+        self.detector.tracked()
+    }
+
+    /// How full the per-key maps are against `cap`, and their evictions.
+    pub fn tracking(&self, cap: usize) -> crate::metrics::Tracking {
+        let [(_, evicted_ips), (_, evicted_subnets), (_, evicted_accounts)] =
+            self.evictions_by_map();
+        crate::metrics::Tracking {
+            cap: cap as u64,
+            ips: self.detector.tracked() as u64,
+            subnets: self.subnets.as_ref().map_or(0, |(d, _)| d.tracked()) as u64,
+            accounts: self.accounts.as_ref().map_or(0, |(d, _)| d.tracked()) as u64,
+            evicted_ips,
+            evicted_subnets,
+            evicted_accounts,
+        }
+    }
+}
+
+/// The alert policy's settings from the config.
+pub fn policy_settings(cfg: &Config) -> PolicySettings {
+    PolicySettings {
+        group_wait: cfg.alerts.group_wait,
+        group_interval: cfg.alerts.group_interval,
+        repeat_interval: cfg.alerts.repeat_interval,
+        max_per_hour: cfg.alerts.max_per_hour,
+        cooldown: cfg.alerts.cooldown,
+        max_incidents: cfg.alerts.max_open_incidents,
+    }
+}
+
+/// The per-IP detector's settings from the config.
+pub(super) fn ip_settings(cfg: &Config) -> DetectorSettings {
+    DetectorSettings {
+        attempts: cfg.detect.per_ip.attempts,
+        window: cfg.detect.per_ip.window,
+        cooldown: cfg.alerts.cooldown,
+        max_tracked_ips: cfg.detect.max_tracked_ips,
+        top_accounts: cfg.alerts.top_accounts,
+        log_lines: cfg.alerts.log_lines,
+        min_distinct_members: 0,
+    }
+}
+
+/// The per-subnet detector's settings, when subnets are watched.
+pub(super) fn subnet_settings(
+    cfg: &Config,
+) -> Option<(DetectorSettings, crate::config::SubnetConfig)> {
+    let sc = cfg.detect.per_subnet.clone()?;
+    let s = DetectorSettings {
+        attempts: sc.threshold.attempts,
+        window: sc.threshold.window,
+        cooldown: cfg.alerts.cooldown,
+        max_tracked_ips: cfg.detect.max_tracked_ips,
+        top_accounts: cfg.alerts.top_accounts,
+        log_lines: cfg.alerts.log_lines,
+        min_distinct_members: sc.min_addresses,
+    };
+    Some((s, sc))
+}
+
+/// The per-account detector's settings, when accounts are watched.
+pub(super) fn account_settings(
+    cfg: &Config,
+) -> Option<(DetectorSettings, crate::config::AccountConfig)> {
+    let ac = cfg.detect.per_account.clone()?;
+    let s = DetectorSettings {
+        attempts: ac.threshold.attempts,
+        window: ac.threshold.window,
+        cooldown: cfg.alerts.cooldown,
+        max_tracked_ips: cfg.detect.max_tracked_ips,
+        top_accounts: cfg.alerts.top_accounts,
+        log_lines: cfg.alerts.log_lines,
+        min_distinct_members: ac.distinct_ips,
+    };
+    Some((s, ac))
+}
