@@ -31,7 +31,7 @@
 //! [`ActionRunner::run`] blocks until every action for the alert has finished; from async code
 //! call it in `tokio::task::spawn_blocking`.
 
-use crate::render::inert;
+use crate::text::inert;
 use ipnet::IpNet;
 use serde::Serialize;
 use std::fmt;
@@ -720,7 +720,7 @@ fn execute(spec: &ActionSpec, args: &[String]) -> ActionResult {
     result.status = if result.timed_out {
         format!(
             "timed out after {} (killed)",
-            crate::config::format_duration(spec.timeout)
+            crate::text::format_duration(spec.timeout)
         )
     } else if let Some(code) = result.exit {
         format!("exit {code}")

@@ -8,6 +8,7 @@
 
 pub mod actions;
 pub mod agent;
+pub mod alert_kind;
 pub mod cli;
 pub mod clock;
 pub mod config;
@@ -15,6 +16,7 @@ pub mod detect;
 pub mod generate;
 pub mod hostinfo;
 pub mod mail;
+pub mod message;
 pub mod metrics;
 pub mod policy;
 pub mod render;
@@ -22,3 +24,4 @@ pub mod rules;
 pub mod scan;
 pub mod source;
 pub mod state;
+pub mod text;

@@ -17,7 +17,7 @@
 //! duplicate to a loss.
 
 use crate::config::{MailConfig, TlsMode};
-use crate::render::Rendered;
+use crate::message::Rendered;
 use anyhow::{Context, Result};
 use lettre::address::Envelope;
 use lettre::message::header::{
@@ -141,7 +141,7 @@ impl Composer {
     pub fn build(&self, r: &Rendered) -> Result<Message> {
         let mut b = Message::builder()
             .from(self.from.clone())
-            .subject(crate::render::clean_subject(&r.subject))
+            .subject(crate::text::clean_subject(&r.subject))
             .date_now()
             .message_id(None)
             .header(AutoSubmitted);
@@ -933,7 +933,7 @@ mod tests {
                     subject: "digest".into(),
                     text: "see the list".into(),
                     html: html.clone(),
-                    attachments: vec![crate::render::Attachment {
+                    attachments: vec![crate::message::Attachment {
                         file_name: "held-alerts.csv".into(),
                         content_type: "text/csv; charset=utf-8".into(),
                         text: "kind,key\nip_burst,203.0.113.5\naccount_attack,jürgen\n".into(),

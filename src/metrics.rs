@@ -11,7 +11,7 @@
 //! The agent writes a [`StatusSnapshot`] as JSON to `state_dir/status.json` ([`write_status`]);
 //! `authwatch status` reads it ([`read_status`]) and prints [`format_status_with`].
 
-use crate::render::inert;
+use crate::text::inert;
 use jiff::{tz::TimeZone, Timestamp};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -648,14 +648,14 @@ pub fn format_status(snapshot: &StatusSnapshot) -> String {
 }
 
 fn time(t: Timestamp, tz: &TimeZone) -> String {
-    crate::render::human_time(t, tz)
+    crate::text::human_time(t, tz)
 }
 
 fn seconds(s: f64) -> String {
     if s < 10.0 {
         format!("{s:.1}s")
     } else {
-        crate::config::format_duration(Duration::from_secs_f64(s.clamp(0.0, 1e12)))
+        crate::text::format_duration(Duration::from_secs_f64(s.clamp(0.0, 1e12)))
     }
 }
 

@@ -19,7 +19,7 @@
 //! incidents, held alerts, mails sent in the last hour) is saved with `state.json`, so a restart
 //! neither repeats nor forgets.
 
-use crate::render::Rendered;
+use crate::message::Rendered;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
@@ -721,7 +721,7 @@ mod tests {
                 &format!("10.{}.{}.{}", i >> 16, (i >> 8) & 255, i & 255),
                 false,
             );
-            alert.rendered.facts = Some(crate::render::AlertFacts {
+            alert.rendered.facts = Some(crate::message::AlertFacts {
                 service: "exim".into(),
                 first_seen: "2026-11-23 03:14:00 UTC".into(),
                 last_seen: "2026-11-23 03:14:09 UTC".into(),

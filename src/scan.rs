@@ -28,10 +28,11 @@ pub use report::{
 };
 
 use crate::cli::{ExplainArgs, ScanArgs, ScanFormat};
-use crate::config::{format_duration, Config};
+use crate::config::Config;
 use crate::rules::custom::CustomRule;
 use crate::rules::time::parse_leading_time;
 use crate::rules::{Hit, HitKind, ParseCtx, RuleSet, BUILTIN};
+use crate::text::format_duration;
 use aggregate::{Aggregate, Caps};
 use chunk::{Matcher, Merger};
 use input::Stop;

@@ -8,9 +8,9 @@
 use super::input::{self, Stop};
 use super::{say, Settings, StampTracker, EXIT_OK, EXIT_RUNTIME, EXIT_USAGE};
 use crate::cli::ExplainArgs;
-use crate::render::inert;
 use crate::rules::time::parse_leading_time;
 use crate::rules::{Hit, HitKind, ParseCtx, RuleSet, BUILTIN};
+use crate::text::inert;
 use jiff::Timestamp;
 use regex::Regex;
 use std::collections::HashMap;

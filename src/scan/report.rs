@@ -1,6 +1,6 @@
 //! What `scan` prints: the [`Report`] (serialised as-is for `--format json`) and its table
 //! form: aligned columns with a header per section, attacker-chosen text (account names) made
-//! inert with [`crate::render::inert`], long tables cut at `--top` with a count of the rest,
+//! inert with [`crate::text::inert`], long tables cut at `--top` with a count of the rest,
 //! and attempts per hour as a bar chart of `▁▂▃▄▅▆▇█`.
 
 use jiff::{
@@ -336,7 +336,7 @@ impl Table {
 
 /// Attacker text made inert and cut to `max` chars.
 fn shown(s: &str, max: usize) -> String {
-    let s = crate::render::inert(s);
+    let s = crate::text::inert(s);
     match s.char_indices().nth(max) {
         Some((i, _)) => format!("{}…", &s[..i]),
         None => s,
@@ -384,26 +384,12 @@ fn account_count(o: &Offender) -> String {
     }
 }
 
-const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
 /// Widest chart; longer spans put several hours into one bar.
 pub(crate) const CHART_WIDTH: usize = 96;
 
 /// `values` as bars: 0 is a blank, the largest value a full block, others scaled in between
-/// (any non-zero value gets at least the lowest bar).
-pub(crate) fn sparkline(values: &[u64]) -> String {
-    let max = values.iter().copied().max().unwrap_or(0);
-    values
-        .iter()
-        .map(|&v| {
-            if v == 0 || max == 0 {
-                ' '
-            } else {
-                let level = ((v as u128 * 8).div_ceil(max as u128)) as usize;
-                BARS[level.clamp(1, 8) - 1]
-            }
-        })
-        .collect()
-}
+/// (any non-zero value gets at least the lowest bar). The same chart alerts draw.
+pub(crate) use crate::text::sparkline;
 
 /// "… and 3 more IPs with 5 attempts"
 fn rest_line(out: &mut String, rest: usize, one: &str, many: &str, attempts: Option<u64>) {
