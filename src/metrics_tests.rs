@@ -2,6 +2,7 @@
 //! listen address, and the status snapshot written, read and formatted.
 
 use super::*;
+use jiff::{tz::TimeZone, Timestamp};
 
 #[test]
 fn render_has_help_type_and_escaped_labels() {
