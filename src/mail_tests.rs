@@ -4,6 +4,9 @@
 
 use super::*;
 use crate::config::MailConfig;
+use crate::message::Rendered;
+use lettre::message::header::ContentTransferEncoding;
+use std::time::Duration;
 
 fn cfg(dir: &Path) -> MailConfig {
     MailConfig {
