@@ -7,8 +7,8 @@
 //! lines) is made inert by [`inert`] before it reaches any template, and the rendered subject is
 //! cleaned and capped by [`clean_subject`] (both in [`crate::text`]).
 //!
-//! This file holds the template environment ([`Renderer`]); [`context`] the template contexts
-//! and their samples; [`held`] the digest's CSV of held-back alerts. The rendered value,
+//! This file holds the template environment ([`Renderer`]); `render/context.rs` the template contexts
+//! and their samples; `render/held.rs` the digest's CSV of held-back alerts. The rendered value,
 //! [`Rendered`], lives in [`crate::message`].
 
 mod context;

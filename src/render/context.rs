@@ -50,7 +50,7 @@ pub struct DigestContext {
     /// Always 0: no held-back alert is only counted any more (they are in `held_records` and
     /// the CSV). Kept so that templates written for older versions still render.
     pub held_dropped: u64,
-    /// Held-back alerts beyond `new_alerts`, one line each: the first [`DIGEST_TABLE_ROWS`].
+    /// Held-back alerts beyond `new_alerts`, one line each: the first [`DIGEST_TABLE_ROWS`](super::DIGEST_TABLE_ROWS).
     pub held_records: Vec<crate::policy::HeldRecord>,
     /// How many held-back alerts are in the attached CSV (all of them, also those not in
     /// `held_records`).
