@@ -31,7 +31,7 @@
 //! [`ActionRunner::run`] blocks until every action for the alert has finished; from async code
 //! call it in `tokio::task::spawn_blocking`.
 
-use crate::render::inert;
+use crate::text::inert;
 use ipnet::IpNet;
 use serde::Serialize;
 use std::fmt;
@@ -720,7 +720,7 @@ fn execute(spec: &ActionSpec, args: &[String]) -> ActionResult {
     result.status = if result.timed_out {
         format!(
             "timed out after {} (killed)",
-            crate::config::format_duration(spec.timeout)
+            crate::text::format_duration(spec.timeout)
         )
     } else if let Some(code) = result.exit {
         format!("exit {code}")
@@ -766,77 +766,5 @@ fn summarize_output(bytes: &[u8]) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn ctx(account: &str) -> ActionContext {
-        ActionContext {
-            ip: "203.0.113.7".parse().unwrap(),
-            network: None,
-            prefix: Some("203.0.113.0/24".parse().unwrap()),
-            account: Some(account.into()),
-            count: 12,
-            service: "exim".into(),
-        }
-    }
-
-    fn fill(t: &str, c: &ActionContext) -> String {
-        expand(&parse_template(t).unwrap(), c)
-    }
-
-    #[test]
-    fn placeholders_fill_one_argument_and_are_not_reparsed() {
-        let c = ctx("{ip} $(x) a b");
-        assert_eq!(fill("{ip}", &c), "203.0.113.7");
-        assert_eq!(fill("--net={prefix}", &c), "--net=203.0.113.0/24");
-        assert_eq!(fill("{network}", &c), "203.0.113.7/32");
-        let subnet = ActionContext {
-            ip: "2001:db8:1:2::".parse().unwrap(),
-            network: Some("2001:db8:1:2::/64".parse().unwrap()),
-            ..c.clone()
-        };
-        assert_eq!(fill("{network}", &subnet), "2001:db8:1:2::/64");
-        assert!(uses_ip("--ip={ip}") && !uses_ip("{network} {{ip}}"));
-        assert_eq!(fill("user={account};", &c), "user={ip} $(x) a b;");
-        assert_eq!(fill("{count}x{service}", &c), "12xexim");
-        assert_eq!(fill("{{ip}}", &c), "{ip}");
-        assert_eq!(fill("a}}b{{", &c), "a}b{");
-        let none = ActionContext {
-            account: None,
-            prefix: None,
-            ..c
-        };
-        assert_eq!(fill("[{account}|{prefix}]", &none), "[|]");
-    }
-
-    #[test]
-    fn control_characters_become_marks() {
-        assert_eq!(fill("{account}", &ctx("a\nb\0c")), "a<U+000A>b<U+0000>c");
-    }
-
-    #[test]
-    fn bad_templates_are_named() {
-        assert!(validate_arg("{user}").unwrap_err().contains("{user}"));
-        assert!(validate_arg("{ip").unwrap_err().contains("not closed"));
-        assert!(validate_arg("a}b").unwrap_err().contains("no opening"));
-        assert!(validate_arg("ip}").is_err());
-        assert!(validate_arg("{}").is_err());
-        assert!(validate_arg("é{ip}").is_ok());
-    }
-
-    #[test]
-    fn output_is_cut_and_inert() {
-        let mut s = String::new();
-        for i in 0..10 {
-            s.push_str(&format!("line {i}\n"));
-        }
-        let out = summarize_output(s.as_bytes());
-        assert_eq!(out.lines().count(), MAX_OUTPUT_LINES + 1);
-        assert!(out.ends_with("[... more output cut]"));
-        let out = summarize_output(b"\x1b[31mred http://x\n");
-        assert_eq!(out, "<U+001B>[31mred hxxp://x");
-        let long = "x".repeat(1000);
-        let out = summarize_output(long.as_bytes());
-        assert_eq!(out.chars().count(), MAX_OUTPUT_LINE_CHARS + 6);
-    }
-}
+#[path = "actions_tests.rs"]
+mod tests;

@@ -12,6 +12,7 @@
 
 pub mod actions;
 pub mod agent;
+pub mod alert_kind;
 pub mod cli;
 pub mod clock;
 pub mod cmd;
@@ -19,6 +20,7 @@ pub mod config;
 pub mod detect;
 pub mod hostinfo;
 pub mod mail;
+pub mod message;
 pub mod metrics;
 pub mod policy;
 pub mod render;
@@ -26,3 +28,4 @@ pub mod rules;
 pub mod scan;
 pub mod source;
 pub mod state;
+pub mod text;

@@ -4,8 +4,8 @@
 
 use super::engine::Engine;
 use super::health::HealthContextParts;
+use crate::message::Rendered;
 use crate::policy::Outgoing;
-use crate::render::Rendered;
 use jiff::Timestamp;
 use tracing::error;
 
@@ -20,14 +20,14 @@ impl Engine {
             host_ip: self.env.host_ip.clone(),
             title: p.title,
             what: p.what,
-            detail: crate::render::inert(&p.detail),
-            since: crate::render::human_time(p.since, tz),
+            detail: crate::text::inert(&p.detail),
+            since: crate::text::human_time(p.since, tz),
             until: p
                 .until
-                .map(|t| crate::render::human_time(t, tz))
+                .map(|t| crate::text::human_time(t, tz))
                 .unwrap_or_default(),
             advice: p.advice,
-            generated_at: crate::render::human_time(now, tz),
+            generated_at: crate::text::human_time(now, tz),
         };
         let title = ctx.title.clone();
         self.render("health", &ctx, &title, 0)
@@ -74,8 +74,8 @@ impl Engine {
                     key: i.key,
                     new_attempts: i.new_attempts,
                     total: i.total,
-                    opened: crate::render::human_time(i.opened, tz),
-                    last_activity: crate::render::human_time(i.last_activity, tz),
+                    opened: crate::text::human_time(i.opened, tz),
+                    last_activity: crate::text::human_time(i.last_activity, tz),
                     repeated: i.repeated,
                 })
                 .collect(),
@@ -93,8 +93,8 @@ impl Engine {
                 .map(|a| a.file_name.clone())
                 .unwrap_or_default(),
             max_per_hour: self.max_per_hour,
-            group_interval: crate::config::format_duration(self.group_interval),
-            generated_at: crate::render::human_time(now, tz),
+            group_interval: crate::text::format_duration(self.group_interval),
+            generated_at: crate::text::human_time(now, tz),
         };
         let n = ctx.new_alerts.len() as u64;
         let mut r = self.render("digest", &ctx, "digest", n);

@@ -6,8 +6,9 @@
 
 use super::engine::{Engine, PendingAlert};
 use crate::actions::ActionContext;
+use crate::message::Rendered;
 use crate::policy::Notice;
-use crate::render::{CompromiseContext, GroupAlertContext, IpAlertContext, Rendered};
+use crate::render::{CompromiseContext, GroupAlertContext, IpAlertContext};
 use crate::rules::{Hit, HitKind};
 use ipnet::IpNet;
 use jiff::Timestamp;
@@ -190,7 +191,7 @@ impl Engine {
             }
         }
         if let Some((a, th)) = account_alert {
-            info!(account = %crate::render::inert(&a.key), ips = a.distinct_members_in_window, attempts_in_window = a.attempts_in_window, "account attacked from many IPs; alerting");
+            info!(account = %crate::text::inert(&a.key), ips = a.distinct_members_in_window, attempts_in_window = a.attempts_in_window, "account attacked from many IPs; alerting");
             let ctx = GroupAlertContext::new(&a, &self.env, th.attempts, th.window, now);
             let key = ctx.target.clone();
             let id = alert_id("account_attack", &key, a.alert_number, a.last_seen);
@@ -239,7 +240,7 @@ impl Engine {
                 .is_some_and(|t| sec.saturating_sub(*t) < window);
             if !logged_lately {
                 self.attacked_login_logged.put(user.to_string(), sec);
-                warn!(ip = %hit.ip, account = %crate::render::inert(user), failures_on_account = on_account, "successful login to an account under attack from other addresses (logged once per window and account)");
+                warn!(ip = %hit.ip, account = %crate::text::inert(user), failures_on_account = on_account, "successful login to an account under attack from other addresses (logged once per window and account)");
             }
         }
         if !urgent {
@@ -256,22 +257,22 @@ impl Engine {
             }
         }
         self.compromise_sent.put(key, at);
-        warn!(ip = %hit.ip, account = %crate::render::inert(&account), failures_from_ip = from_ip, failures_on_account = on_account, "successful login after failed attempts; urgent alert");
+        warn!(ip = %hit.ip, account = %crate::text::inert(&account), failures_from_ip = from_ip, failures_on_account = on_account, "successful login after failed attempts; urgent alert");
         let ctx = CompromiseContext {
             subject_prefix: self.env.subject_prefix.clone(),
             host_name: self.env.host_name.clone(),
             host_ip: self.env.host_ip.clone(),
             ip: hit.ip.to_string(),
             ip_version: if hit.ip.is_ipv4() { 4 } else { 6 },
-            account: crate::render::inert(&account),
+            account: crate::text::inert(&account),
             service: hit.service.to_string(),
             service_label: hit.service.to_string(),
             failures_from_ip: from_ip,
             failures_on_account: on_account,
-            window: crate::config::format_duration(self.per_ip_window),
-            login_time: crate::render::human_time(at, &self.env.tz),
-            log_line: crate::render::inert(line),
-            generated_at: crate::render::human_time(now, &self.env.tz),
+            window: crate::text::format_duration(self.per_ip_window),
+            login_time: crate::text::human_time(at, &self.env.tz),
+            log_line: crate::text::inert(line),
+            generated_at: crate::text::human_time(now, &self.env.tz),
             actions: Vec::new(),
         };
         let id = alert_id("compromised", &format!("{} {account}", hit.ip), 1, at);
@@ -314,7 +315,7 @@ impl Engine {
         }
         if let (Some((d, _)), Some(user)) = (&self.accounts, &hit.user) {
             if let Some(t) = d.alerted_total(user) {
-                let key = crate::render::inert(user);
+                let key = crate::text::inert(user);
                 self.policy
                     .activity("account_attack", &key, t + attempts, now);
             }

@@ -113,7 +113,7 @@ impl Health {
                         what: h.path.clone(),
                         detail: format!(
                             "no new line for {}",
-                            crate::config::format_duration(silent)
+                            crate::text::format_duration(silent)
                         ),
                         since: h.last_line,
                         until: None,

@@ -5,7 +5,7 @@
 
 use super::engine::{Engine, PendingAlert};
 use crate::actions::ActionResult;
-use crate::render::Rendered;
+use crate::message::Rendered;
 use crate::source::Position;
 use tokio::sync::mpsc;
 use tracing::error;

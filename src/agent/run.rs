@@ -17,7 +17,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, SourceKind};
 use crate::hostinfo::HostInfo;
 use crate::mail::{run_mailer, Composer, Sender, Spool, SpoolWriter};
-use crate::render::Rendered;
+use crate::message::Rendered;
 use crate::source::{spawn_reader, Batch, Position, Reader};
 use crate::state::{self, CursorState, SourceState, State, STATE_VERSION};
 use anyhow::{Context, Result};

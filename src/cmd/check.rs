@@ -76,7 +76,7 @@ pub fn check(cfg: &Config) -> std::result::Result<String, String> {
             cfg.sources.len(),
             if cfg.sources.len() == 1 { "" } else { "s" },
             cfg.detect.per_ip.attempts,
-            crate::config::format_duration(cfg.detect.per_ip.window),
+            crate::text::format_duration(cfg.detect.per_ip.window),
             cfg.mail.to.join(", "),
         );
         for s in &cfg.sources {

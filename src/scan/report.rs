@@ -1,6 +1,6 @@
 //! What `scan` prints: the [`Report`] (serialised as-is for `--format json`) and its table
 //! form: aligned columns with a header per section, attacker-chosen text (account names) made
-//! inert with [`crate::render::inert`], long tables cut at `--top` with a count of the rest,
+//! inert with [`crate::text::inert`], long tables cut at `--top` with a count of the rest,
 //! and attempts per hour as a bar chart of `▁▂▃▄▅▆▇█`.
 
 use jiff::{
@@ -336,7 +336,7 @@ impl Table {
 
 /// Attacker text made inert and cut to `max` chars.
 fn shown(s: &str, max: usize) -> String {
-    let s = crate::render::inert(s);
+    let s = crate::text::inert(s);
     match s.char_indices().nth(max) {
         Some((i, _)) => format!("{}…", &s[..i]),
         None => s,
@@ -384,26 +384,12 @@ fn account_count(o: &Offender) -> String {
     }
 }
 
-const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
 /// Widest chart; longer spans put several hours into one bar.
 pub(crate) const CHART_WIDTH: usize = 96;
 
 /// `values` as bars: 0 is a blank, the largest value a full block, others scaled in between
-/// (any non-zero value gets at least the lowest bar).
-pub(crate) fn sparkline(values: &[u64]) -> String {
-    let max = values.iter().copied().max().unwrap_or(0);
-    values
-        .iter()
-        .map(|&v| {
-            if v == 0 || max == 0 {
-                ' '
-            } else {
-                let level = ((v as u128 * 8).div_ceil(max as u128)) as usize;
-                BARS[level.clamp(1, 8) - 1]
-            }
-        })
-        .collect()
-}
+/// (any non-zero value gets at least the lowest bar). The same chart alerts draw.
+pub(crate) use crate::text::sparkline;
 
 /// "… and 3 more IPs with 5 attempts"
 fn rest_line(out: &mut String, rest: usize, one: &str, many: &str, attempts: Option<u64>) {
@@ -705,63 +691,5 @@ impl Report {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sparkline_scales_to_the_peak_and_blanks_zero() {
-        assert_eq!(sparkline(&[0, 1, 4, 8, 2]), " ▁▄█▂");
-        assert_eq!(sparkline(&[1000, 1]), "█▁");
-        assert_eq!(sparkline(&[0, 0]), "  ");
-        assert_eq!(sparkline(&[]), "");
-    }
-
-    #[test]
-    fn rfc3339_uses_the_zone_offset_and_tables_show_wall_time() {
-        let ts: Timestamp = "2026-07-01T12:00:00Z".parse().unwrap();
-        let tz = TimeZone::get("Europe/Berlin").unwrap();
-        let s = rfc3339(ts, &tz);
-        assert_eq!(s, "2026-07-01T14:00:00+02:00");
-        assert_eq!(wall(&s), "2026-07-01 14:00:00");
-        assert_eq!(rfc3339(ts, &TimeZone::UTC), "2026-07-01T12:00:00+00:00");
-        for t in [
-            "2026-07-01T12:00:00Z",
-            "2026-01-15T23:59:59Z",
-            "2026-03-29T01:00:00Z",
-        ] {
-            let ts: Timestamp = t.parse().unwrap();
-            let st = Stamp::new(ts, &tz);
-            assert_eq!(st.to_string(), rfc3339(ts, &tz));
-            assert_eq!(
-                serde_json::to_value(st).unwrap(),
-                serde_json::Value::String(rfc3339(ts, &tz))
-            );
-        }
-        assert_eq!(wall_opt(&Some(Stamp::new(ts, &tz))), "2026-07-01 14:00:00");
-        assert_eq!(wall_opt::<Stamp>(&None), "-");
-    }
-
-    #[test]
-    fn table_columns_align_and_the_last_is_not_padded() {
-        let mut t = Table::new(&[
-            ("A", Align::Left),
-            ("NUM", Align::Right),
-            ("Z", Align::Left),
-        ]);
-        t.rows
-            .push(vec!["long text".into(), "7".into(), "x".into()]);
-        t.rows.push(vec!["s".into(), "12345".into(), "".into()]);
-        let mut out = String::new();
-        t.render(&mut out);
-        assert_eq!(
-            out,
-            "  A            NUM  Z\n  long text      7  x\n  s          12345\n"
-        );
-    }
-
-    #[test]
-    fn attacker_text_is_inert_and_cut() {
-        assert_eq!(shown("a\u{1b}[2Jb", 100), "a<U+001B>[2Jb");
-        assert_eq!(shown("abcdef", 3), "abc…");
-    }
-}
+#[path = "report_tests.rs"]
+mod tests;

@@ -6,6 +6,7 @@
 
 use super::*;
 use crate::rules::{HitKind, ParseCtx, RuleSet};
+use serde_json::Value;
 use std::path::Path;
 
 /// `journalctl --file F -o json` (no `--all`: a field over 4096 bytes is `null`).

@@ -1,0 +1,44 @@
+//! The rendered alert as a value: subject, text, optional HTML, id, the facts a digest's table
+//! shows, and attachments. [`crate::render`] makes it, [`crate::policy`] holds it until it is
+//! due and [`crate::mail`] sends or spools it. It imports no other module of the crate, so
+//! none of those three has to import another for it.
+
+use serde::{Deserialize, Serialize};
+
+/// A rendered alert, ready for the mailer.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rendered {
+    pub subject: String,
+    pub text: String,
+    /// The same alert as HTML, when `mail.html` is on (sent as multipart/alternative).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub html: Option<String>,
+    /// A stable identity of the alert (kind, key, alert number, log time), so that an alert
+    /// made again after a crash (lines re-read since the last saved state) is not sent twice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// What the alert is about, for the one-line record a digest keeps of an alert the hourly
+    /// cap held back (none for digests and health alerts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub facts: Option<AlertFacts>,
+    /// Files sent with the mail (the digest's CSV of held-back alerts).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<Attachment>,
+}
+
+/// The facts of an alert a digest's table shows, taken from its context when it is rendered.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlertFacts {
+    pub service: String,
+    pub first_seen: String,
+    pub last_seen: String,
+}
+
+/// A text file sent with a mail.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attachment {
+    pub file_name: String,
+    /// `text/csv; charset=utf-8`.
+    pub content_type: String,
+    pub text: String,
+}

@@ -1,0 +1,294 @@
+//! The status snapshot behind `authwatch status`: what the agent writes to
+//! `state_dir/status.json` ([`write_status`]), reading it back ([`read_status`]) and showing it
+//! to people ([`format_status_with`]), with text from outside made inert.
+
+use crate::alert_kind::AlertKind;
+use crate::text::inert;
+use jiff::{tz::TimeZone, Timestamp};
+use serde::{Deserialize, Serialize};
+use std::fmt::Write as _;
+use std::io;
+use std::path::Path;
+use std::time::Duration;
+
+/// Version of the status file format.
+pub const STATUS_VERSION: u32 = 1;
+
+/// What `authwatch status` shows; the agent writes it to `state_dir/status.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusSnapshot {
+    #[serde(default = "status_version")]
+    pub version: u32,
+    /// When the agent wrote this.
+    pub generated_at: Timestamp,
+    /// The agent's process id.
+    #[serde(default)]
+    pub pid: u32,
+    /// How often the agent rewrites the file; an older file means the agent is not running.
+    #[serde(default)]
+    pub interval_seconds: u64,
+    pub sources: Vec<SourceHealth>,
+    pub mail: MailHealth,
+    /// Open incidents, most attempts first.
+    pub incidents: Vec<IncidentLine>,
+    /// How full the per-key maps are, and what their cap made the agent forget.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracking: Option<Tracking>,
+}
+
+/// The per-key maps of detection against their cap (`detect.max_tracked_ips`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tracking {
+    pub cap: u64,
+    pub ips: u64,
+    pub subnets: u64,
+    pub accounts: u64,
+    /// Keys evicted since start (and before, when restored), per map.
+    pub evicted_ips: u64,
+    pub evicted_subnets: u64,
+    pub evicted_accounts: u64,
+}
+
+fn status_version() -> u32 {
+    STATUS_VERSION
+}
+
+/// Health of one followed log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SourceHealth {
+    pub name: String,
+    pub ok: bool,
+    /// `following`, `waiting for the file to appear`, `cannot read: Permission denied`, ...
+    #[serde(default)]
+    pub detail: String,
+    /// Seconds behind (now minus the stamp of the last line read), when known.
+    #[serde(default)]
+    pub lag_seconds: Option<f64>,
+    #[serde(default)]
+    pub lines_read: u64,
+}
+
+/// Health of mail delivery.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MailHealth {
+    /// `smtp.example.com:587 (starttls)` or `outbox /var/lib/authwatch/outbox`.
+    pub target: String,
+    /// Alerts waiting in the spool.
+    pub spooled: u64,
+    /// Alerts given up on (in `failed/`).
+    #[serde(default)]
+    pub failed: u64,
+    /// The last delivery error, cleared by the next success.
+    #[serde(default)]
+    pub last_error: Option<String>,
+    #[serde(default)]
+    pub last_delivered: Option<Timestamp>,
+}
+
+impl MailHealth {
+    pub fn ok(&self) -> bool {
+        self.last_error.is_none()
+    }
+}
+
+/// One open incident.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IncidentLine {
+    /// What the incident is about: an IP, a network (`2001:db8:1::/64`) or an account
+    /// (attacker-chosen text, made inert when shown).
+    #[serde(alias = "ip")]
+    pub key: String,
+    /// `ip_burst`, `subnet_burst` or `account_attack` (empty in files from before kinds).
+    #[serde(default)]
+    pub kind: String,
+    #[serde(default)]
+    pub service: String,
+    pub attempts: u64,
+    pub since: Timestamp,
+    pub last_seen: Timestamp,
+    #[serde(default)]
+    pub alerts: u32,
+}
+
+impl StatusSnapshot {
+    /// How old the snapshot is at `now` (zero if it is from the future).
+    pub fn age(&self, now: Timestamp) -> Duration {
+        let d = now.duration_since(self.generated_at);
+        Duration::try_from(d).unwrap_or(Duration::ZERO)
+    }
+
+    /// Whether the agent has stopped rewriting the file: older than three intervals (and 10s).
+    pub fn is_stale(&self, now: Timestamp) -> bool {
+        let limit = Duration::from_secs(self.interval_seconds.saturating_mul(3).max(10));
+        self.age(now) > limit
+    }
+
+    /// Every source and mail fine, and the snapshot fresh.
+    pub fn is_healthy(&self, now: Timestamp) -> bool {
+        !self.is_stale(now) && self.mail.ok() && self.sources.iter().all(|s| s.ok)
+    }
+}
+
+/// Write the snapshot atomically (temp file in the same folder, then rename).
+pub fn write_status(path: &Path, snapshot: &StatusSnapshot) -> io::Result<()> {
+    let json = serde_json::to_vec_pretty(snapshot).map_err(io::Error::other)?;
+    // 0600, never through a symbolic link (see `state::write_private`).
+    crate::state::write_private(path, &json)
+}
+
+/// Read a snapshot written by [`write_status`].
+pub fn read_status(path: &Path) -> io::Result<StatusSnapshot> {
+    let bytes = std::fs::read(path)?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{}: {e}", path.display()),
+        )
+    })
+}
+
+/// Incidents listed by [`format_status`]; the rest are counted.
+const MAX_INCIDENT_LINES: usize = 50;
+
+/// The status for people, times in UTC, without staleness (see [`format_status_with`]).
+pub fn format_status(snapshot: &StatusSnapshot) -> String {
+    format_status_with(snapshot, &TimeZone::UTC, None)
+}
+
+fn time(t: Timestamp, tz: &TimeZone) -> String {
+    crate::text::human_time(t, tz)
+}
+
+fn seconds(s: f64) -> String {
+    if s < 10.0 {
+        format!("{s:.1}s")
+    } else {
+        crate::text::format_duration(Duration::from_secs_f64(s.clamp(0.0, 1e12)))
+    }
+}
+
+/// The status for people: times in `tz`; with `now`, the snapshot's age and a warning when the
+/// agent seems to have stopped. Text from outside (errors, details) is made inert.
+pub fn format_status_with(
+    snapshot: &StatusSnapshot,
+    tz: &TimeZone,
+    now: Option<Timestamp>,
+) -> String {
+    let mut out = String::new();
+    let _ = write!(
+        out,
+        "authwatch status written {}",
+        time(snapshot.generated_at, tz)
+    );
+    if snapshot.pid != 0 {
+        let _ = write!(out, " by pid {}", snapshot.pid);
+    }
+    if let Some(now) = now {
+        let age = snapshot.age(now);
+        let _ = write!(out, " ({} ago)", seconds(age.as_secs_f64()));
+        if snapshot.is_stale(now) {
+            out.push_str("\nWARNING: the status is stale; authwatch does not seem to be running");
+        }
+    }
+    out.push_str("\n\nSources:\n");
+    if snapshot.sources.is_empty() {
+        out.push_str("  (none)\n");
+    }
+    let width = snapshot
+        .sources
+        .iter()
+        .map(|s| s.name.chars().count())
+        .max()
+        .unwrap_or(0)
+        .min(60);
+    for s in &snapshot.sources {
+        let lag = match s.lag_seconds {
+            Some(l) => format!("lag {}", seconds(l)),
+            None => "lag -".into(),
+        };
+        let _ = writeln!(
+            out,
+            "  {:<4}  {:<width$}  {:<10}  {}",
+            if s.ok { "OK" } else { "FAIL" },
+            inert(&s.name),
+            lag,
+            inert(&s.detail),
+        );
+    }
+    let m = &snapshot.mail;
+    let _ = write!(
+        out,
+        "\nMail: {}  {}, {} spooled",
+        if m.ok() { "OK" } else { "FAIL" },
+        inert(&m.target),
+        m.spooled
+    );
+    if m.failed > 0 {
+        let _ = write!(out, ", {} failed", m.failed);
+    }
+    if let Some(t) = m.last_delivered {
+        let _ = write!(out, ", last delivered {}", time(t, tz));
+    }
+    out.push('\n');
+    if let Some(e) = &m.last_error {
+        let _ = writeln!(out, "  last error: {}", inert(e));
+    }
+    if let Some(t) = &snapshot.tracking {
+        let _ = writeln!(
+            out,
+            "\nTracked: {} IPs, {} networks, {} accounts (cap {} each)",
+            t.ips, t.subnets, t.accounts, t.cap
+        );
+        if t.evicted_ips + t.evicted_subnets + t.evicted_accounts > 0 {
+            let _ = writeln!(
+                out,
+                "  forgotten because of the cap: {} IPs, {} networks, {} accounts (raise detect.max_tracked_ips if memory allows)",
+                t.evicted_ips, t.evicted_subnets, t.evicted_accounts
+            );
+        }
+    }
+    let _ = writeln!(out, "\nOpen incidents: {}", snapshot.incidents.len());
+    if !snapshot.incidents.is_empty() {
+        let mut list: Vec<&IncidentLine> = snapshot.incidents.iter().collect();
+        list.sort_by(|a, b| b.attempts.cmp(&a.attempts).then(a.key.cmp(&b.key)));
+        let shown: Vec<String> = list
+            .iter()
+            .take(MAX_INCIDENT_LINES)
+            .map(|i| {
+                let key: String = inert(&i.key).chars().take(60).collect();
+                match i.kind.parse() {
+                    Ok(AlertKind::SubnetBurst) => format!("{key} (network)"),
+                    Ok(AlertKind::AccountAttack) => format!("{key} (account)"),
+                    Ok(AlertKind::Compromised) => format!("{key} (logged in)"),
+                    _ => key,
+                }
+            })
+            .collect();
+        let kw = shown
+            .iter()
+            .map(|k| k.chars().count())
+            .max()
+            .unwrap_or(8)
+            .max(8);
+        let _ = writeln!(
+            out,
+            "  {:<kw$}  {:>8}  {:<10}  {:<23}  LAST SEEN",
+            "INCIDENT", "ATTEMPTS", "SERVICE", "SINCE"
+        );
+        for (i, key) in list.iter().zip(&shown) {
+            let _ = writeln!(
+                out,
+                "  {:<kw$}  {:>8}  {:<10}  {:<23}  {}",
+                key,
+                i.attempts,
+                inert(&i.service),
+                time(i.since, tz),
+                time(i.last_seen, tz),
+            );
+        }
+        if list.len() > MAX_INCIDENT_LINES {
+            let _ = writeln!(out, "  ... and {} more", list.len() - MAX_INCIDENT_LINES);
+        }
+    }
+    out
+}
