@@ -31,52 +31,35 @@
 //! [`ActionRunner::run`] blocks until every action for the alert has finished; from async code
 //! call it in `tokio::task::spawn_blocking`.
 
+use crate::config::{parse_template, spec_error, Piece};
+pub use crate::config::{
+    uses_ip, validate_arg, validate_max_concurrent, validate_program, validate_spec,
+    validate_specs, ActionSpec, SpecError, MAX_CONCURRENT, MAX_TIMEOUT, PLACEHOLDERS,
+};
 use crate::text::inert;
 use ipnet::IpNet;
 use serde::Serialize;
 use std::fmt;
 use std::io::Read;
 use std::net::IpAddr;
-use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-/// The placeholders an argument template may use.
-pub const PLACEHOLDERS: &[&str] = &["ip", "network", "prefix", "account", "count", "service"];
 /// Lines of a command's output kept in its result.
 pub const MAX_OUTPUT_LINES: usize = 5;
 /// Characters kept per output line.
 pub const MAX_OUTPUT_LINE_CHARS: usize = 200;
 /// Bytes of output read into memory; the rest is read and dropped.
 const OUTPUT_READ_CAP: usize = 16 * 1024;
-/// Longest timeout a spec may ask for.
-pub const MAX_TIMEOUT: Duration = Duration::from_secs(600);
-/// Most commands allowed to run at once.
-pub const MAX_CONCURRENT: usize = 64;
 /// After a command ended, how long its output pipe may stay open (held by a process it left
 /// behind outside its group) before the output read so far is used.
 const OUTPUT_GRACE: Duration = Duration::from_millis(500);
 /// `PATH` given to commands when authwatch itself has none.
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-
-/// One configured action.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ActionSpec {
-    /// Short name for logs and alerts (`[A-Za-z0-9_.-]`, unique).
-    pub name: String,
-    /// Absolute path of an executable file.
-    pub program: PathBuf,
-    /// Argument templates; see [`PLACEHOLDERS`]. `{{` and `}}` stand for literal braces.
-    pub args: Vec<String>,
-    /// The command and everything it started are killed after this long.
-    pub timeout: Duration,
-    /// Whether the result is quoted in the alert mail (it is always logged).
-    pub include_in_alert: bool,
-}
 
 /// What an action is about. The IP has been parsed and allowlist-checked by the caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -147,221 +130,6 @@ pub fn for_alert(results: &[ActionResult]) -> Vec<ActionResult> {
         .filter(|r| r.include_in_alert)
         .cloned()
         .collect()
-}
-
-// ---------------------------------------------------------------------------------------------
-// Validation
-
-/// One problem with a spec. `field` is relative to the action: `name`, `program`, `args[2]`,
-/// `timeout`; `arg` is the argument's index when the problem is in one.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SpecError {
-    pub field: String,
-    pub arg: Option<usize>,
-    pub message: String,
-}
-
-impl fmt::Display for SpecError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.field, self.message)
-    }
-}
-
-impl std::error::Error for SpecError {}
-
-fn spec_error(field: &str, message: impl Into<String>) -> SpecError {
-    SpecError {
-        field: field.to_string(),
-        arg: None,
-        message: message.into(),
-    }
-}
-
-/// A parsed argument template.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Piece {
-    Text(String),
-    Ip,
-    Network,
-    Prefix,
-    Account,
-    Count,
-    Service,
-}
-
-/// Parse one argument template; the message says what is wrong and where.
-fn parse_template(t: &str) -> Result<Vec<Piece>, String> {
-    let mut pieces = Vec::new();
-    let mut text = String::new();
-    let mut chars = t.char_indices().peekable();
-    while let Some((i, c)) = chars.next() {
-        match c {
-            '{' if chars.peek().map(|p| p.1) == Some('{') => {
-                chars.next();
-                text.push('{');
-            }
-            '}' if chars.peek().map(|p| p.1) == Some('}') => {
-                chars.next();
-                text.push('}');
-            }
-            '{' => {
-                let rest = &t[i + 1..];
-                let Some(end) = rest.find('}') else {
-                    return Err(format!(
-                        "`{{` at character {} is not closed (write `{{{{` for a literal brace)",
-                        t[..i].chars().count() + 1
-                    ));
-                };
-                let name = &rest[..end];
-                let piece = match name {
-                    "ip" => Piece::Ip,
-                    "network" => Piece::Network,
-                    "prefix" => Piece::Prefix,
-                    "account" => Piece::Account,
-                    "count" => Piece::Count,
-                    "service" => Piece::Service,
-                    _ => {
-                        return Err(format!(
-                            "unknown placeholder `{{{name}}}` (known: {})",
-                            PLACEHOLDERS
-                                .iter()
-                                .map(|p| format!("{{{p}}}"))
-                                .collect::<Vec<_>>()
-                                .join(" ")
-                        ))
-                    }
-                };
-                if !text.is_empty() {
-                    pieces.push(Piece::Text(std::mem::take(&mut text)));
-                }
-                pieces.push(piece);
-                // Skip the name and the closing brace.
-                for _ in 0..name.chars().count() + 1 {
-                    chars.next();
-                }
-            }
-            '}' => {
-                return Err(format!(
-                    "`}}` at character {} has no opening `{{` (write `}}}}` for a literal brace)",
-                    t[..i].chars().count() + 1
-                ))
-            }
-            _ => text.push(c),
-        }
-    }
-    if !text.is_empty() {
-        pieces.push(Piece::Text(text));
-    }
-    Ok(pieces)
-}
-
-/// Check one argument template (for config validation).
-pub fn validate_arg(template: &str) -> Result<(), String> {
-    parse_template(template).map(|_| ())
-}
-
-/// Whether a (valid) argument template uses `{ip}`: refused for subnet alerts, where it could
-/// only be the network's first address.
-pub fn uses_ip(template: &str) -> bool {
-    parse_template(template).is_ok_and(|p| p.contains(&Piece::Ip))
-}
-
-/// Check that `program` is an absolute path to an executable regular file that not everyone may
-/// change (authwatch typically runs as root).
-pub fn validate_program(program: &Path) -> Result<(), String> {
-    if !program.is_absolute() {
-        return Err(format!(
-            "{} is not an absolute path (commands are run directly, without a shell or PATH look-up)",
-            program.display()
-        ));
-    }
-    let meta = std::fs::metadata(program).map_err(|e| format!("{}: {e}", program.display()))?;
-    if !meta.is_file() {
-        return Err(format!("{} is not a regular file", program.display()));
-    }
-    let mode = meta.permissions().mode();
-    if mode & 0o111 == 0 {
-        return Err(format!(
-            "{} is not executable (chmod +x it)",
-            program.display()
-        ));
-    }
-    if mode & 0o002 != 0 {
-        return Err(format!(
-            "{} is writable by every user; refusing to run it",
-            program.display()
-        ));
-    }
-    Ok(())
-}
-
-/// Every problem with one spec (empty when it is fine). Checks the file system for `program`.
-pub fn validate_spec(spec: &ActionSpec) -> Vec<SpecError> {
-    let mut errors = Vec::new();
-    if spec.name.is_empty()
-        || spec.name.len() > 64
-        || !spec
-            .name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
-    {
-        errors.push(spec_error(
-            "name",
-            format!(
-                "{:?}: use 1 to 64 of the characters A-Z a-z 0-9 _ . -",
-                spec.name
-            ),
-        ));
-    }
-    if let Err(m) = validate_program(&spec.program) {
-        errors.push(spec_error("program", m));
-    }
-    for (i, a) in spec.args.iter().enumerate() {
-        if a.contains('\0') {
-            errors.push(SpecError {
-                field: format!("args[{i}]"),
-                arg: Some(i),
-                message: "contains a NUL character".into(),
-            });
-        } else if let Err(m) = validate_arg(a) {
-            errors.push(SpecError {
-                field: format!("args[{i}]"),
-                arg: Some(i),
-                message: m,
-            });
-        }
-    }
-    if spec.timeout.is_zero() || spec.timeout > MAX_TIMEOUT {
-        errors.push(spec_error(
-            "timeout",
-            format!("must be more than 0 and at most {}s", MAX_TIMEOUT.as_secs()),
-        ));
-    }
-    errors
-}
-
-/// Every problem with a list of specs: each spec's, as `(index, error)`, plus duplicate names.
-pub fn validate_specs(specs: &[ActionSpec]) -> Vec<(usize, SpecError)> {
-    let mut errors = Vec::new();
-    for (i, s) in specs.iter().enumerate() {
-        errors.extend(validate_spec(s).into_iter().map(|e| (i, e)));
-        if specs[..i].iter().any(|o| o.name == s.name) {
-            errors.push((
-                i,
-                spec_error("name", format!("{:?} is used by an earlier action", s.name)),
-            ));
-        }
-    }
-    errors
-}
-
-/// Check `max_concurrent` (1 to [`MAX_CONCURRENT`]).
-pub fn validate_max_concurrent(n: usize) -> Result<(), String> {
-    if n == 0 || n > MAX_CONCURRENT {
-        Err(format!("must be between 1 and {MAX_CONCURRENT}"))
-    } else {
-        Ok(())
-    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ pub use lines::LINE_STORE_BYTES;
 pub use wire::{DetectorSnapshotV2, SnapshotView};
 
 /// Distinct members (accounts, addresses) remembered per key; further ones are only counted.
-pub const MAX_MEMBERS_PER_KEY: usize = 256;
+pub use crate::config::MAX_MEMBERS_PER_KEY;
 /// Kept for the per-IP view: the account list is the member list.
 pub const MAX_ACCOUNTS_PER_IP: usize = MAX_MEMBERS_PER_KEY;
 /// Member names (account names) longer than this are cut (attackers choose them).

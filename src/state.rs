@@ -42,8 +42,6 @@ pub const LOCK_FILE: &str = "lock";
 
 /// `O_NOFOLLOW` (Linux; the same value on x86-64 and arm64): fail on a symbolic link.
 const O_NOFOLLOW: i32 = 0o400_000;
-/// `O_NONBLOCK`: an open of a FIFO returns at once instead of waiting for a writer.
-pub(crate) const O_NONBLOCK: i32 = 0o4000;
 /// Mode of every file authwatch creates in `state_dir`.
 const FILE_MODE: u32 = 0o600;
 /// Mode of every folder authwatch creates in `state_dir`.

@@ -8,11 +8,26 @@
 //! functions when it is given specs directly.
 
 use super::raw::{RawAction, S};
-use super::{format_duration, ActionSpec, Validator};
+use super::{format_duration, Validator};
 use std::fmt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+/// One configured action.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActionSpec {
+    /// Short name for logs and alerts (`[A-Za-z0-9_.-]`, unique).
+    pub name: String,
+    /// Absolute path of an executable file.
+    pub program: PathBuf,
+    /// Argument templates; see [`PLACEHOLDERS`]. `{{` and `}}` stand for literal braces.
+    pub args: Vec<String>,
+    /// The command and everything it started are killed after this long.
+    pub timeout: Duration,
+    /// Whether the result is quoted in the alert mail (it is always logged).
+    pub include_in_alert: bool,
+}
 
 /// One action: a command run for alerts of the listed kinds.
 #[derive(Debug, Clone)]
@@ -49,7 +64,7 @@ impl fmt::Display for SpecError {
 
 impl std::error::Error for SpecError {}
 
-fn spec_error(field: &str, message: impl Into<String>) -> SpecError {
+pub(crate) fn spec_error(field: &str, message: impl Into<String>) -> SpecError {
     SpecError {
         field: field.to_string(),
         arg: None,

@@ -1,9 +1,11 @@
 //! Files named by the config: small files read safely (a password, an allowlist), and the
 //! permission warnings on secrets and action programs.
 
-use super::bridge::O_NONBLOCK;
 use super::Config;
 use std::path::Path;
+
+/// `O_NONBLOCK`: an open of a FIFO returns at once instead of waiting for a writer.
+pub(crate) const O_NONBLOCK: i32 = 0o4000;
 
 /// Read a small regular file named in the config (a password, an allowlist): anything else (a
 /// device such as /dev/zero, a pipe that would block) or a file over `limit` bytes is an error,

@@ -4,7 +4,7 @@
 
 use super::files::read_small_file;
 use super::raw::{RawMail, RawSmtp};
-use super::{RetryPolicy, Validator};
+use super::Validator;
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 use std::fmt;
@@ -57,6 +57,25 @@ pub struct MailConfig {
     pub retry: RetryPolicy,
     /// Add an HTML part (multipart/alternative) to each alert.
     pub html: bool,
+}
+
+/// How long and how often delivery is retried.
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    pub first_delay: Duration,
+    pub max_delay: Duration,
+    /// A message still undelivered this long after it was spooled is moved to `failed/`.
+    pub give_up_after: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            first_delay: Duration::from_secs(2),
+            max_delay: Duration::from_secs(300),
+            give_up_after: Duration::from_secs(86_400),
+        }
+    }
 }
 
 impl Validator {

@@ -14,15 +14,12 @@
 //! Config depends on no stage module (source, rules, detect, policy, render, mail, actions,
 //! metrics, state, scan, agent): the stages depend on it, and the constants and checks the two
 //! share (built-in rule names, member caps, action placeholders, the metrics address rule) are
-//! owned here. `tests.rs` checks that no file here names a stage module (except, until the
-//! stage files re-export them, `bridge.rs` for the few stage types still defined there).
+//! owned here. `tests.rs` checks that no file here names a stage module.
 
 mod actions;
 mod alerts;
 mod allowlist;
-mod bridge;
 mod detect;
-mod duration;
 mod errors;
 mod files;
 mod general;
@@ -33,22 +30,23 @@ mod raw;
 mod rules;
 mod sources;
 
+pub(crate) use actions::spec_error;
 pub use actions::{
     parse_template, uses_ip, validate_arg, validate_max_concurrent, validate_program,
-    validate_spec, validate_specs, ActionConfig, Piece, SpecError, ACTION_KINDS, MAX_CONCURRENT,
-    MAX_TIMEOUT, PLACEHOLDERS,
+    validate_spec, validate_specs, ActionConfig, ActionSpec, Piece, SpecError, ACTION_KINDS,
+    MAX_CONCURRENT, MAX_TIMEOUT, PLACEHOLDERS,
 };
 pub use alerts::{AlertsConfig, HealthConfig};
 pub use allowlist::{canonical_ip, AllowlistConfig};
-pub use bridge::{ActionSpec, CustomRule, CustomRuleError, RetryPolicy};
 pub use detect::{AccountConfig, DetectConfig, SubnetConfig, Threshold, MAX_MEMBERS_PER_KEY};
-pub use duration::{format_duration, parse_duration};
+// Durations are written the same way in the config, the alerts and `scan`: `crate::text` owns them.
+pub use crate::text::{format_duration, parse_duration};
 pub use errors::{ConfigError, ConfigIssue};
 pub use files::{log_permission_warnings, permission_warnings};
 pub use general::HostConfig;
-pub use mail::{MailConfig, Secret, SmtpConfig, TlsMode};
+pub use mail::{MailConfig, RetryPolicy, Secret, SmtpConfig, TlsMode};
 pub use metrics::{parse_listen, validate_listen};
-pub use rules::{BUILTIN, SERVICES};
+pub use rules::{intern_service, CustomRule, CustomRuleError, BUILTIN, SERVICES};
 pub use sources::{FollowConfig, JournalSourceConfig, SourceConfig, SourceKind, Start};
 
 use jiff::tz::TimeZone;

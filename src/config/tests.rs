@@ -378,9 +378,8 @@ const STAGES: &[&str] = &[
     "scan", "source", "state",
 ];
 
-/// Files of `src/config/` allowed to name a stage module. Only the transitional `bridge.rs`,
-/// which goes away when the stage files re-export the types moved into config.
-const IMPORT_EXCEPTIONS: &[&str] = &["bridge.rs"];
+/// Files of `src/config/` allowed to name a stage module: none.
+const IMPORT_EXCEPTIONS: &[&str] = &[];
 
 /// Stage modules named by `crate::` paths in a line of Rust (`use crate::rules::X`,
 /// `crate::mail::RetryPolicy`, `use crate::{detect, render}`); comments are skipped.

@@ -135,25 +135,9 @@ pub(super) enum SendError {
     Permanent(String),
 }
 
-/// How long and how often delivery is retried.
-#[derive(Debug, Clone)]
-pub struct RetryPolicy {
-    pub first_delay: Duration,
-    pub max_delay: Duration,
-    /// A message still undelivered this long after it was spooled is moved to `failed/`.
-    pub give_up_after: Duration,
-}
+pub use crate::config::RetryPolicy;
 
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        RetryPolicy {
-            first_delay: Duration::from_secs(2),
-            max_delay: Duration::from_secs(300),
-            give_up_after: Duration::from_secs(86_400),
-        }
-    }
-}
-
+/// Delivery-side behaviour of the retry policy (its settings are [`crate::config::RetryPolicy`]).
 impl RetryPolicy {
     /// Exponential backoff with full jitter: a random delay in [0, min(max, first * 2^n)].
     pub fn delay(&self, failures: u32) -> Duration {

@@ -22,27 +22,8 @@ const REQUEST_DEADLINE: Duration = Duration::from_secs(5);
 /// this, new connections are closed at once: a scraper needs one, and threads stay bounded.
 const MAX_CLIENTS: usize = 16;
 
-/// Check a listen address from the config: a loopback IP (127.0.0.0/8 or ::1) and a port.
-pub fn validate_listen(addr: SocketAddr) -> Result<(), String> {
-    if !addr.ip().to_canonical().is_loopback() {
-        return Err(format!(
-            "{addr}: the metrics endpoint has no authentication and listens on loopback only (127.0.0.1 or [::1])"
-        ));
-    }
-    if addr.port() == 0 {
-        return Err(format!("{addr}: choose a port, e.g. {}:9464", addr.ip()));
-    }
-    Ok(())
-}
-
-/// Parse and check a listen address written as `127.0.0.1:9464` or `[::1]:9464` (no names).
-pub fn parse_listen(s: &str) -> Result<SocketAddr, String> {
-    let addr: SocketAddr = s.trim().parse().map_err(|_| {
-        format!("{s:?}: expected IP:port such as 127.0.0.1:9464 or [::1]:9464 (no host names)")
-    })?;
-    validate_listen(addr)?;
-    Ok(addr)
-}
+/// The listen address is read and checked by the config.
+pub use crate::config::{parse_listen, validate_listen};
 
 /// A running metrics endpoint. Dropping it leaves the endpoint running; call
 /// [`shutdown`](Self::shutdown) to stop it.

@@ -9,78 +9,11 @@
 
 use super::time::parse_leading_time;
 use super::{canonical_ip, Hit, HitKind, ParseCtx, Rule};
-use memchr::memmem::Finder;
-use regex::Regex;
 use std::net::IpAddr;
 
-/// A custom rule, compiled.
-#[derive(Debug, Clone)]
-pub struct CustomRule {
-    name: &'static str,
-    literal: Finder<'static>,
-    regex: Regex,
-    ip: usize,
-    user: Option<usize>,
-    time: Option<usize>,
-    attempts: Option<usize>,
-}
-
-/// Why a custom rule cannot be built.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CustomRuleError {
-    /// The regex does not compile (message from the regex crate).
-    Regex(String),
-    /// The regex has no `(?P<ip>...)` group.
-    NoIpGroup,
-    /// The literal is empty.
-    EmptyLiteral,
-}
-
-impl std::fmt::Display for CustomRuleError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            CustomRuleError::Regex(e) => write!(f, "the regex does not compile: {e}"),
-            CustomRuleError::NoIpGroup => {
-                write!(f, "the regex needs a named group `ip`, e.g. (?P<ip>\\S+)")
-            }
-            CustomRuleError::EmptyLiteral => {
-                write!(
-                    f,
-                    "must not be empty: give text that every matching line contains"
-                )
-            }
-        }
-    }
-}
-
-impl CustomRule {
-    /// Compile a rule. `name` is kept for the life of the process (rules are few and made at
-    /// config load).
-    pub fn new(name: &str, literal: &str, regex: &str) -> Result<CustomRule, CustomRuleError> {
-        if literal.is_empty() {
-            return Err(CustomRuleError::EmptyLiteral);
-        }
-        let re = regex::RegexBuilder::new(regex)
-            .size_limit(1 << 20)
-            .build()
-            .map_err(|e| CustomRuleError::Regex(e.to_string()))?;
-        let group = |g: &str| re.capture_names().position(|n| n == Some(g));
-        let ip = group("ip").ok_or(CustomRuleError::NoIpGroup)?;
-        Ok(CustomRule {
-            name: super::intern_service(name),
-            literal: Finder::new(literal.as_bytes()).into_owned(),
-            ip,
-            user: group("user"),
-            time: group("time"),
-            attempts: group("attempts"),
-            regex: re,
-        })
-    }
-
-    pub fn name(&self) -> &'static str {
-        self.name
-    }
-}
+/// The rule itself (checked and compiled when the config is loaded) is config's; this module
+/// gives it its matching behaviour.
+pub use crate::config::{CustomRule, CustomRuleError};
 
 impl Rule for CustomRule {
     fn service(&self) -> &'static str {

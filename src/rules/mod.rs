@@ -13,6 +13,10 @@ use memchr::memmem;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+/// Built-in rule names, the service-name interner and address canonicalisation are config's
+/// (a source names services, and the allowlist matches canonical addresses).
+pub use crate::config::{canonical_ip, intern_service, BUILTIN};
+
 pub mod courier;
 pub mod custom;
 pub mod cyrus;
@@ -56,22 +60,6 @@ pub(crate) fn literal_list(l: &[&str]) -> Option<Vec<Vec<u8>>> {
     Some(l.iter().map(|s| s.as_bytes().to_vec()).collect())
 }
 
-/// Names of the built-in rules, in the order they are tried.
-pub const BUILTIN: &[&str] = &[
-    "exim",
-    "postfix",
-    "dovecot",
-    "courier",
-    "cyrus",
-    "sendmail",
-    "uwimap",
-    "opensmtpd",
-    "roundcube",
-    "sogo",
-    "horde",
-    "squirrelmail",
-];
-
 /// A built-in rule by service name.
 pub fn builtin(name: &str) -> Option<Box<dyn Rule>> {
     match name {
@@ -89,23 +77,6 @@ pub fn builtin(name: &str) -> Option<Box<dyn Rule>> {
         "squirrelmail" => Some(Box::new(squirrelmail::SquirrelmailRule::new())),
         _ => None,
     }
-}
-
-/// A service name as a `&'static str`: the built-in one, or a leaked copy for custom rules
-/// (a handful per process, made at config load or state restore).
-pub fn intern_service(name: &str) -> &'static str {
-    use std::sync::Mutex;
-    static CUSTOM: Mutex<Vec<&'static str>> = Mutex::new(Vec::new());
-    if let Some(b) = BUILTIN.iter().find(|b| **b == name) {
-        return b;
-    }
-    let mut known = CUSTOM.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(k) = known.iter().find(|k| **k == name) {
-        return k;
-    }
-    let leaked: &'static str = Box::leak(name.to_string().into_boxed_str());
-    known.push(leaked);
-    leaked
 }
 
 /// The rules applied to one source: each line is offered to each rule until one matches.
@@ -316,17 +287,6 @@ pub struct ParseCtx {
 impl ParseCtx {
     pub fn new(tz: TimeZone, now: Timestamp) -> Self {
         ParseCtx { tz, now }
-    }
-}
-
-/// Canonicalise an address: IPv4-mapped IPv6 becomes plain IPv4.
-pub fn canonical_ip(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => IpAddr::V6(v6),
-        },
-        v4 => v4,
     }
 }
 
