@@ -1,7 +1,7 @@
-//! The rendered alert as a value: subject, text, optional HTML, id, the facts a digest's table
-//! shows, and attachments. [`crate::render`] makes it, [`crate::policy`] holds it until it is
-//! due and [`crate::mail`] sends or spools it. It imports no other module of the crate, so
-//! none of those three has to import another for it.
+//! The rendered alert as a value: subject, text, optional HTML, id and attachments.
+//! [`crate::render`] makes it once the alert policy has let the alert go (the policy works on
+//! unrendered alerts, [`crate::policy::Notice`]) and [`crate::mail`] sends or spools it. It
+//! imports no other module of the crate, so neither of those two has to import the other.
 
 use serde::{Deserialize, Serialize};
 
@@ -17,21 +17,9 @@ pub struct Rendered {
     /// made again after a crash (lines re-read since the last saved state) is not sent twice.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
-    /// What the alert is about, for the one-line record a digest keeps of an alert the hourly
-    /// cap held back (none for digests and health alerts).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub facts: Option<AlertFacts>,
     /// Files sent with the mail (the digest's CSV of held-back alerts).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attachments: Vec<Attachment>,
-}
-
-/// The facts of an alert a digest's table shows, taken from its context when it is rendered.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AlertFacts {
-    pub service: String,
-    pub first_seen: String,
-    pub last_seen: String,
 }
 
 /// A text file sent with a mail.

@@ -19,7 +19,7 @@
 //! incidents, held alerts, mails sent in the last hour) is saved with `state.json`, so a restart
 //! neither repeats nor forgets.
 
-use crate::message::Rendered;
+use crate::alert_kind::AlertKind;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
@@ -55,23 +55,55 @@ pub struct PolicySettings {
     pub max_incidents: usize,
 }
 
-/// An alert from detection.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// An alert from detection, not rendered yet: what the policy decides on, and the template
+/// context its mail is rendered from once the policy lets it go (in `crate::agent`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(from = "compat::NoticeWire")]
 pub struct Notice {
-    /// Alert kind (`ip_burst`, `subnet_burst`, `account_attack`, `compromised`).
-    pub kind: String,
+    pub kind: AlertKind,
     /// What the incident is about (an IP, a prefix, an account).
     pub key: String,
     pub urgent: bool,
-    pub rendered: Rendered,
     /// Attempts so far for this key.
     pub total: u64,
+    /// Attempts in the window that crossed the threshold (what a plain fallback mail shows).
+    pub attempts: u64,
+    /// A stable identity of the alert (kind, key, alert number, log time), so that an alert
+    /// made again after a crash (lines re-read since the last saved state) is not sent twice.
+    pub id: Option<String>,
+    /// The template context of the alert's kind, as JSON (`actions` filled in).
+    pub context: serde_json::Value,
+    /// What a digest's one-line record of the alert shows, when the cap holds it back.
+    pub facts: AlertFacts,
+    /// Text an older version rendered before the policy (an alert held in a `state.json`
+    /// written by it): sent as it is. None for every alert made now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prerendered: Option<Prerendered>,
+}
+
+/// The facts of an alert a digest's table shows, taken from its context.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlertFacts {
+    /// The rule that matched (empty when the alert did not say).
+    pub service: String,
+    /// First and last attempt, as the alert shows them (log time, configured zone).
+    pub first_seen: String,
+    pub last_seen: String,
+}
+
+/// An alert's mail as an older version rendered it before the policy held it back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Prerendered {
+    pub subject: String,
+    pub text: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub html: Option<String>,
 }
 
 /// One open incident.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Incident {
-    pub kind: String,
+    pub kind: AlertKind,
     pub key: String,
     pub opened: Timestamp,
     pub total: u64,
@@ -85,7 +117,7 @@ pub struct Incident {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HeldRecord {
     /// Alert kind (`ip_burst`, `subnet_burst`, `account_attack`).
-    pub kind: String,
+    pub kind: AlertKind,
     /// The IP, prefix or account (inert).
     pub key: String,
     /// The rule that matched (empty when the alert did not say).
@@ -99,14 +131,13 @@ pub struct HeldRecord {
 
 impl HeldRecord {
     fn of(n: &Notice) -> HeldRecord {
-        let facts = n.rendered.facts.clone().unwrap_or_default();
         HeldRecord {
-            kind: n.kind.clone(),
+            kind: n.kind,
             key: n.key.clone(),
-            service: facts.service,
+            service: n.facts.service.clone(),
             attempts: n.total,
-            first_seen: facts.first_seen,
-            last_seen: facts.last_seen,
+            first_seen: n.facts.first_seen.clone(),
+            last_seen: n.facts.last_seen.clone(),
         }
     }
 }
@@ -114,7 +145,7 @@ impl HeldRecord {
 /// A line of a digest about one incident.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DigestLine {
-    pub kind: String,
+    pub kind: AlertKind,
     pub key: String,
     pub new_attempts: u64,
     pub total: u64,
@@ -124,18 +155,18 @@ pub struct DigestLine {
     pub repeated: bool,
 }
 
-/// What the policy wants sent.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What the policy wants sent: alerts, rendered by the caller once they are due.
+#[derive(Debug, Clone, PartialEq)]
 pub enum Outgoing {
-    /// One alert, as rendered.
-    Single(Rendered),
+    /// One alert.
+    Single(Notice),
     /// Several new alerts that opened within `group_wait`, in one mail.
-    Group(Vec<Rendered>),
+    Group(Vec<Notice>),
     /// The periodic digest: incidents with new attempts, and alerts the cap held back (the
     /// first ones whole, the others as records).
     Digest {
         incidents: Vec<DigestLine>,
-        held: Vec<Rendered>,
+        held: Vec<Notice>,
         records: Vec<HeldRecord>,
         /// When the digest before this one went out (none for the first).
         after: Option<Timestamp>,
@@ -157,7 +188,7 @@ impl Outgoing {
         use std::hash::{Hash, Hasher};
         let mut h = std::hash::DefaultHasher::new();
         let kind = match self {
-            Outgoing::Single(r) => return r.id.clone(),
+            Outgoing::Single(n) => return n.id.clone(),
             Outgoing::Group(alerts) => {
                 let mut ids: Vec<&str> = alerts
                     .iter()
@@ -216,7 +247,7 @@ pub struct Policy {
     st: PolicyState,
 }
 
-fn incident_id(kind: &str, key: &str) -> String {
+fn incident_id(kind: AlertKind, key: &str) -> String {
     format!("{kind} {key}")
 }
 
@@ -279,7 +310,7 @@ impl Policy {
 
     /// An alert from detection. Returns what to send now.
     pub fn offer(&mut self, n: Notice, now: Timestamp) -> Vec<Outgoing> {
-        let id = incident_id(&n.kind, &n.key);
+        let id = incident_id(n.kind, &n.key);
         match self.st.incidents.get_mut(&id) {
             Some(inc) => {
                 inc.total = inc.total.max(n.total);
@@ -294,7 +325,7 @@ impl Policy {
                 self.st.incidents.insert(
                     id,
                     Incident {
-                        kind: n.kind.clone(),
+                        kind: n.kind,
                         key: n.key.clone(),
                         opened: now,
                         total: n.total,
@@ -307,7 +338,7 @@ impl Policy {
         }
         if n.urgent {
             self.record_sent(now);
-            return vec![Outgoing::Single(n.rendered)];
+            return vec![Outgoing::Single(n)];
         }
         if self.st.pending.is_empty() {
             self.st.group_started = Some(now);
@@ -337,7 +368,7 @@ impl Policy {
     }
 
     /// Further attempts on `key`: counted for the next digest (no mail by itself).
-    pub fn activity(&mut self, kind: &str, key: &str, total: u64, now: Timestamp) {
+    pub fn activity(&mut self, kind: AlertKind, key: &str, total: u64, now: Timestamp) {
         if let Some(inc) = self.st.incidents.get_mut(&incident_id(kind, key)) {
             inc.total = inc.total.max(total);
             inc.last_activity = now;
@@ -369,11 +400,11 @@ impl Policy {
             self.st.group_started = None;
             if self.cap_allows(now) {
                 self.record_sent(now);
-                let mut rendered: Vec<Rendered> = pending.into_iter().map(|n| n.rendered).collect();
-                out.push(if rendered.len() == 1 {
-                    Outgoing::Single(rendered.remove(0))
+                let mut pending = pending;
+                out.push(if pending.len() == 1 {
+                    Outgoing::Single(pending.remove(0))
                 } else {
-                    Outgoing::Group(rendered)
+                    Outgoing::Group(pending)
                 });
             } else {
                 for n in pending {
@@ -403,7 +434,7 @@ impl Policy {
                     let repeated = now.as_second() - i.last_announced.as_second() >= repeat
                         && i.last_activity > i.last_announced;
                     (new_attempts > 0 || repeated).then(|| DigestLine {
-                        kind: i.kind.clone(),
+                        kind: i.kind,
                         key: i.key.clone(),
                         new_attempts,
                         total: i.total,
@@ -419,7 +450,7 @@ impl Policy {
             // where what the cap holds back goes, so holding it back too would lose them.
             if has_content {
                 for l in &lines {
-                    if let Some(i) = self.st.incidents.get_mut(&incident_id(&l.kind, &l.key)) {
+                    if let Some(i) = self.st.incidents.get_mut(&incident_id(l.kind, &l.key)) {
                         i.total_at_last_mail = i.total;
                         if l.repeated {
                             i.last_announced = now;
@@ -432,7 +463,7 @@ impl Policy {
                 let after = self.st.last_digest.replace(now);
                 out.push(Outgoing::Digest {
                     incidents: lines,
-                    held: held.into_iter().map(|n| n.rendered).collect(),
+                    held,
                     records,
                     after,
                 });
@@ -441,6 +472,73 @@ impl Policy {
             }
         }
         out
+    }
+}
+
+/// How a [`Notice`] is read from `state.json`: as this version writes it, or as versions that
+/// rendered alerts before the policy did (`{kind, key, urgent, rendered: {subject, text, html,
+/// id, facts}, total}`); such an alert is sent with its old text ([`Notice::prerendered`]).
+mod compat {
+    use super::{AlertFacts, AlertKind, Notice, Prerendered};
+    use serde::Deserialize;
+
+    #[derive(Deserialize)]
+    pub(super) struct NoticeWire {
+        kind: AlertKind,
+        key: String,
+        urgent: bool,
+        total: u64,
+        #[serde(default)]
+        attempts: u64,
+        #[serde(default)]
+        id: Option<String>,
+        #[serde(default)]
+        context: serde_json::Value,
+        #[serde(default)]
+        facts: AlertFacts,
+        #[serde(default)]
+        prerendered: Option<Prerendered>,
+        /// The old form: the alert as rendered.
+        #[serde(default)]
+        rendered: Option<OldRendered>,
+    }
+
+    #[derive(Deserialize)]
+    struct OldRendered {
+        subject: String,
+        text: String,
+        #[serde(default)]
+        html: Option<String>,
+        #[serde(default)]
+        id: Option<String>,
+        #[serde(default)]
+        facts: Option<AlertFacts>,
+    }
+
+    impl From<NoticeWire> for Notice {
+        fn from(w: NoticeWire) -> Notice {
+            let mut n = Notice {
+                kind: w.kind,
+                key: w.key,
+                urgent: w.urgent,
+                total: w.total,
+                attempts: w.attempts,
+                id: w.id,
+                context: w.context,
+                facts: w.facts,
+                prerendered: w.prerendered,
+            };
+            if let Some(old) = w.rendered {
+                n.id = n.id.or(old.id);
+                n.facts = old.facts.unwrap_or(n.facts);
+                n.prerendered = Some(Prerendered {
+                    subject: old.subject,
+                    text: old.text,
+                    html: old.html,
+                });
+            }
+            n
+        }
     }
 }
 

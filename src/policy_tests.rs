@@ -20,31 +20,38 @@ fn t(s: i64) -> Timestamp {
 
 fn notice(key: &str, urgent: bool) -> Notice {
     Notice {
-        kind: if urgent { "compromised" } else { "ip_burst" }.into(),
+        kind: if urgent {
+            AlertKind::Compromised
+        } else {
+            AlertKind::IpBurst
+        },
         key: key.into(),
         urgent,
-        rendered: Rendered {
-            subject: format!("about {key}"),
-            text: format!("text {key}"),
-            html: None,
-            id: None,
-            ..Default::default()
-        },
         total: 5,
+        attempts: 5,
+        id: None,
+        context: serde_json::json!({ "ip": key }),
+        facts: AlertFacts::default(),
+        prerendered: None,
     }
+}
+
+/// What a mail about the alert would be titled: `about KEY`.
+fn about(n: &Notice) -> String {
+    format!("about {}", n.key)
 }
 
 fn subjects(out: &[Outgoing]) -> Vec<String> {
     out.iter()
         .flat_map(|o| match o {
-            Outgoing::Single(r) => vec![r.subject.clone()],
-            Outgoing::Group(v) => v.iter().map(|r| format!("group:{}", r.subject)).collect(),
+            Outgoing::Single(n) => vec![about(n)],
+            Outgoing::Group(v) => v.iter().map(|n| format!("group:{}", about(n))).collect(),
             Outgoing::Digest {
                 incidents, held, ..
             } => incidents
                 .iter()
                 .map(|i| format!("digest:{}+{}", i.key, i.new_attempts))
-                .chain(held.iter().map(|r| format!("held:{}", r.subject)))
+                .chain(held.iter().map(|n| format!("held:{}", about(n))))
                 .collect(),
         })
         .collect()
@@ -84,7 +91,7 @@ fn incidents_within_group_wait_share_one_mail() {
 fn new_attempts_on_open_incidents_wait_for_the_digest() {
     let mut p = Policy::new(settings());
     p.offer(notice("a", false), t(0));
-    p.activity("ip_burst", "a", 40, t(100));
+    p.activity(AlertKind::IpBurst, "a", 40, t(100));
     assert!(p.tick(t(3599)).is_empty(), "no mail before group_interval");
     assert_eq!(subjects(&p.tick(t(3600))), vec!["digest:a+35"]);
     // Nothing new: no digest.
@@ -124,7 +131,7 @@ fn long_active_incidents_are_announced_again() {
     for m in 1..=15 {
         let now = t(m * 600);
         // Activity that does not change the total still counts as "active".
-        p.activity("ip_burst", "a", 5, now);
+        p.activity(AlertKind::IpBurst, "a", 5, now);
         for o in p.tick(now) {
             if let Outgoing::Digest { incidents, .. } = o {
                 repeated |= incidents.iter().any(|i| i.repeated);
@@ -143,7 +150,7 @@ fn open_incidents_are_capped_closing_the_quietest_tenth() {
         p.offer(notice(&format!("k{k:02}"), false), t(k));
     }
     // k00 is the quietest but an attempt now makes it the most recent.
-    p.activity("ip_burst", "k00", 9, t(100));
+    p.activity(AlertKind::IpBurst, "k00", 9, t(100));
     assert_eq!(p.incidents().len(), 20);
     // The 21st closes the quietest tenth (k01, k02) at once, then opens.
     p.offer(notice("new", false), t(101));
@@ -180,7 +187,7 @@ fn a_group_that_reaches_its_size_goes_out_at_once() {
 
 fn with_id(key: &str) -> Notice {
     let mut n = notice(key, false);
-    n.rendered.id = Some(format!("ip_burst-{key}"));
+    n.id = Some(format!("ip_burst-{key}"));
     n
 }
 
@@ -219,7 +226,7 @@ fn groups_and_digests_made_again_after_a_crash_keep_their_id() {
     // A digest (due an hour after the group's mail): saved before it went out, made again
     // from that state after a crash with a few more attempts read since, has the same id;
     // the next digest has another.
-    p.activity("ip_burst", "a", 9, t(100));
+    p.activity(AlertKind::IpBurst, "a", 9, t(100));
     let saved = serde_json::to_string(p.state()).unwrap();
     let first = ids(&p.tick(t(3610)));
     assert!(first[0]
@@ -227,30 +234,30 @@ fn groups_and_digests_made_again_after_a_crash_keep_their_id() {
         .is_some_and(|id| id.starts_with("digest-")));
     let mut q = Policy::new(s.clone());
     q.restore(serde_json::from_str(&saved).unwrap());
-    q.activity("ip_burst", "a", 12, t(3601));
+    q.activity(AlertKind::IpBurst, "a", 12, t(3601));
     assert_eq!(ids(&q.tick(t(3612))), first);
-    p.activity("ip_burst", "a", 20, t(3700));
+    p.activity(AlertKind::IpBurst, "a", 20, t(3700));
     let second = ids(&p.tick(t(7210)));
     assert_eq!(second.len(), 1);
     assert_ne!(second, first, "the next digest is another mail");
     // Made again with another incident in it: another id (sent: a repeat, not a loss).
     let mut w = Policy::new(s);
     w.restore(serde_json::from_str(&saved).unwrap());
-    w.activity("ip_burst", "b", 8, t(3601));
+    w.activity(AlertKind::IpBurst, "b", 8, t(3601));
     assert_ne!(ids(&w.tick(t(3612))), first);
 }
 
 /// The keys an outgoing mail tells of: whole alerts (their subject is `about KEY`) and, in a
 /// digest, the compact records of what the cap held back.
 fn keys_told(out: &[Outgoing]) -> Vec<String> {
-    let about = |r: &Rendered| r.subject.trim_start_matches("about ").to_string();
+    let key = |n: &Notice| n.key.clone();
     out.iter()
         .flat_map(|o| match o {
-            Outgoing::Single(r) => vec![about(r)],
-            Outgoing::Group(v) => v.iter().map(about).collect(),
+            Outgoing::Single(n) => vec![key(n)],
+            Outgoing::Group(v) => v.iter().map(key).collect(),
             Outgoing::Digest { held, records, .. } => held
                 .iter()
-                .map(about)
+                .map(key)
                 .chain(records.iter().map(|r| r.key.clone()))
                 .collect(),
         })
@@ -276,11 +283,11 @@ fn an_alert_storm_under_the_cap_leaves_no_alert_only_counted_regression_issue_14
             &format!("10.{}.{}.{}", i >> 16, (i >> 8) & 255, i & 255),
             false,
         );
-        alert.rendered.facts = Some(crate::message::AlertFacts {
+        alert.facts = AlertFacts {
             service: "exim".into(),
             first_seen: "2026-11-23 03:14:00 UTC".into(),
             last_seen: "2026-11-23 03:14:09 UTC".into(),
-        });
+        };
         let out = p.offer(alert, now);
         let out = if i % 100 == 99 {
             [out, p.tick(now)].concat()
@@ -299,7 +306,7 @@ fn an_alert_storm_under_the_cap_leaves_no_alert_only_counted_regression_issue_14
                 .iter()
                 .map(|r| {
                     std::mem::size_of::<HeldRecord>()
-                        + [&r.kind, &r.key, &r.service, &r.first_seen, &r.last_seen]
+                        + [&r.key, &r.service, &r.first_seen, &r.last_seen]
                             .iter()
                             .map(|s| s.capacity())
                             .sum::<usize>()
@@ -332,7 +339,7 @@ fn an_alert_storm_under_the_cap_leaves_no_alert_only_counted_regression_issue_14
 fn quiet_incidents_close_and_state_survives_a_restart() {
     let mut p = Policy::new(settings());
     p.offer(notice("a", false), t(0));
-    p.activity("ip_burst", "a", 9, t(10));
+    p.activity(AlertKind::IpBurst, "a", 9, t(10));
     let saved = serde_json::to_string(p.state()).unwrap();
     let mut q = Policy::new(settings());
     q.restore(serde_json::from_str(&saved).unwrap());
@@ -341,4 +348,73 @@ fn quiet_incidents_close_and_state_survives_a_restart() {
     assert_eq!(subjects(&q.tick(t(3600))), vec!["digest:a+4"]);
     q.tick(t(3611));
     assert!(!q.has_incidents(), "closed after an hour without attempts");
+}
+
+/// A `state.json` written before alerts were rendered after the policy: held alerts carried
+/// their rendered text. It still loads, and those alerts go out with that text and id.
+#[test]
+fn a_state_with_held_alerts_in_the_old_rendered_form_still_loads() {
+    let old = r#"{
+      "pending": [],
+      "group_started": null,
+      "held": [
+        {"kind": "ip_burst", "key": "203.0.113.9", "urgent": false,
+         "rendered": {"subject": "[authwatch] 203.0.113.9 made 5 failed logins",
+                      "text": "Automatic alert from authwatch - DO NOT reply\n",
+                      "id": "ip_burst-00112233aabbccdd",
+                      "facts": {"service": "exim", "first_seen": "2026-11-23 03:14:00 UTC",
+                                "last_seen": "2026-11-23 03:14:09 UTC"}},
+         "total": 5},
+        {"kind": "subnet_burst", "key": "2001:db8::/64", "urgent": false,
+         "rendered": {"subject": "net", "text": "t", "html": "<p>t</p>"},
+         "total": 9}
+      ],
+      "held_records": [
+        {"kind": "account_attack", "key": "alice", "service": "dovecot", "attempts": 7,
+         "first_seen": "a", "last_seen": "b"}
+      ],
+      "incidents": {
+        "ip_burst 203.0.113.9": {"kind": "ip_burst", "key": "203.0.113.9",
+          "opened": "2026-11-23T03:14:00Z", "total": 5, "total_at_last_mail": 5,
+          "last_activity": "2026-11-23T03:14:09Z", "last_announced": "2026-11-23T03:14:09Z"}
+      },
+      "sent": ["2026-11-23T03:00:00Z"],
+      "last_digest": "2026-11-23T03:00:00Z"
+    }"#;
+    let st: PolicyState = serde_json::from_str(old).unwrap();
+    assert_eq!(st.held.len(), 2);
+    let h = &st.held[0];
+    assert_eq!(h.kind, AlertKind::IpBurst);
+    assert_eq!(h.id.as_deref(), Some("ip_burst-00112233aabbccdd"));
+    assert_eq!(h.facts.service, "exim");
+    assert_eq!(h.facts.last_seen, "2026-11-23 03:14:09 UTC");
+    let old_text = h.prerendered.as_ref().unwrap();
+    assert_eq!(
+        old_text.subject,
+        "[authwatch] 203.0.113.9 made 5 failed logins"
+    );
+    assert_eq!(old_text.html, None);
+    assert_eq!(
+        st.held[1].prerendered.as_ref().unwrap().html.as_deref(),
+        Some("<p>t</p>")
+    );
+    assert_eq!(st.held[1].id, None);
+    assert_eq!(st.held_records[0].kind, AlertKind::AccountAttack);
+    // The next digest carries them, and the state saved now is the new form, which loads too.
+    let mut p = Policy::new(settings());
+    p.restore(st);
+    let resaved = serde_json::to_string(p.state()).unwrap();
+    assert!(!resaved.contains("\"rendered\""), "{resaved}");
+    let again: PolicyState = serde_json::from_str(&resaved).unwrap();
+    assert_eq!(again.held, p.state().held);
+    let out = p.tick("2026-11-23T04:00:01Z".parse().unwrap());
+    let [Outgoing::Digest { held, records, .. }] = &out[..] else {
+        panic!("{out:?}");
+    };
+    assert_eq!(held.len(), 2);
+    assert_eq!(
+        held[0].prerendered.as_ref().unwrap().text,
+        "Automatic alert from authwatch - DO NOT reply\n"
+    );
+    assert_eq!(records.len(), 1);
 }

@@ -21,7 +21,8 @@ pub use context::{
 pub use held::{held_csv, DIGEST_TABLE_ROWS, HELD_CSV_NAME};
 
 use crate::alert_kind::AlertKind;
-use crate::message::{AlertFacts, Rendered};
+use crate::message::Rendered;
+use crate::policy::AlertFacts;
 use crate::text::clean_subject;
 use minijinja::{Environment, UndefinedBehavior};
 use serde::Serialize;
@@ -96,21 +97,19 @@ pub const KINDS: &[&str] = &[
     AlertKind::Health.as_str(),
 ];
 
-/// The facts of an alert (for a digest's table of held-back alerts) from its context: one with
-/// `service` and `first_seen`/`last_seen` (or `login_time`).
-fn facts_of(ctx: &minijinja::Value) -> Option<AlertFacts> {
-    let text = |k: &str| {
-        ctx.get_attr(k)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-    };
-    let service = text("service")?;
+/// The facts of an alert (for a digest's one-line record of an alert the hourly cap held
+/// back) from its context: `service` and `first_seen`/`last_seen` (or `login_time`, for a
+/// compromised account). Empty fields for a context without them.
+pub fn alert_facts(ctx: &serde_json::Value) -> AlertFacts {
+    let text = |k: &str| ctx.get(k).and_then(|v| v.as_str()).map(str::to_string);
     let login = text("login_time");
-    Some(AlertFacts {
-        service,
-        first_seen: text("first_seen").or_else(|| login.clone())?,
-        last_seen: text("last_seen").or(login)?,
-    })
+    AlertFacts {
+        service: text("service").unwrap_or_default(),
+        first_seen: text("first_seen")
+            .or_else(|| login.clone())
+            .unwrap_or_default(),
+        last_seen: text("last_seen").or(login).unwrap_or_default(),
+    }
 }
 
 /// Errors from loading or rendering templates, with file and line.
@@ -241,7 +240,6 @@ impl Renderer {
             text,
             html,
             id: None,
-            facts: facts_of(&value),
             attachments: Vec::new(),
         })
     }

@@ -143,7 +143,7 @@ fn html_part_is_a_table_with_escaped_attacker_text() {
 #[test]
 fn held_alerts_csv_quotes_and_defuses_fields() {
     let rec = |key: &str| crate::policy::HeldRecord {
-        kind: "account_attack".into(),
+        kind: AlertKind::AccountAttack,
         key: key.into(),
         service: "exim".into(),
         attempts: 7,
@@ -185,14 +185,21 @@ fn digest_lists_held_records_in_a_table() {
     );
     assert!(out.text.contains("  198.51.100.23 "), "{}", out.text);
     assert!(out.subject.contains("2 new alerts"), "{}", out.subject);
-    // An alert's facts come from its context; a digest has none.
-    let ip = r.render_ip_alert(&IpAlertContext::sample()).unwrap();
-    let f = ip.facts.unwrap();
-    assert_eq!(f.service, "exim");
-    assert!(!f.first_seen.is_empty() && !f.last_seen.is_empty());
-    assert_eq!(out.facts, None);
-    let c = r
-        .render("compromised", &sample_context("compromised").unwrap())
-        .unwrap();
-    assert_eq!(c.facts.unwrap().first_seen, "2026-11-23 03:20:00 UTC");
+}
+
+#[test]
+fn an_alerts_facts_come_from_its_context() {
+    let ip = alert_facts(&sample_context("ip_burst").unwrap());
+    assert_eq!(ip.service, "exim");
+    assert_eq!(ip.first_seen, "2026-11-23 03:14:00 UTC");
+    assert_eq!(ip.last_seen, "2026-11-23 03:14:00 UTC");
+    let c = alert_facts(&sample_context("compromised").unwrap());
+    assert_eq!(c.service, "dovecot");
+    assert_eq!(c.first_seen, "2026-11-23 03:20:00 UTC");
+    assert_eq!(c.last_seen, "2026-11-23 03:20:00 UTC");
+    // A digest has none.
+    assert_eq!(
+        alert_facts(&sample_context("digest").unwrap()),
+        crate::policy::AlertFacts::default()
+    );
 }

@@ -1,11 +1,13 @@
-//! Rendering for the [`Engine`]: alerts, digests and health alerts filled from the configured
-//! templates (a template that fails still gives a plain mail with the essentials), and the
-//! policy's outgoing mails (single, grouped, digest) turned into rendered messages.
+//! Rendering for the [`Engine`], the one place alerts become mail text, after the alert policy
+//! has decided: what the policy lets go (one alert, a group, a digest with held-back alerts)
+//! and health alerts are filled from the configured templates (a template that fails still
+//! gives a plain mail with the essentials). An alert the policy held in a `state.json` of an
+//! older version, which rendered before the policy, is sent with that old text.
 
 use super::engine::Engine;
 use super::health::HealthContextParts;
 use crate::message::Rendered;
-use crate::policy::Outgoing;
+use crate::policy::{Notice, Outgoing};
 use jiff::Timestamp;
 use tracing::error;
 
@@ -36,8 +38,11 @@ impl Engine {
     pub(super) fn render_outgoing(&self, o: Outgoing, now: Timestamp) -> Rendered {
         let id = o.id();
         let mut r = match o {
-            Outgoing::Single(r) => return r,
-            Outgoing::Group(alerts) => self.render_digest(alerts, Vec::new(), 0, Vec::new(), now),
+            Outgoing::Single(n) => return self.render_notice(n),
+            Outgoing::Group(alerts) => {
+                let alerts = alerts.into_iter().map(|n| self.render_notice(n)).collect();
+                self.render_digest(alerts, Vec::new(), 0, Vec::new(), now)
+            }
             Outgoing::Digest {
                 incidents,
                 held,
@@ -45,10 +50,26 @@ impl Engine {
                 after: _,
             } => {
                 let n = held.len() as u64;
+                let held = held.into_iter().map(|n| self.render_notice(n)).collect();
                 self.render_digest(held, incidents, n, records, now)
             }
         };
         r.id = id;
+        r
+    }
+
+    /// Render one alert the policy let go, with its id.
+    fn render_notice(&self, n: Notice) -> Rendered {
+        let mut r = match n.prerendered {
+            Some(old) => Rendered {
+                subject: old.subject,
+                text: old.text,
+                html: old.html,
+                ..Default::default()
+            },
+            None => self.render(n.kind.as_str(), &n.context, &n.key, n.attempts),
+        };
+        r.id = n.id;
         r
     }
 
@@ -70,7 +91,7 @@ impl Engine {
             incidents: incidents
                 .into_iter()
                 .map(|i| crate::render::DigestIncident {
-                    kind: i.kind,
+                    kind: i.kind.to_string(),
                     key: i.key,
                     new_attempts: i.new_attempts,
                     total: i.total,
@@ -117,7 +138,6 @@ impl Engine {
                 Rendered {
                     html: None,
                     id: None,
-                    facts: None,
                     attachments: Vec::new(),
                     subject: format!(
                         "{} {kind}: {target} ({attempts} failed logins) on {}",

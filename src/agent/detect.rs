@@ -6,7 +6,7 @@
 
 use super::engine::{Engine, PendingAlert};
 use crate::actions::ActionContext;
-use crate::message::Rendered;
+use crate::alert_kind::AlertKind;
 use crate::policy::Notice;
 use crate::render::{CompromiseContext, GroupAlertContext, IpAlertContext};
 use crate::rules::{Hit, HitKind};
@@ -16,12 +16,14 @@ use std::net::IpAddr;
 use tracing::{debug, info, warn};
 
 impl Engine {
-    /// Render an alert now, or, when actions run for its kind, keep it in `pending` until they
-    /// have run. `action` is `None` for alerts that name no single address.
+    /// A notice for the policy now, or, when actions run for its kind, keep the alert in
+    /// `pending` until they have run (their results go into its context). `action` is `None`
+    /// for alerts that name no single address. Nothing is rendered here: that happens once
+    /// the policy lets the alert go (`alerts.rs`).
     #[allow(clippy::too_many_arguments)]
     pub(super) fn emit<C: serde::Serialize>(
         &mut self,
-        kind: &'static str,
+        kind: AlertKind,
         key: String,
         urgent: bool,
         total: u64,
@@ -34,7 +36,7 @@ impl Engine {
         let names = self
             .action_names
             .iter()
-            .find(|(k, _)| *k == kind)
+            .find(|(k, _)| *k == kind.as_str())
             .map(|(_, n)| n.clone())
             .unwrap_or_default();
         if let (Some(action), false, true) = (action, names.is_empty(), self.actions.is_some()) {
@@ -55,9 +57,7 @@ impl Engine {
             m.entry("actions")
                 .or_insert(serde_json::Value::Array(Vec::new()));
         }
-        let mut r = self.render(kind, &context, &key, attempts);
-        r.id = Some(id);
-        Some(notice(kind, key, urgent, r, total))
+        Some(notice(kind, key, urgent, total, attempts, id, context))
     }
 
     /// What actions get for an alert about `ip`, or about the subnet `network` (then `ip` is
@@ -122,7 +122,12 @@ impl Engine {
             );
             let ctx = IpAlertContext::new(&alert, &self.env, now);
             let key = alert.key.to_string();
-            let id = alert_id("ip_burst", &key, alert.alert_number, alert.last_seen);
+            let id = alert_id(
+                AlertKind::IpBurst,
+                &key,
+                alert.alert_number,
+                alert.last_seen,
+            );
             let action = self.action_context(
                 alert.key,
                 None,
@@ -131,7 +136,7 @@ impl Engine {
                 alert.service,
             );
             out.extend(self.emit(
-                "ip_burst",
+                AlertKind::IpBurst,
                 key,
                 false,
                 alert.attempts_total,
@@ -163,7 +168,7 @@ impl Engine {
             info!(subnet = %net, addresses = a.distinct_members_in_window, attempts_in_window = a.attempts_in_window, "subnet threshold crossed; alerting");
             let ctx = GroupAlertContext::new(&a, &self.env, th.attempts, th.window, now);
             let key = net.to_string();
-            let id = alert_id("subnet_burst", &key, a.alert_number, a.last_seen);
+            let id = alert_id(AlertKind::SubnetBurst, &key, a.alert_number, a.last_seen);
             let action = self.action_context(
                 net.network(),
                 Some(net),
@@ -172,7 +177,7 @@ impl Engine {
                 hit.service,
             );
             out.extend(self.emit(
-                "subnet_burst",
+                AlertKind::SubnetBurst,
                 key,
                 false,
                 a.attempts_total,
@@ -194,10 +199,10 @@ impl Engine {
             info!(account = %crate::text::inert(&a.key), ips = a.distinct_members_in_window, attempts_in_window = a.attempts_in_window, "account attacked from many IPs; alerting");
             let ctx = GroupAlertContext::new(&a, &self.env, th.attempts, th.window, now);
             let key = ctx.target.clone();
-            let id = alert_id("account_attack", &key, a.alert_number, a.last_seen);
+            let id = alert_id(AlertKind::AccountAttack, &key, a.alert_number, a.last_seen);
             // Many addresses, none of them "the" attacker: no actions.
             out.extend(self.emit(
-                "account_attack",
+                AlertKind::AccountAttack,
                 key,
                 false,
                 a.attempts_total,
@@ -275,10 +280,15 @@ impl Engine {
             generated_at: crate::text::human_time(now, &self.env.tz),
             actions: Vec::new(),
         };
-        let id = alert_id("compromised", &format!("{} {account}", hit.ip), 1, at);
+        let id = alert_id(
+            AlertKind::Compromised,
+            &format!("{} {account}", hit.ip),
+            1,
+            at,
+        );
         let action = self.action_context(hit.ip, None, Some(account), from_ip, hit.service);
         self.emit(
-            "compromised",
+            AlertKind::Compromised,
             format!("{} {}", ctx.ip, ctx.account),
             true,
             from_ip,
@@ -296,7 +306,7 @@ impl Engine {
         let attempts = u64::from(hit.attempts);
         if let Some(t) = self.detector.alerted_total(&hit.ip) {
             self.policy
-                .activity("ip_burst", &hit.ip.to_string(), t + attempts, now);
+                .activity(AlertKind::IpBurst, &hit.ip.to_string(), t + attempts, now);
         }
         if let Some((d, sc)) = &self.subnets {
             let prefix = match hit.ip {
@@ -308,8 +318,12 @@ impl Engine {
                 .map(|n| n.trunc())
             {
                 if let Some(t) = d.alerted_total(&net) {
-                    self.policy
-                        .activity("subnet_burst", &net.to_string(), t + attempts, now);
+                    self.policy.activity(
+                        AlertKind::SubnetBurst,
+                        &net.to_string(),
+                        t + attempts,
+                        now,
+                    );
                 }
             }
         }
@@ -317,7 +331,7 @@ impl Engine {
             if let Some(t) = d.alerted_total(user) {
                 let key = crate::text::inert(user);
                 self.policy
-                    .activity("account_attack", &key, t + attempts, now);
+                    .activity(AlertKind::AccountAttack, &key, t + attempts, now);
             }
         }
     }
@@ -349,25 +363,33 @@ pub(super) fn ip_text(ip: &IpAddr) -> String {
 
 /// A stable identity for an alert: the same lines give the same id, also when they are read
 /// again after a crash.
-pub(super) fn alert_id(kind: &str, key: &str, number: u32, at: Timestamp) -> String {
+pub(super) fn alert_id(kind: AlertKind, key: &str, number: u32, at: Timestamp) -> String {
     use std::hash::{Hash, Hasher};
     let mut h = std::hash::DefaultHasher::new();
-    (kind, key, number, at.as_second()).hash(&mut h);
+    (kind.as_str(), key, number, at.as_second()).hash(&mut h);
     format!("{kind}-{:016x}", h.finish())
 }
 
+/// The notice for the policy about an alert, with its template context (`actions` filled in)
+/// and the facts a digest's record of it shows.
 pub(super) fn notice(
-    kind: &str,
+    kind: AlertKind,
     key: String,
     urgent: bool,
-    rendered: Rendered,
     total: u64,
+    attempts: u64,
+    id: String,
+    context: serde_json::Value,
 ) -> Notice {
     Notice {
-        kind: kind.to_string(),
+        kind,
         key,
         urgent,
-        rendered,
         total,
+        attempts,
+        id: Some(id),
+        facts: crate::render::alert_facts(&context),
+        context,
+        prerendered: None,
     }
 }

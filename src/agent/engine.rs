@@ -1,15 +1,16 @@
 //! [`Engine`]: the synchronous state machine from log lines to outgoing alerts. A line goes in
 //! ([`Engine::line`]); the source's rules turn it into a hit, the detectors (per IP, per
 //! subnet, per account) count it in their sliding windows, a threshold crossing becomes a
-//! notice, and the alert policy (grouping, cooldown, hourly cap, digests) decides which
-//! rendered mails are due now. Timers of the policy run in [`Engine::tick`]. Nothing here does
+//! notice, the alert policy (grouping, cooldown, hourly cap, digests) decides which alerts
+//! are due now, and only those are rendered into mails. Timers of the policy run in [`Engine::tick`]. Nothing here does
 //! I/O or waits: the clock is injected, so the engine is tested by moving time.
 //!
 //! This file holds the state and the entry points; `detect.rs` turns hits into notices,
-//! `alerts.rs` renders them, `reload.rs` swaps settings while keeping the state.
+//! `alerts.rs` renders what the policy lets go, `reload.rs` swaps settings while keeping the state.
 
 use super::detect::notice;
 use crate::actions::{ActionContext, ActionResult, ActionRunner};
+use crate::alert_kind::AlertKind;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::detect::{DetectorSettings, IpDetector, KeyDetector};
@@ -60,10 +61,11 @@ pub struct Engine {
     pub(super) pending: Vec<PendingAlert>,
 }
 
-/// An alert whose actions must run before it is rendered (their results go into the mail).
+/// An alert whose actions must run before it goes to the policy (their results go into the
+/// mail).
 #[derive(Debug)]
 pub struct PendingAlert {
-    pub(super) kind: &'static str,
+    pub(super) kind: AlertKind,
     pub(super) key: String,
     pub(super) urgent: bool,
     pub(super) total: u64,
@@ -172,20 +174,18 @@ impl Engine {
                 serde_json::to_value(crate::actions::for_alert(&results)).unwrap_or_default(),
             );
         }
-        let mut r = self.render(p.kind, &context, &p.key, p.attempts);
-        r.id = Some(p.id);
         // Attempts made while the actions ran were seen by the detector but could not reach
         // the incident (it did not exist yet): the incident opens at the detector's total now.
         let total = p.total.max(self.live_total(p.kind, &p.key).unwrap_or(0));
-        let n = notice(p.kind, p.key, p.urgent, r, total);
+        let n = notice(p.kind, p.key, p.urgent, total, p.attempts, p.id, context);
         self.offer(vec![n])
     }
 
     /// All attempts the detector of `kind` has counted for `key` so far, if it alerted.
-    pub(super) fn live_total(&self, kind: &str, key: &str) -> Option<u64> {
+    pub(super) fn live_total(&self, kind: AlertKind, key: &str) -> Option<u64> {
         match kind {
-            "ip_burst" => self.detector.alerted_total(&key.parse().ok()?),
-            "subnet_burst" => self.subnets.as_ref()?.0.alerted_total(&key.parse().ok()?),
+            AlertKind::IpBurst => self.detector.alerted_total(&key.parse().ok()?),
+            AlertKind::SubnetBurst => self.subnets.as_ref()?.0.alerted_total(&key.parse().ok()?),
             _ => None,
         }
     }

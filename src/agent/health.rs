@@ -196,7 +196,7 @@ pub(super) fn write_status(
             .into_iter()
             .map(|i| IncidentLine {
                 key: i.key.clone(),
-                kind: i.kind.clone(),
+                kind: i.kind.to_string(),
                 service: String::new(),
                 attempts: i.total,
                 since: i.opened,

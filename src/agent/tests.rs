@@ -430,3 +430,40 @@ fn reload_keeps_dovecot_session_pairing() {
     assert!(e.line(0, summary).is_empty(), "3 attempts, not 6");
     assert_eq!(e.hits_seen, 3, "the summary adds nothing: all were counted");
 }
+
+#[test]
+fn held_alerts_are_rendered_after_the_policy_and_old_rendered_ones_keep_their_text() {
+    // A state.json of a version that rendered before the policy: one held alert with its
+    // text, the hourly cap (1) used up a minute ago, the last digest half an hour ago.
+    let old = r#"{"pending": [], "group_started": null,
+      "held": [{"kind": "ip_burst", "key": "198.51.100.8", "urgent": false, "total": 6,
+        "rendered": {"subject": "OLD SUBJECT 198.51.100.8", "text": "old body text\n",
+                     "id": "ip_burst-00112233aabbccdd"}}],
+      "incidents": {}, "sent": ["2026-11-23T11:59:00Z"],
+      "last_digest": "2026-11-23T11:30:00Z"}"#;
+    let clock = clock();
+    let mut e = engine_with(
+        clock.clone(),
+        "alerts: {max_per_hour: 1, group_interval: 1h}\n",
+    );
+    e.restore_policy(serde_json::from_str(old).unwrap());
+    // A new alert: held back by the cap, not rendered yet (no mail).
+    let mut out = Vec::new();
+    for i in 0..5 {
+        out.extend(e.line(0, &line(i, "203.0.113.9", "info")));
+    }
+    assert_eq!(out, vec![], "held back by the cap");
+    let held = e.policy_state();
+    let json = serde_json::to_value(&held).unwrap();
+    let new = &json["held"][1];
+    assert_eq!(new["kind"], "ip_burst");
+    assert_eq!(new["context"]["ip"], "203.0.113.9");
+    assert!(new.get("rendered").is_none() && new.get("prerendered").is_none());
+    clock.set("2026-11-23T12:30:01Z".parse().unwrap());
+    let digest = e.tick();
+    assert_eq!(digest.len(), 1, "{digest:?}");
+    let text = &digest[0].text;
+    assert!(text.contains("OLD SUBJECT 198.51.100.8\n"), "{text}");
+    assert!(text.contains("old body text"), "{text}");
+    assert!(text.contains("203.0.113.9 made 5 failed logins"), "{text}");
+}

@@ -267,7 +267,7 @@ pub fn sample_context(kind: &str) -> Option<serde_json::Value> {
                 text: "Automatic alert from authwatch - DO NOT reply\n...".into(),
                 html: None,
                 id: None,
-                ..Default::default()
+                attachments: Vec::new(),
             }],
             incidents: vec![DigestIncident {
                 kind: AlertKind::IpBurst.to_string(),
@@ -282,7 +282,7 @@ pub fn sample_context(kind: &str) -> Option<serde_json::Value> {
             held_count: 1,
             held_dropped: 0,
             held_records: vec![crate::policy::HeldRecord {
-                kind: AlertKind::IpBurst.to_string(),
+                kind: AlertKind::IpBurst,
                 key: "198.51.100.23".into(),
                 service: "exim".into(),
                 attempts: 5,

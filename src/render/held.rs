@@ -36,7 +36,7 @@ pub fn held_csv(records: &[HeldRecord]) -> Option<Attachment> {
     text.push_str("kind,key,service,attempts,first_seen,last_seen\n");
     for r in records {
         let fields = [
-            csv_field(&r.kind),
+            csv_field(r.kind.as_str()),
             csv_field(&r.key),
             csv_field(&r.service),
             r.attempts.to_string(),
