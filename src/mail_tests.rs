@@ -331,6 +331,62 @@ fn alert_ids_survive_a_restart() {
     assert!(!again.contains("ip_burst-3"));
 }
 
+/// After an upgrade from a version with `DefaultHasher` ids, `alert-ids` holds ids of the old
+/// form. An alert made again from the lines read after the restart (the same alert the old
+/// version spooled) is recognised by its legacy id and not sent twice; a new alert is sent.
+#[test]
+fn an_alert_spooled_under_an_old_format_id_is_not_sent_twice_after_upgrade_regression_issue_17() {
+    use crate::alert_kind::AlertKind;
+    use crate::policy::id::alert_id;
+    let dir = tempfile::tempdir().unwrap();
+    let composer = Composer::new(&cfg(dir.path())).unwrap();
+    let at = jiff::Timestamp::from_second(1_795_400_000).unwrap();
+    let old = alert_id(AlertKind::IpBurst, "203.0.113.9", 1, at);
+    let other = alert_id(AlertKind::IpBurst, "198.51.100.4", 1, at);
+    // What the old version wrote: its ids, of the old form (one per line).
+    std::fs::write(
+        dir.path().join("alert-ids"),
+        format!("subnet_burst-0123456789abcdef\n{}\n", old.legacy),
+    )
+    .unwrap();
+    let rendered = |id: &crate::policy::id::AlertId| Rendered {
+        subject: format!("about {}", id.id),
+        text: "b".into(),
+        id: Some(id.id.clone()),
+        legacy_id: Some(id.legacy.clone()),
+        ..Default::default()
+    };
+    // The agent's repeat check (`queue` in agent/run.rs): spool what was not seen.
+    let send = |w: &mut SpoolWriter, r: &Rendered| {
+        if w.seen_alert(r).is_none() {
+            w.stage(&composer.build(r).unwrap(), r).unwrap();
+        }
+        w.commit()
+    };
+    let mut w = SpoolWriter::open(dir.path()).unwrap();
+    let again = rendered(&old);
+    assert_eq!(w.seen_alert(&again), Some(old.legacy.as_str()));
+    assert_eq!(
+        send(&mut w, &again),
+        0,
+        "made again after the upgrade: not sent"
+    );
+    assert_eq!(send(&mut w, &rendered(&other)), 1, "a new alert is sent");
+    assert_eq!(w.spool().pending().unwrap().len(), 1);
+    // Its new id is recorded; once again, it is a repeat by that id.
+    let w = SpoolWriter::open(dir.path()).unwrap();
+    assert_eq!(w.seen_alert(&rendered(&other)), Some(other.id.as_str()));
+    // Without old-form ids in the file, a legacy id is not looked up.
+    let fresh = tempfile::tempdir().unwrap();
+    std::fs::write(fresh.path().join("alert-ids"), format!("{}\n", other.id)).unwrap();
+    let w = SpoolWriter::open(fresh.path()).unwrap();
+    let mut r = rendered(&old);
+    r.legacy_id = Some(other.id.clone());
+    assert_eq!(w.seen_alert(&r), None);
+    let ids = AlertIds::open(fresh.path());
+    assert!(!ids.has_legacy());
+}
+
 #[test]
 fn backoff_has_full_jitter_under_a_cap() {
     let r = RetryPolicy {

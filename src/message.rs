@@ -17,6 +17,10 @@ pub struct Rendered {
     /// made again after a crash (lines re-read since the last saved state) is not sent twice.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
+    /// The id versions before `v2` gave the alert: checked too while `alert-ids` still holds
+    /// ids of that form (see [`crate::policy::id`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub legacy_id: Option<String>,
     /// Files sent with the mail (the digest's CSV of held-back alerts).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attachments: Vec<Attachment>,

@@ -240,6 +240,7 @@ impl Renderer {
             text,
             html,
             id: None,
+            legacy_id: None,
             attachments: Vec::new(),
         })
     }

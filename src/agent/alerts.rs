@@ -36,7 +36,7 @@ impl Engine {
     }
 
     pub(super) fn render_outgoing(&self, o: Outgoing, now: Timestamp) -> Rendered {
-        let id = o.id();
+        let (id, legacy_id) = (o.id(), o.legacy_id());
         let mut r = match o {
             Outgoing::Single(n) => return self.render_notice(n),
             Outgoing::Group(alerts) => {
@@ -55,6 +55,7 @@ impl Engine {
             }
         };
         r.id = id;
+        r.legacy_id = legacy_id;
         r
     }
 
@@ -70,6 +71,7 @@ impl Engine {
             None => self.render(n.kind.as_str(), &n.context, &n.key, n.attempts),
         };
         r.id = n.id;
+        r.legacy_id = n.legacy_id;
         r
     }
 
@@ -138,6 +140,7 @@ impl Engine {
                 Rendered {
                     html: None,
                     id: None,
+                    legacy_id: None,
                     attachments: Vec::new(),
                     subject: format!(
                         "{} {kind}: {target} ({attempts} failed logins) on {}",

@@ -2,11 +2,12 @@
 //! allowlist and the detectors (per IP, per subnet, per account), turns threshold crossings and
 //! logins after failures into notices for the alert policy, tells the policy about further
 //! attempts on open incidents, and parks alerts whose actions must run first
-//! ([`Engine::take_pending`]). Alert ids are made here too.
+//! ([`Engine::take_pending`]). Alert ids are made by [`crate::policy::id`].
 
 use super::engine::{Engine, PendingAlert};
 use crate::actions::ActionContext;
 use crate::alert_kind::AlertKind;
+use crate::policy::id::{alert_id, AlertId};
 use crate::policy::Notice;
 use crate::render::{CompromiseContext, GroupAlertContext, IpAlertContext};
 use crate::rules::{Hit, HitKind};
@@ -28,7 +29,7 @@ impl Engine {
         urgent: bool,
         total: u64,
         attempts: u64,
-        id: String,
+        id: AlertId,
         ctx: &C,
         action: Option<ActionContext>,
     ) -> Option<Notice> {
@@ -361,15 +362,6 @@ pub(super) fn ip_text(ip: &IpAddr) -> String {
     }
 }
 
-/// A stable identity for an alert: the same lines give the same id, also when they are read
-/// again after a crash.
-pub(super) fn alert_id(kind: AlertKind, key: &str, number: u32, at: Timestamp) -> String {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::hash::DefaultHasher::new();
-    (kind.as_str(), key, number, at.as_second()).hash(&mut h);
-    format!("{kind}-{:016x}", h.finish())
-}
-
 /// The notice for the policy about an alert, with its template context (`actions` filled in)
 /// and the facts a digest's record of it shows.
 pub(super) fn notice(
@@ -378,7 +370,7 @@ pub(super) fn notice(
     urgent: bool,
     total: u64,
     attempts: u64,
-    id: String,
+    id: AlertId,
     context: serde_json::Value,
 ) -> Notice {
     Notice {
@@ -387,7 +379,8 @@ pub(super) fn notice(
         urgent,
         total,
         attempts,
-        id: Some(id),
+        id: Some(id.id),
+        legacy_id: Some(id.legacy),
         facts: crate::render::alert_facts(&context),
         context,
         prerendered: None,

@@ -70,7 +70,7 @@ pub struct PendingAlert {
     pub(super) urgent: bool,
     pub(super) total: u64,
     pub(super) attempts: u64,
-    pub(super) id: String,
+    pub(super) id: crate::policy::id::AlertId,
     pub(super) context: serde_json::Value,
     /// What the actions get; the IP was parsed by a rule and checked against the allowlist.
     pub action: ActionContext,

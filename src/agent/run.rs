@@ -32,11 +32,9 @@ use tracing::{error, info, warn};
 /// is woken, at [`commit`], once per batch of lines or timer tick. An alert whose id was
 /// spooled before (lines read again after a crash) is not sent again.
 fn queue(composer: &Composer, writer: &mut SpoolWriter, r: Rendered) {
-    if let Some(id) = &r.id {
-        if writer.seen(id) {
-            info!(id = %id, subject = %r.subject, "alert already sent before a restart; not sending it again");
-            return;
-        }
+    if let Some(id) = writer.seen_alert(&r) {
+        info!(id = %id, subject = %r.subject, "alert already sent before a restart; not sending it again");
+        return;
     }
     match composer.build(&r) {
         Ok(msg) => {

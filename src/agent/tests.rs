@@ -467,3 +467,19 @@ fn held_alerts_are_rendered_after_the_policy_and_old_rendered_ones_keep_their_te
     assert!(text.contains("old body text"), "{text}");
     assert!(text.contains("203.0.113.9 made 5 failed logins"), "{text}");
 }
+
+#[test]
+fn engine_alerts_carry_a_v2_id_and_the_legacy_id() {
+    let mut e = engine(clock());
+    let mut out = Vec::new();
+    for i in 0..5 {
+        out.extend(e.line(0, &line(i, "203.0.113.9", "info")));
+    }
+    assert_eq!(out.len(), 1, "{out:?}");
+    let at: Timestamp = "2026-11-23T10:00:04Z".parse().unwrap();
+    let want =
+        crate::policy::id::alert_id(crate::alert_kind::AlertKind::IpBurst, "203.0.113.9", 1, at);
+    assert_eq!(out[0].id.as_deref(), Some(want.id.as_str()));
+    assert!(want.id.starts_with("ip_burst-v2-"));
+    assert_eq!(out[0].legacy_id.as_deref(), Some(want.legacy.as_str()));
+}

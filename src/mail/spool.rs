@@ -3,6 +3,7 @@
 //! alerts durable before the checkpoint passes their lines.
 
 use crate::message::Rendered;
+use crate::policy::id::is_legacy;
 use lettre::Message;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -97,10 +98,15 @@ impl Spool {
 /// fsynced when an alert is spooled). After a crash, the lines since the last saved state are
 /// read again and make the same alerts with the same ids; those are not sent a second time.
 /// The file keeps the last [`AlertIds::KEEP`] ids.
+///
+/// Ids of versions before `v2` (see [`crate::policy::id`]) may be in the file after an
+/// upgrade; while any is, [`SpoolWriter::seen_alert`] also checks an alert's legacy id.
 pub struct AlertIds {
     path: PathBuf,
     ids: std::collections::HashSet<String>,
     order: std::collections::VecDeque<String>,
+    /// How many of `ids` have the form of versions before `v2`.
+    legacy: usize,
 }
 
 impl AlertIds {
@@ -113,6 +119,7 @@ impl AlertIds {
             path,
             ids: Default::default(),
             order: Default::default(),
+            legacy: 0,
         };
         for l in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
             me.remember(l.to_string());
@@ -122,10 +129,12 @@ impl AlertIds {
 
     fn remember(&mut self, id: String) {
         if self.ids.insert(id.clone()) {
+            self.legacy += usize::from(is_legacy(&id));
             self.order.push_back(id);
             if self.order.len() > Self::KEEP {
                 if let Some(old) = self.order.pop_front() {
                     self.ids.remove(&old);
+                    self.legacy -= usize::from(is_legacy(&old));
                 }
             }
         }
@@ -133,6 +142,11 @@ impl AlertIds {
 
     pub fn contains(&self, id: &str) -> bool {
         self.ids.contains(id)
+    }
+
+    /// Whether ids of the form before `v2` are still remembered.
+    pub fn has_legacy(&self) -> bool {
+        self.legacy > 0
     }
 
     /// Remember an id durably; the file is rewritten when it has grown to twice what is kept.
@@ -220,6 +234,18 @@ impl SpoolWriter {
     /// Whether an alert with this id was spooled already (also earlier in this batch).
     pub fn seen(&self, id: &str) -> bool {
         self.ids.contains(id)
+    }
+
+    /// Whether this alert was spooled already: by its id, or, while `alert-ids` still holds
+    /// ids of versions before `v2`, by the id such a version gave it (an alert made again just
+    /// after an upgrade). Which of its ids matched, if one did.
+    pub fn seen_alert<'r>(&self, r: &'r Rendered) -> Option<&'r str> {
+        let id = r.id.as_deref().filter(|id| self.ids.contains(id));
+        id.or_else(|| {
+            r.legacy_id
+                .as_deref()
+                .filter(|l| self.ids.has_legacy() && self.ids.contains(l))
+        })
     }
 
     /// Alerts staged and not yet committed.

@@ -267,6 +267,7 @@ pub fn sample_context(kind: &str) -> Option<serde_json::Value> {
                 text: "Automatic alert from authwatch - DO NOT reply\n...".into(),
                 html: None,
                 id: None,
+                legacy_id: None,
                 attachments: Vec::new(),
             }],
             incidents: vec![DigestIncident {

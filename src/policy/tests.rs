@@ -30,6 +30,7 @@ fn notice(key: &str, urgent: bool) -> Notice {
         total: 5,
         attempts: 5,
         id: None,
+        legacy_id: None,
         context: serde_json::json!({ "ip": key }),
         facts: AlertFacts::default(),
         prerendered: None,
@@ -417,4 +418,86 @@ fn a_state_with_held_alerts_in_the_old_rendered_form_still_loads() {
         "Automatic alert from authwatch - DO NOT reply\n"
     );
     assert_eq!(records.len(), 1);
+}
+
+/// FNV-1a 64 and the byte layout of `id.rs`, pinned: the expected ids were computed by an
+/// independent implementation of the documented layout (a few lines of Python), so a change
+/// of the hash or the layout fails here.
+#[test]
+fn alert_ids_are_fnv1a_over_the_documented_layout_golden() {
+    use super::id::{alert_id, Fnv1a};
+    // Published FNV-1a 64 test vectors.
+    for (input, want) in [
+        ("", 0xcbf2_9ce4_8422_2325_u64),
+        ("a", 0xaf63_dc4c_8601_ec8c),
+        ("foobar", 0x8594_4171_f739_67e8),
+    ] {
+        assert_eq!(
+            Fnv1a::default().bytes(input.as_bytes()).finish(),
+            want,
+            "{input:?}"
+        );
+    }
+    let ip = alert_id(AlertKind::IpBurst, "203.0.113.9", 2, t(0));
+    assert_eq!(ip.id, "ip_burst-v2-50dda826ab4a781c");
+    let c = alert_id(AlertKind::Compromised, "2001:db8::1 alice", 1, t(60));
+    assert_eq!(c.id, "compromised-v2-f5cda1436ed870af");
+    // The legacy id has the old form (its value depends on the toolchain).
+    assert!(ip.legacy.starts_with("ip_burst-") && !ip.legacy.contains("-v2-"));
+    assert_eq!(ip.legacy.len(), "ip_burst-".len() + 16);
+    assert!(super::id::is_legacy(&ip.legacy) && !super::id::is_legacy(&ip.id));
+
+    // A group: its members' ids, in any order.
+    let member = |id: &str| {
+        let mut n = notice("x", false);
+        n.id = Some(id.into());
+        n
+    };
+    let group = Outgoing::Group(vec![member("ip_burst-b"), member("ip_burst-a")]);
+    assert_eq!(group.id().as_deref(), Some("group-v2-345897983146c742"));
+    // A digest: the digest before it, its whole alerts, incidents and held records.
+    let line = |kind, key: &str| DigestLine {
+        kind,
+        key: key.into(),
+        new_attempts: 3,
+        total: 9,
+        opened: t(0),
+        last_activity: t(5),
+        repeated: false,
+    };
+    let digest = Outgoing::Digest {
+        incidents: vec![
+            line(AlertKind::SubnetBurst, "2001:db8::/64"),
+            line(AlertKind::IpBurst, "203.0.113.9"),
+        ],
+        held: vec![member("ip_burst-c")],
+        records: vec![HeldRecord {
+            kind: AlertKind::AccountAttack,
+            key: "alice".into(),
+            service: "exim".into(),
+            attempts: 7,
+            first_seen: String::new(),
+            last_seen: String::new(),
+        }],
+        after: Some(t(0)),
+    };
+    assert_eq!(digest.id().as_deref(), Some("digest-v2-4a48ee9ef5d235ef"));
+    let first = Outgoing::Digest {
+        incidents: vec![line(AlertKind::IpBurst, "a")],
+        held: Vec::new(),
+        records: Vec::new(),
+        after: None,
+    };
+    assert_eq!(first.id().as_deref(), Some("digest-v2-0af2303baa3a2fda"));
+    // Legacy ids of a group come from the members' legacy ids (none: no legacy id).
+    assert_eq!(group.legacy_id(), None);
+    let mut a = member("ip_burst-v2-1");
+    a.legacy_id = Some("ip_burst-1".into());
+    let mut b = member("ip_burst-v2-2");
+    b.legacy_id = Some("ip_burst-2".into());
+    let legacy = Outgoing::Group(vec![a.clone(), b.clone()])
+        .legacy_id()
+        .unwrap();
+    assert!(legacy.starts_with("group-") && super::id::is_legacy(&legacy));
+    assert_eq!(Outgoing::Group(vec![b, a]).legacy_id().unwrap(), legacy);
 }

@@ -18,12 +18,19 @@
 //! The policy runs on the wall clock (passed in: tests move it), and its whole state (open
 //! incidents, held alerts, mails sent in the last hour) is saved with `state.json`, so a restart
 //! neither repeats nor forgets.
+//!
+//! The policy works on alerts not rendered yet ([`Notice`]: kind, key, id, template context):
+//! it imports nothing from `render` or `message`, and only what it lets go is rendered, by
+//! `crate::agent`. `id.rs` makes the stable ids of alerts, groups and digests (a fixed,
+//! documented hash); `tests.rs` holds the tests.
 
 use crate::alert_kind::AlertKind;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
+
+pub mod id;
 
 /// Alerts held back by the cap that a digest carries whole, at most; those beyond are kept as
 /// [`HeldRecord`]s. A whole alert is 2-3 KB of text: 100 of them are already more than anyone
@@ -71,6 +78,10 @@ pub struct Notice {
     /// A stable identity of the alert (kind, key, alert number, log time), so that an alert
     /// made again after a crash (lines re-read since the last saved state) is not sent twice.
     pub id: Option<String>,
+    /// The id versions before `v2` gave the alert, for the repeat check after an upgrade
+    /// ([`id`] explains).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub legacy_id: Option<String>,
     /// The template context of the alert's kind, as JSON (`actions` filled in).
     pub context: serde_json::Value,
     /// What a digest's one-line record of the alert shows, when the cap holds it back.
@@ -171,60 +182,6 @@ pub enum Outgoing {
         /// When the digest before this one went out (none for the first).
         after: Option<Timestamp>,
     },
-}
-
-impl Outgoing {
-    /// A stable identity, like a single alert's: a group or digest made again after a crash
-    /// (the lines since the last saved state read again, the policy state as it was saved)
-    /// gets the same id and is not sent twice.
-    ///
-    /// A group is named by its members' ids. A digest by the time of the digest before it
-    /// (restored with the state), the ids of the alerts it carries and the incidents it
-    /// lists, but not their counts: lines read on after the restart may add attempts, and
-    /// the same digest with a few more attempts is still a repeat (the totals show in the
-    /// next digest). A digest made again with another alert or incident in it is sent: a
-    /// rare repeat rather than a loss. None when a member has no id.
-    pub fn id(&self) -> Option<String> {
-        use std::hash::{Hash, Hasher};
-        let mut h = std::hash::DefaultHasher::new();
-        let kind = match self {
-            Outgoing::Single(n) => return n.id.clone(),
-            Outgoing::Group(alerts) => {
-                let mut ids: Vec<&str> = alerts
-                    .iter()
-                    .map(|r| r.id.as_deref())
-                    .collect::<Option<_>>()?;
-                ids.sort_unstable();
-                ids.hash(&mut h);
-                "group"
-            }
-            Outgoing::Digest {
-                incidents,
-                held,
-                records,
-                after,
-            } => {
-                let mut ids: Vec<&str> = held
-                    .iter()
-                    .map(|r| r.id.as_deref())
-                    .collect::<Option<_>>()?;
-                ids.sort_unstable();
-                let mut keys: Vec<(&str, &str)> = incidents
-                    .iter()
-                    .map(|l| (l.kind.as_str(), l.key.as_str()))
-                    .collect();
-                keys.sort_unstable();
-                let mut held_keys: Vec<(&str, &str)> = records
-                    .iter()
-                    .map(|r| (r.kind.as_str(), r.key.as_str()))
-                    .collect();
-                held_keys.sort_unstable();
-                (after.map(|t| t.as_second()), ids, keys, held_keys).hash(&mut h);
-                "digest"
-            }
-        };
-        Some(format!("{kind}-{:016x}", h.finish()))
-    }
 }
 
 /// The policy's state (all of it is saved across restarts).
@@ -493,6 +450,8 @@ mod compat {
         #[serde(default)]
         id: Option<String>,
         #[serde(default)]
+        legacy_id: Option<String>,
+        #[serde(default)]
         context: serde_json::Value,
         #[serde(default)]
         facts: AlertFacts,
@@ -524,12 +483,15 @@ mod compat {
                 total: w.total,
                 attempts: w.attempts,
                 id: w.id,
+                legacy_id: w.legacy_id,
                 context: w.context,
                 facts: w.facts,
                 prerendered: w.prerendered,
             };
             if let Some(old) = w.rendered {
+                // Its id is of the old form already.
                 n.id = n.id.or(old.id);
+                n.legacy_id = n.legacy_id.or_else(|| n.id.clone());
                 n.facts = old.facts.unwrap_or(n.facts);
                 n.prerendered = Some(Prerendered {
                     subject: old.subject,
@@ -543,5 +505,4 @@ mod compat {
 }
 
 #[cfg(test)]
-#[path = "policy_tests.rs"]
 mod tests;
