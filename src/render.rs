@@ -4,7 +4,7 @@
 //! `templates_dir` overrides them file by file. Undefined variables are errors (strict mode),
 //! and [`Renderer::check`] renders every template with sample values and also looks for
 //! variables in branches a sample does not reach. Attacker-chosen text (account names, log
-//! lines) is made inert by [`inert`] before it reaches any template, and the rendered subject is
+//! lines) is made inert by [`inert`](crate::text::inert) before it reaches any template, and the rendered subject is
 //! cleaned and capped by [`clean_subject`] (both in [`crate::text`]).
 //!
 //! This file holds the template environment ([`Renderer`]); `render/context.rs` the template contexts
