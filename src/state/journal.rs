@@ -389,6 +389,12 @@ pub(super) fn load_detectors(
         return Ok((snap, deltas));
     }
     let f = File::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let on_disk = f.metadata().map(|m| m.len()).unwrap_or(0);
+    if on_disk > files.journal_bytes {
+        // A line written (perhaps torn) for a save that did not complete: the state that
+        // names the journal does not include it, and the next line replaces it.
+        warn!(file = %path.display(), ignored_bytes = on_disk - files.journal_bytes, "the journal's last line was written after the last save; ignored");
+    }
     let mut r = BufReader::new(f.take(files.journal_bytes));
     let mut line = Vec::new();
     let mut number = 0u64;
