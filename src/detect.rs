@@ -27,7 +27,7 @@ use key::{pack, sat32, KeyState, Member, Names};
 use keymap::KeyMap;
 use lines::LineStore;
 pub use lines::LINE_STORE_BYTES;
-pub use wire::{DetectorSnapshotV2, SnapshotView};
+pub use wire::{Delta, DeltaView, DetectorSnapshotV2, SnapshotView};
 
 /// Distinct members (accounts, addresses) remembered per key; further ones are only counted.
 pub use crate::config::MAX_MEMBERS_PER_KEY;
@@ -152,8 +152,31 @@ pub struct KeyDetector<K: Hash + Eq> {
     names: Names,
     /// Service names; a key holds an index (a handful: the rules of the config).
     services: Vec<&'static str>,
-    /// Keys forgotten since the last checkpoint (see [`KeyDetector::delta`]).
+    /// Keys forgotten or evicted since the last checkpoint (see [`KeyDetector::delta`]), at
+    /// most [`MAX_PENDING_FORGOTTEN`].
     forgotten: std::cell::RefCell<Vec<K>>,
+    /// More keys were forgotten than listed: the next checkpoint must be a full snapshot.
+    forgotten_overflow: std::cell::Cell<bool>,
+}
+
+/// Keys forgotten or evicted between two checkpoints that the next delta lists. Beyond it the
+/// list stops and the next checkpoint writes a full snapshot instead: an attacker rotating IPv6
+/// addresses past the cap evicts a key per line (hundreds of thousands per checkpoint), and
+/// listing them all would cost memory (about 40 bytes each) and journal bytes for nothing.
+pub const MAX_PENDING_FORGOTTEN: usize = 65_536;
+
+/// List `key` as forgotten for the next delta, or mark the list overflowed.
+fn note_forgotten<K>(
+    list: &mut std::cell::RefCell<Vec<K>>,
+    overflow: &std::cell::Cell<bool>,
+    key: K,
+) {
+    let list = list.get_mut();
+    if list.len() < MAX_PENDING_FORGOTTEN {
+        list.push(key);
+    } else {
+        overflow.set(true);
+    }
 }
 
 /// Per-IP detection.
@@ -200,6 +223,7 @@ impl<K: Hash + Eq + Clone> KeyDetector<K> {
             names: Names::default(),
             services: Vec::new(),
             forgotten: Default::default(),
+            forgotten_overflow: Default::default(),
         }
     }
 
@@ -344,16 +368,30 @@ impl<K: Hash + Eq + Clone> KeyDetector<K> {
     /// Forget a key (for example after a successful login, when configured).
     pub fn forget(&mut self, key: &K) {
         if self.ips.remove(key).is_some() {
-            self.forgotten.get_mut().push(key.clone());
+            note_forgotten(&mut self.forgotten, &self.forgotten_overflow, key.clone());
         }
     }
 
     /// What changed since the last delta (or snapshot): the keys counted since, and the keys
-    /// forgotten since, serialized straight from the live map. Writing it marks those keys
-    /// written: when the write fails, write a full snapshot next (see `state`). Keys evicted by
-    /// the cap are not listed: a restore applies the cap again, newest keys last.
+    /// forgotten or evicted since, serialized straight from the live map. Writing it marks
+    /// those keys written: when the write fails, write a full snapshot next (see `state`).
     pub fn delta(&self) -> wire::DeltaView<'_, K> {
         wire::DeltaView { d: self }
+    }
+
+    /// Keys changed since the last delta (or snapshot) and forgotten keys not yet written: what
+    /// the next delta holds (the checkpointer estimates its size from this before writing).
+    /// `usize::MAX` when more keys were forgotten than listed: only a snapshot is complete.
+    pub fn pending_keys(&self) -> usize {
+        if self.forgotten_overflow.get() {
+            return usize::MAX;
+        }
+        let changed = self
+            .ips
+            .iter_oldest_first()
+            .filter(|(_, st)| st.dirty.get())
+            .count();
+        changed + self.forgotten.borrow().len()
     }
 
     /// A full snapshot was written: nothing is pending for the next delta.
@@ -362,6 +400,7 @@ impl<K: Hash + Eq + Clone> KeyDetector<K> {
             st.dirty.set(false);
         }
         self.forgotten.get_mut().clear();
+        self.forgotten_overflow.set(false);
     }
 
     /// Apply a delta read back from the journal, after the snapshot it follows.
@@ -369,6 +408,8 @@ impl<K: Hash + Eq + Clone> KeyDetector<K> {
         for k in &delta.forgotten {
             self.ips.remove(k);
         }
+        // The latest hit may have been on a key forgotten since.
+        self.latest = self.latest.max(Some(delta.base));
         let evictions = self.evictions;
         self.restore(DetectorSnapshot {
             ips: delta.keys,
@@ -401,9 +442,10 @@ impl<K: Hash + Eq + Clone> KeyDetector<K> {
         // the map is full.
         let (st, evicted) = self
             .ips
-            .get_or_insert_mut(key.clone(), || KeyState::new(sec, service));
-        if evicted {
+            .get_or_insert_evicting(key.clone(), || KeyState::new(sec, service));
+        if let Some(old) = evicted {
             self.evictions += 1;
+            note_forgotten(&mut self.forgotten, &self.forgotten_overflow, old);
         }
         st.dirty.set(true);
         let s = &self.s;

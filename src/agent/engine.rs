@@ -279,16 +279,7 @@ impl Engine {
         }
     }
 
-    /// The detectors' state, for `state.json`, serialized straight from the live maps.
-    pub fn detectors_view(&self) -> crate::state::DetectorsView<'_> {
-        crate::state::DetectorsView {
-            ips: self.detector.view(),
-            subnets: self.subnets.as_ref().map(|(d, _)| d.view()),
-            accounts: self.accounts.as_ref().map(|(d, _)| d.view()),
-        }
-    }
-
-    /// Continue from saved detector state.
+    /// Continue from saved detector state: a snapshot, then the journal's deltas in order.
     pub fn restore(&mut self, snap: crate::state::Detectors) {
         self.detector.restore(snap.ips);
         if let Some((d, _)) = &mut self.subnets {
@@ -296,6 +287,21 @@ impl Engine {
         }
         if let Some((d, _)) = &mut self.accounts {
             d.restore(snap.accounts);
+        }
+    }
+
+    /// Apply the journal's deltas after [`Engine::restore`], oldest first.
+    pub fn apply_journal(&mut self, journal: Vec<crate::state::DetectorsDelta>) {
+        for delta in journal {
+            if let Some(d) = delta.ips {
+                self.detector.apply(d);
+            }
+            if let (Some((det, _)), Some(d)) = (&mut self.subnets, delta.subnets) {
+                det.apply(d);
+            }
+            if let (Some((det, _)), Some(d)) = (&mut self.accounts, delta.accounts) {
+                det.apply(d);
+            }
         }
     }
 
@@ -394,4 +400,49 @@ pub(super) fn account_settings(
         min_distinct_members: ac.distinct_ips,
     };
     Some((s, ac))
+}
+
+/// The detectors and policy as the checkpointer saves them (see `state::journal`).
+impl crate::state::Checkpointed for Engine {
+    fn full(&self) -> crate::state::DetectorsView<'_> {
+        crate::state::DetectorsView {
+            ips: self.detector.view(),
+            subnets: self.subnets.as_ref().map(|(d, _)| d.view()),
+            accounts: self.accounts.as_ref().map(|(d, _)| d.view()),
+        }
+    }
+
+    fn delta(&self) -> crate::state::DetectorsDeltaView<'_> {
+        crate::state::DetectorsDeltaView {
+            ips: self.detector.delta(),
+            subnets: self.subnets.as_ref().map(|(d, _)| d.delta()),
+            accounts: self.accounts.as_ref().map(|(d, _)| d.delta()),
+        }
+    }
+
+    fn pending_keys(&self) -> usize {
+        self.detector.pending_keys()
+            + self.subnets.as_ref().map_or(0, |(d, _)| d.pending_keys())
+            + self.accounts.as_ref().map_or(0, |(d, _)| d.pending_keys())
+    }
+
+    fn tracked_keys(&self) -> usize {
+        self.detector.tracked()
+            + self.subnets.as_ref().map_or(0, |(d, _)| d.tracked())
+            + self.accounts.as_ref().map_or(0, |(d, _)| d.tracked())
+    }
+
+    fn mark_written(&mut self) {
+        self.detector.mark_written();
+        if let Some((d, _)) = &mut self.subnets {
+            d.mark_written();
+        }
+        if let Some((d, _)) = &mut self.accounts {
+            d.mark_written();
+        }
+    }
+
+    fn policy(&self) -> &crate::policy::PolicyState {
+        self.policy.state()
+    }
 }

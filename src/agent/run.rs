@@ -19,7 +19,7 @@ use crate::hostinfo::HostInfo;
 use crate::mail::{run_mailer, Composer, Sender, Spool, SpoolWriter};
 use crate::message::Rendered;
 use crate::source::{spawn_reader, Batch, Position, Reader};
-use crate::state::{self, CursorState, SourceState, State, STATE_VERSION};
+use crate::state::{self, Checkpointer, CursorState, SourceState, State};
 use anyhow::{Context, Result};
 use jiff::Timestamp;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -210,6 +210,8 @@ struct Pipeline {
     /// Per source: the position to save (behind batches whose alerts wait for actions).
     positions: Vec<Position>,
     done_tx: mpsc::UnboundedSender<ActionsDone>,
+    /// Writes the checkpoints (journal lines or new generations; see `state::journal`).
+    checkpointer: Checkpointer,
 }
 
 impl Pipeline {
@@ -283,39 +285,38 @@ impl Pipeline {
         any
     }
 
-    /// Save checkpoints, detectors and the policy into `state_dir/state.json`.
-    fn save_state(&self, cfg: &Config) {
+    /// Save checkpoints, detectors and the policy (`state_dir/state.json` and the detector
+    /// files it names).
+    fn save_state(&mut self, cfg: &Config) {
         let positions = &self.positions;
-        let st = State {
-            version: STATE_VERSION,
-            sources: cfg
-                .sources
-                .iter()
-                .zip(positions)
-                .filter_map(|(s, pos)| match (s.file(), pos) {
-                    (Some(path), Position::File(cp)) => Some(SourceState {
-                        path: path.to_path_buf(),
-                        checkpoint: cp.clone(),
-                    }),
-                    _ => None,
-                })
-                .collect(),
-            cursors: cfg
-                .sources
-                .iter()
-                .zip(positions)
-                .filter_map(|(s, pos)| match pos {
-                    Position::Cursor(c) => Some(CursorState {
-                        source: s.name(),
-                        cursor: c.clone(),
-                    }),
-                    _ => None,
-                })
-                .collect(),
-            detector: self.engine.detectors_view(),
-            policy: self.engine.policy.state(),
-        };
-        if let Err(e) = state::save(&cfg.state_dir, &st) {
+        let sources = cfg
+            .sources
+            .iter()
+            .zip(positions)
+            .filter_map(|(s, pos)| match (s.file(), pos) {
+                (Some(path), Position::File(cp)) => Some(SourceState {
+                    path: path.to_path_buf(),
+                    checkpoint: cp.clone(),
+                }),
+                _ => None,
+            })
+            .collect();
+        let cursors = cfg
+            .sources
+            .iter()
+            .zip(positions)
+            .filter_map(|(s, pos)| match pos {
+                Position::Cursor(c) => Some(CursorState {
+                    source: s.name(),
+                    cursor: c.clone(),
+                }),
+                _ => None,
+            })
+            .collect();
+        let r = self
+            .checkpointer
+            .checkpoint(&cfg.state_dir, sources, cursors, &mut self.engine);
+        if let Err(e) = r {
             error!(dir = %cfg.state_dir.display(), error = %e, "cannot save the state (checkpoints, windows); a restart would re-read lines");
         }
     }
@@ -399,9 +400,11 @@ pub async fn run(
         holds: Holds::new(cfg.sources.len()),
         positions: Vec::new(),
         done_tx,
+        checkpointer: Checkpointer::default(),
     };
 
     let loaded = state::load_checked(&cfg.state_dir);
+    p.checkpointer = Checkpointer::resume(&cfg.state_dir, &loaded);
     let saved = loaded.state;
     if let Some(problem) = loaded.problem {
         // Never silently: the windows (and maybe the offsets) of the last run are gone.
@@ -428,6 +431,7 @@ pub async fn run(
     p.positions = saved_positions(&cfg, saved.as_ref());
     if let Some(st) = saved {
         p.engine.restore(st.detector);
+        p.engine.apply_journal(st.journal);
         p.engine.restore_policy(st.policy);
     }
 
@@ -486,6 +490,8 @@ pub async fn run(
                         old.stop().await;
                         notify.notify_one();
                         p.health.cfg = new_cfg.health.clone();
+                        // The detectors were rebuilt: their changes are no longer marked.
+                        p.checkpointer.force_full();
                         info!(config = %new_cfg.origin, "configuration reloaded; windows and incidents kept");
                         cfg = new_cfg;
                     }

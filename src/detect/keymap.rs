@@ -105,14 +105,29 @@ impl<K: Hash + Eq, V> KeyMap<K, V> {
     /// evicting the least recently seen key when the map is full. Returns the value and whether
     /// a key was evicted for it.
     pub fn get_or_insert_mut(&mut self, k: K, make: impl FnOnce() -> V) -> (&mut V, bool) {
+        let (v, evicted) = self.get_or_insert_evicting(k, make);
+        (v, evicted.is_some())
+    }
+
+    /// As [`KeyMap::get_or_insert_mut`], returning the evicted key (the checkpoint journal
+    /// lists it, see `detect::wire`).
+    pub fn get_or_insert_evicting(
+        &mut self,
+        k: K,
+        make: impl FnOnce() -> V,
+    ) -> (&mut V, Option<K>) {
         if let Some(i) = self.position(&k) {
             if self.newest != i {
                 self.unlink(i);
                 self.link_newest(i);
             }
-            return (&mut self.entries[i as usize].val, false);
+            return (&mut self.entries[i as usize].val, None);
         }
-        let evicted = self.entries.len() >= self.cap && self.pop_oldest().is_some();
+        let evicted = if self.entries.len() >= self.cap {
+            self.pop_oldest().map(|(k, _)| k)
+        } else {
+            None
+        };
         let i = self.entries.len() as u32;
         let h = self.hash(&k);
         self.entries.push(Entry {

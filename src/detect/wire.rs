@@ -18,7 +18,8 @@
 //!
 //! A delta (one line of the checkpoint journal) is `{"base": B, "evictions": N, "keys": [...],
 //! "forgotten": [key, ...]}`: the keys that changed since the last checkpoint, in the same
-//! layout, and the keys forgotten since. Writing it marks its keys written.
+//! layout, and the keys forgotten or evicted since (at most `MAX_PENDING_FORGOTTEN`; beyond,
+//! the checkpointer writes a snapshot instead). Writing it marks its keys written.
 //!
 //! Keys are written as text (`"2001:db8::7"`, `"2001:db8:1::/64"`, an account name). Version 2
 //! wrote each state as an object with field names and RFC 3339 times: about four times the
@@ -66,6 +67,7 @@ impl<K: Hash + Eq + Clone + Serialize> Serialize for DeltaView<'_, K> {
                 })
         };
         let forgotten = std::mem::take(&mut *d.forgotten.borrow_mut());
+        d.forgotten_overflow.set(false);
         let mut m = s.serialize_map(Some(4))?;
         write_fields(&mut m, d.latest.unwrap_or(0), d.evictions, keys)?;
         m.serialize_entry("forgotten", &forgotten)?;
@@ -85,7 +87,10 @@ struct DeltaIn<K> {
 }
 
 /// A delta read back from the journal (see [`KeyDetector::apply`]).
+#[derive(Debug, Clone)]
 pub struct Delta<K> {
+    /// The latest hit second when it was written.
+    pub(super) base: i64,
     pub(super) keys: Vec<(K, Saved)>,
     pub(super) evictions: u64,
     pub(super) forgotten: Vec<K>,
@@ -96,6 +101,7 @@ impl<'de, K: DeserializeOwned> Deserialize<'de> for Delta<K> {
         let w = DeltaIn::<K>::deserialize(d)?;
         let base = w.base;
         Ok(Delta {
+            base,
             keys: w
                 .keys
                 .into_iter()

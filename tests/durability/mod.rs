@@ -601,6 +601,30 @@ fn kill_9_at_random_moments_loses_no_alert_and_counts_no_line_twice() {
     assert_no_panic(&all_stderr(dir));
 }
 
+/// The saved detector windows, as text: the generation `state.json` names and the part of its
+/// journal that `state.json` covers (what a restart reads; see `state::journal`).
+fn saved_windows_text(state: &Path) -> String {
+    let Ok(st) = fs::read(state.join("state.json")) else {
+        return String::new();
+    };
+    let Ok(st) = serde_json::from_slice::<serde_json::Value>(&st) else {
+        return String::new();
+    };
+    let (Some(generation), Some(bytes)) = (
+        st["detectors"]["generation"].as_u64(),
+        st["detectors"]["journal_bytes"].as_u64(),
+    ) else {
+        return String::new();
+    };
+    let mut text =
+        fs::read_to_string(state.join(format!("detectors-{generation}.json"))).unwrap_or_default();
+    let journal =
+        fs::read(state.join(format!("detectors-{generation}.journal"))).unwrap_or_default();
+    let covered = &journal[..journal.len().min(bytes as usize)];
+    text.push_str(&String::from_utf8_lossy(covered));
+    text
+}
+
 /// A burst that straddles a kill: 3 failures processed (and saved), `kill -9`, 2 more written
 /// while the agent is down; after the restart the window continues: one alert, 5 attempts.
 #[test]
@@ -631,8 +655,7 @@ fn kill_9_mid_burst_the_window_survives() {
     // that the alert comes (then perhaps from re-read lines).
     let start = Instant::now();
     let saved = loop {
-        let text = fs::read_to_string(state.join("state.json")).unwrap_or_default();
-        if text.contains("set_id=s2)") {
+        if saved_windows_text(&state).contains("set_id=s2)") {
             break true;
         }
         if start.elapsed() > Duration::from_secs(3) {
@@ -1410,4 +1433,61 @@ fn corrupt_state_raises_a_health_alert_and_resumes_from_saved_offsets_regression
         })
         .collect();
     assert_eq!(bad.len(), 1, "the corrupt file is kept for a look");
+}
+
+/// Issue 17: the windows live in detector files beside state.json. A damaged generation is
+/// handled like a damaged state.json: a health alert, the file set aside, and the sources
+/// resume from their saved offsets (the burst written while down is still seen).
+#[test]
+fn corrupt_detector_generation_raises_a_health_alert_and_keeps_the_offsets() {
+    let tmp = tempdir();
+    let dir = tmp.path();
+    let state = dir.join("state");
+    let log = LogWriter::new(dir.join("mainlog"));
+    let cfg = write_file(
+        dir,
+        "authwatch.yaml",
+        &config(&state, &[(&log.path, "end")], "", ""),
+    );
+    let mut agent = start_agent(&cfg, "run1");
+    agent.wait_following(&log);
+    let t = now_unix() - 120;
+    log.append(&burst("203.0.113.1", t, &names("a", 5)));
+    wait_outbox(&state.join("outbox"), 1);
+    assert!(agent.stop().success());
+    let generations: Vec<PathBuf> = fs::read_dir(&state)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            let n = p.file_name().unwrap().to_string_lossy();
+            n.starts_with("detectors-") && n.ends_with(".json")
+        })
+        .collect();
+    assert!(!generations.is_empty(), "no detector generation written");
+    for g in &generations {
+        fs::write(g, b"{\"ips\":{\"base\":17").unwrap();
+    }
+    // Written while authwatch is down.
+    log.append(&burst("203.0.113.2", t + 30, &names("b", 5)));
+    let mut agent = start_agent(&cfg, "run2");
+    let mails = wait_outbox(&state.join("outbox"), 3);
+    let subjects: Vec<&str> = mails.iter().map(|m| m.subject()).collect();
+    assert!(
+        subjects
+            .iter()
+            .any(|s| s.contains("saved state was corrupt")),
+        "{subjects:?}"
+    );
+    assert!(
+        subjects.iter().any(|s| s.contains("203.0.113.2")),
+        "the burst written while down was missed: {subjects:?}"
+    );
+    assert!(agent.stop().success());
+    let bad = fs::read_dir(&state)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().contains(".json.bad-"))
+        .count();
+    assert!(bad >= 1, "the damaged generation is kept for a look");
 }
