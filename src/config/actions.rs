@@ -408,3 +408,48 @@ impl Validator {
         self.count(raw, "actions_max_concurrent", 4, 1, MAX_CONCURRENT as u64) as usize
     }
 }
+
+#[cfg(test)]
+mod undo_tests {
+    use crate::config::Config;
+    use std::path::Path;
+
+    fn load(action: &str) -> Result<Config, String> {
+        Config::from_yaml(
+            &format!("state_dir: /tmp/unused\nsources: [{{path: /tmp/unused.log}}]\nmail: {{to: [a@b.c]}}\nactions:\n  - {action}\n"),
+            "t.yaml",
+            Path::new("/"),
+        )
+        .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn an_undo_is_checked_like_the_action() {
+        let cfg = load(
+            "{name: fw, program: /bin/true, args: ['{network}'], undo: [/bin/echo, --remove, '{network}']}",
+        )
+        .unwrap();
+        let spec = cfg.actions[0].undo_spec().unwrap();
+        assert_eq!(spec.name, "fw.undo");
+        assert_eq!(spec.program, Path::new("/bin/echo"));
+        assert_eq!(spec.args, ["--remove", "{network}"]);
+        assert!(load("{name: fw, program: /bin/true}").unwrap().actions[0]
+            .undo_spec()
+            .is_none());
+        let table: &[(&str, &str)] = &[
+            ("undo: []", "actions[0].undo: give the program and its arguments"),
+            ("undo: [echo, x]", "actions[0].undo[0]: echo is not an absolute path"),
+            ("undo: [/bin/echo, '{nope}']", "actions[0].undo[1]: unknown placeholder `{nope}`"),
+            (
+                "undo: [/bin/echo, '{ip}']",
+                "actions[0].undo[1]: `{ip}` is refused in the undo of an action that runs for subnet_burst",
+            ),
+        ];
+        for (undo, want) in table {
+            let e = load(&format!("{{name: fw, program: /bin/true, {undo}}}")).unwrap_err();
+            assert!(e.contains(want), "{undo}: {e}");
+        }
+        // `{ip}` is fine for an action that runs for single addresses only.
+        load("{name: fw, program: /bin/true, on: [ip_burst], undo: [/bin/echo, '{ip}']}").unwrap();
+    }
+}
