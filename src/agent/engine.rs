@@ -361,6 +361,8 @@ impl Engine {
     pub fn tick(&mut self) -> Vec<Rendered> {
         let now = self.clock.now();
         self.ctx.now = now;
+        // Expired silences, allows and acks go (they already match nothing).
+        self.decided().prune(now);
         let due = self.policy.tick(now);
         due.into_iter()
             .filter_map(|o| self.without_muted(o, now))
