@@ -352,3 +352,75 @@ fn test_mail_delivers_a_sample_and_names_the_failing_step() {
         "{out}"
     );
 }
+
+/// A fake firewall tool that appends its argv (one line per call) to `calls`, exit 0.
+fn fake(dir: &Path, name: &str, calls: &Path) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let p = write_file(
+        dir,
+        name,
+        &format!("#!/bin/sh\necho \"$*\" >> '{}'\n", calls.display()),
+    );
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    p
+}
+
+fn example(name: &str, args: &[&str], env: (&str, &Path)) -> (Option<i32>, String) {
+    let out = std::process::Command::new(repo_file(&format!("examples/actions/{name}")))
+        .args(args)
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env(env.0, env.1)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[test]
+fn the_example_actions_undo_with_remove() {
+    let tmp = tempdir();
+    let dir = tmp.path();
+    let calls = dir.join("calls");
+    let nft = fake(dir, "nft", &calls);
+    let (code, out) = example("nft-block", &["--remove", "203.0.113.7/32"], ("NFT", &nft));
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("unblocked 203.0.113.7/32"), "{out}");
+    let (code, out) = example(
+        "nft-block",
+        &["--remove", "2001:db8:1:2::/64"],
+        ("NFT", &nft),
+    );
+    assert_eq!(code, Some(0), "{out}");
+    let log = std::fs::read_to_string(&calls).unwrap();
+    assert!(
+        log.contains("delete element inet authwatch blocked4 { 203.0.113.7/32 }")
+            && log.contains("delete element inet authwatch blocked6 { 2001:db8:1:2::/64 }"),
+        "{log}"
+    );
+    // The same checks as for blocking: nothing else reaches nft.
+    for bad in ["127.0.0.1", "$(id)", "10.0.0.0/4", "-f"] {
+        let (code, out) = example("nft-block", &["--remove", bad], ("NFT", &nft));
+        assert_eq!(code, Some(2), "{bad}: {out}");
+    }
+    let (code, out) = example(
+        "nft-block",
+        &["--remove", "203.0.113.7", "1h"],
+        ("NFT", &nft),
+    );
+    assert_eq!(code, Some(2), "{out}");
+
+    std::fs::remove_file(&calls).unwrap();
+    let apf = fake(dir, "apf", &calls);
+    let (code, out) = example("apf-block", &["--remove", "203.0.113.7/32"], ("APF", &apf));
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(std::fs::read_to_string(&calls).unwrap(), "-u 203.0.113.7\n");
+    let (code, out) = example("apf-block", &["--remove", "::1"], ("APF", &apf));
+    assert_eq!(code, Some(2), "{out}");
+}
