@@ -424,3 +424,74 @@ fn the_example_actions_undo_with_remove() {
     let (code, out) = example("apf-block", &["--remove", "::1"], ("APF", &apf));
     assert_eq!(code, Some(2), "{out}");
 }
+
+#[test]
+fn test_mail_reports_starttls_and_auth_and_a_missing_auth_offer() {
+    let tmp = tempdir();
+    let dir = tmp.path();
+    let st = std::process::Command::new("bash")
+        .arg(support("make_cert.sh"))
+        .arg(dir)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("running make_cert.sh");
+    assert!(st.success(), "make_cert.sh failed: {st}");
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let sink = Sink::start(
+        dir,
+        &[
+            "--tls",
+            "starttls",
+            "--cert",
+            cert.to_str().unwrap(),
+            "--key",
+            key.to_str().unwrap(),
+            "--auth-user",
+            "aw",
+            "--auth-password",
+            "s3cret",
+        ],
+    );
+    write_file(dir, "smtp-password", "s3cret\n");
+    let smtp = |tls: &str| {
+        format!(
+            "  smtp: {{host: 127.0.0.1, port: {}, tls: {tls}, username: aw, password_file: smtp-password, ca_file: cert.pem, timeout: 10s}}\n",
+            sink.port
+        )
+    };
+    let yaml = |tls: &str| {
+        format!(
+            "state_dir: '{}'\nhost: {{name: mx1.test, ip: 192.0.2.25}}\nsources: [{{path: '{}'}}]\nmail:\n  from: authwatch@mx1.test\n  to: [admin@example.test]\n{}",
+            dir.join("state").display(),
+            dir.join("mainlog").display(),
+            smtp(tls)
+        )
+    };
+    let cfg = write_file(dir, "starttls.yaml", &yaml("starttls"));
+    let out = ok(&cfg, &["test-mail"]);
+    for step in [
+        "connect: ok",
+        "TLS: ok (STARTTLS)",
+        "AUTH: ok (PLAIN as aw)",
+        "sent: ok",
+    ] {
+        assert!(out.contains(step), "{step} in\n{out}");
+    }
+    assert!(!out.contains("s3cret"), "{out}");
+    let mails = sink.wait_mails(1);
+    assert_eq!(
+        mails[0].envelope["auth_user"], "aw",
+        "{}",
+        mails[0].envelope
+    );
+    // Without TLS this server offers no AUTH: the step says so, and what to change.
+    let plain = write_file(dir, "plain.yaml", &yaml("none"));
+    let (code, out, _) = cmd(&plain, &["test-mail"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("TLS: off") && out.contains("AUTH: FAILED"),
+        "{out}"
+    );
+    assert!(out.contains("set tls: starttls"), "{out}");
+    assert_eq!(sink.mails().len(), 1, "nothing sent without AUTH");
+}
