@@ -1,4 +1,5 @@
-//! Command line: `authwatch run | check | scan | explain`, parsed with clap (derive). Raw values
+//! Command line: `authwatch run | check | scan | explain | status | silence | unsilence |
+//! allow | incidents | ack | unblock | test-mail`, parsed with clap (derive). Raw values
 //! only; the binary and the library turn them into a validated config or scan settings.
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -68,6 +69,84 @@ pub enum Command {
     /// is not running.
     Status {
         /// Config file (its state_dir is read).
+        #[arg(long, short, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// Send no mail about an IP, a network or an account for a while; its alerts are still
+    /// counted, and `incidents` lists them as silenced. Applied at once by the running agent,
+    /// else recorded for its next start. A login after failures is never silenced.
+    Silence {
+        /// Config file (its state_dir is used).
+        #[arg(long, short, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// An IP (203.0.113.7), a CIDR network (203.0.113.0/24) or an account name.
+        #[arg(value_name = "TARGET")]
+        target: String,
+        /// How long: 30m, 24h, 7d, 1h30m.
+        #[arg(long = "for", value_name = "DURATION", default_value = "24h")]
+        duration: String,
+        /// Why (kept with the silence; shown by `incidents`).
+        #[arg(long, value_name = "TEXT")]
+        reason: Option<String>,
+    },
+    /// Lift a silence set with `authwatch silence`.
+    Unsilence {
+        /// Config file (its state_dir is used).
+        #[arg(long, short, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// The IP, network or account silenced.
+        #[arg(value_name = "TARGET")]
+        target: String,
+    },
+    /// Stop counting the failed logins of an IP or network at once (like the config's
+    /// allowlist, without editing it; `check` lists these too). With --remove, count again.
+    Allow {
+        /// Config file (its state_dir is used).
+        #[arg(long, short, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// An IP or a CIDR network.
+        #[arg(value_name = "IP|CIDR")]
+        target: String,
+        /// For how long (default: until removed).
+        #[arg(long = "for", value_name = "DURATION")]
+        duration: Option<String>,
+        /// Remove the allow instead.
+        #[arg(long, conflicts_with = "duration")]
+        remove: bool,
+    },
+    /// List the running agent's open incidents: id, kind, target, service, log times of the
+    /// first and last attempt, attempts, and what was done (actions, silenced, acked).
+    Incidents {
+        /// Config file (its state_dir is used).
+        #[arg(long, short, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Acknowledge an incident: no repeat mail or digest line for it, until it changes class
+    /// (a login after the failures is a new incident and mails).
+    Ack {
+        /// Config file (its state_dir is used).
+        #[arg(long, short, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// The incident id, as `incidents` and the alert mail show it (ip_burst-0123456789ab).
+        #[arg(value_name = "INCIDENT")]
+        incident: String,
+    },
+    /// Take back a block: run the `undo` of every configured action that has one, for IP.
+    Unblock {
+        /// Config file (its actions are used).
+        #[arg(long, short, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// The blocked IP (or CIDR network, for actions whose undo takes `{network}`).
+        #[arg(value_name = "IP")]
+        target: String,
+    },
+    /// Send a sample alert through the configured SMTP relay, printing each step (connect,
+    /// TLS, AUTH, sent with its Message-ID); exit 1 naming the step that failed.
+    TestMail {
+        /// Config file (its mail settings are used).
         #[arg(long, short, value_name = "FILE")]
         config: Option<PathBuf>,
     },

@@ -24,6 +24,7 @@ pub mod cli;
 pub mod clock;
 pub mod cmd;
 pub mod config;
+pub mod control;
 pub mod detect;
 pub mod hostinfo;
 pub mod mail;

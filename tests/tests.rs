@@ -5,6 +5,7 @@
 //! then prints the captured output.
 
 mod actions;
+mod admin;
 mod durability;
 mod harness;
 mod journal;

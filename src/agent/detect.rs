@@ -34,6 +34,13 @@ impl Engine {
         action: Option<ActionContext>,
     ) -> Option<Notice> {
         let mut context = serde_json::to_value(ctx).unwrap_or_default();
+        if let serde_json::Value::Object(m) = &mut context {
+            // For `authwatch ack {{ incident_id }}` in the templates.
+            m.insert(
+                "incident_id".into(),
+                crate::control::incident_id(kind.as_str(), &key).into(),
+            );
+        }
         let names = self
             .action_names
             .iter()
@@ -103,6 +110,10 @@ impl Engine {
         debug!(ip = %hit.ip, user = ?hit.user, service = hit.service, attempts = hit.attempts, kind = ?hit.kind, "hit");
         if self.allowlist.contains(&hit.ip) {
             debug!(ip = %hit.ip, "allowlisted; not counted");
+            return Vec::new();
+        }
+        if self.allowed_by_decision(&hit.ip, now) {
+            debug!(ip = %hit.ip, "allowed by `authwatch allow`; not counted");
             return Vec::new();
         }
         let mut out = Vec::new();
@@ -305,9 +316,13 @@ impl Engine {
         // Only keys that alerted can have an open incident: the others are not looked up (a
         // key formatted and searched per hit was a tenth of the engine's time).
         let attempts = u64::from(hit.attempts);
+        let at = hit.time.unwrap_or(now);
         if let Some(t) = self.detector.alerted_total(&hit.ip) {
+            let key = hit.ip.to_string();
+            self.info_mut(AlertKind::IpBurst.as_str(), &key)
+                .last_attempt = Some(at);
             self.policy
-                .activity(AlertKind::IpBurst, &hit.ip.to_string(), t + attempts, now);
+                .activity(AlertKind::IpBurst, &key, t + attempts, now);
         }
         if let Some((d, sc)) = &self.subnets {
             let prefix = match hit.ip {
@@ -319,18 +334,19 @@ impl Engine {
                 .map(|n| n.trunc())
             {
                 if let Some(t) = d.alerted_total(&net) {
-                    self.policy.activity(
-                        AlertKind::SubnetBurst,
-                        &net.to_string(),
-                        t + attempts,
-                        now,
-                    );
+                    let key = net.to_string();
+                    self.info_mut(AlertKind::SubnetBurst.as_str(), &key)
+                        .last_attempt = Some(at);
+                    self.policy
+                        .activity(AlertKind::SubnetBurst, &key, t + attempts, now);
                 }
             }
         }
         if let (Some((d, _)), Some(user)) = (&self.accounts, &hit.user) {
             if let Some(t) = d.alerted_total(user) {
                 let key = crate::text::inert(user);
+                self.info_mut(AlertKind::AccountAttack.as_str(), &key)
+                    .last_attempt = Some(at);
                 self.policy
                     .activity(AlertKind::AccountAttack, &key, t + attempts, now);
             }

@@ -13,18 +13,21 @@ use crate::actions::{ActionContext, ActionResult, ActionRunner};
 use crate::alert_kind::AlertKind;
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::control::incidents::{IncidentInfo, IncidentView};
+use crate::control::{incident_id, Decisions};
 use crate::detect::{DetectorSettings, IpDetector, KeyDetector};
 use crate::hostinfo::HostInfo;
 use crate::message::Rendered;
-use crate::policy::{Notice, Policy, PolicySettings};
+use crate::policy::{Notice, Outgoing, Policy, PolicySettings};
 use crate::render::{AlertEnv, Renderer};
 use crate::rules::{Hit, ParseCtx, RuleSet};
 use anyhow::Result;
 use ipnet::IpNet;
 use jiff::Timestamp;
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tracing::info;
 
 /// Lines → hits → alerts. Synchronous and clock-injected, so it is tested without threads.
 pub struct Engine {
@@ -59,6 +62,13 @@ pub struct Engine {
     pub(super) action_names: Vec<(&'static str, Vec<String>)>,
     /// Alerts waiting for their actions (see [`Engine::take_pending`]).
     pub(super) pending: Vec<PendingAlert>,
+    /// The administrator's silences, allows and acks, shared with the control socket, which
+    /// changes them live ([`crate::control`] owns what they mean).
+    pub(super) decisions: Arc<Mutex<Decisions>>,
+    /// Per open incident (by [`crate::control::incident_id`]): service, log times, actions'
+    /// results, for `authwatch incidents`; bounded like the incidents
+    /// (`alerts.max_open_incidents`), least recently touched dropped first.
+    pub(super) incident_info: lru::LruCache<String, IncidentInfo>,
 }
 
 /// An alert whose actions must run before it goes to the policy (their results go into the
@@ -148,7 +158,98 @@ impl Engine {
                 })
                 .collect(),
             pending: Vec::new(),
+            decisions: Arc::default(),
+            incident_info: lru::LruCache::new(
+                std::num::NonZeroUsize::new(cfg.alerts.max_open_incidents)
+                    .unwrap_or(std::num::NonZeroUsize::MIN),
+            ),
         })
+    }
+
+    /// Share the decisions loaded from `decisions.json` (and changed by the control socket).
+    pub fn set_decisions(&mut self, d: Arc<Mutex<Decisions>>) {
+        self.decisions = d;
+    }
+
+    /// The decisions the engine consults.
+    pub fn decisions(&self) -> Arc<Mutex<Decisions>> {
+        self.decisions.clone()
+    }
+
+    fn decided(&self) -> std::sync::MutexGuard<'_, Decisions> {
+        self.decisions.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether an `authwatch allow` covers `ip` now (its hits are not counted).
+    pub(super) fn allowed_by_decision(&self, ip: &IpAddr, now: Timestamp) -> bool {
+        self.decided().allows(ip, now).is_some()
+    }
+
+    /// Why the alert of `kind` about `key` sends no mail (silenced, acked), if it does not.
+    pub(super) fn muted(&self, kind: &str, key: &str, now: Timestamp) -> Option<String> {
+        let d = self.decided();
+        if let Some(s) = d.silenced(kind, key, now) {
+            return Some(format!(
+                "silenced until {}{}",
+                crate::text::human_time(s.until, &self.env.tz),
+                s.reason
+                    .as_ref()
+                    .map(|r| format!(" ({})", crate::text::inert(r)))
+                    .unwrap_or_default()
+            ));
+        }
+        d.acked(kind, key).map(|a| format!("acked by {}", a.by))
+    }
+
+    /// The info kept for the incident of `kind` about `key` (made when missing).
+    pub(super) fn info_mut(&mut self, kind: &str, key: &str) -> &mut IncidentInfo {
+        let id = incident_id(kind, key);
+        if !self.incident_info.contains(&id) {
+            self.incident_info.put(id.clone(), IncidentInfo::default());
+        }
+        self.incident_info
+            .get_mut(&id)
+            .expect("inserted just above")
+    }
+
+    /// The open incidents for `authwatch incidents`: log times, service, attempts, kind, and
+    /// what was done (actions' results, silenced, acked).
+    pub fn incidents(&self) -> Vec<IncidentView> {
+        let now = self.clock.now();
+        self.policy
+            .incidents()
+            .into_iter()
+            .map(|i| {
+                let id = incident_id(i.kind.as_str(), &i.key);
+                let info = self.incident_info.peek(&id).cloned().unwrap_or_default();
+                let mut done = info.actions.clone();
+                let d = self.decided();
+                let silenced = d.silenced(i.kind.as_str(), &i.key, now).is_some();
+                let acked = d.acked(i.kind.as_str(), &i.key).is_some();
+                drop(d);
+                match self.muted(i.kind.as_str(), &i.key, now) {
+                    Some(why) => done.push(why),
+                    None => done.push("mailed".into()),
+                }
+                let last = info
+                    .last_attempt
+                    .map(|t| crate::text::human_time(t, &self.env.tz))
+                    .unwrap_or(info.last_attempt_text.clone());
+                IncidentView {
+                    kind_name: crate::control::incidents::kind_name(i.kind.as_str()),
+                    id,
+                    kind: i.kind.to_string(),
+                    target: crate::text::inert(&i.key),
+                    service: info.service,
+                    first_attempt: info.first_attempt,
+                    last_attempt: last,
+                    attempts: i.total,
+                    done,
+                    silenced,
+                    acked,
+                }
+            })
+            .collect()
     }
 
     /// The action runner, when actions are configured.
@@ -167,6 +268,8 @@ impl Engine {
     /// alert policy; returns the mails due now.
     pub fn finish_pending(&mut self, p: PendingAlert, results: Vec<ActionResult>) -> Vec<Rendered> {
         crate::actions::log_results(p.action.ip, &results);
+        self.info_mut(p.kind.as_str(), &p.key).actions =
+            results.iter().map(|r| r.to_string()).collect();
         let mut context = p.context;
         if let serde_json::Value::Object(m) = &mut context {
             m.insert(
@@ -236,6 +339,20 @@ impl Engine {
         let mut out = Vec::new();
         for n in notices {
             self.metrics.inc_incidents_opened();
+            {
+                let f = &n.facts;
+                let info = self.info_mut(n.kind.as_str(), &n.key);
+                info.service.clone_from(&f.service);
+                if info.first_attempt.is_empty() {
+                    info.first_attempt.clone_from(&f.first_seen);
+                }
+                info.last_attempt_text.clone_from(&f.last_seen);
+            }
+            if let Some(why) = self.muted(n.kind.as_str(), &n.key, now) {
+                info!(kind = %n.kind, target = %crate::text::inert(&n.key), why = %why, "alert not mailed (authwatch silence / ack)");
+                self.policy.note(&n, now);
+                continue;
+            }
             let sent = self.policy.offer(n, now);
             out.extend(sent.into_iter().map(|o| self.render_outgoing(o, now)));
         }
@@ -246,10 +363,36 @@ impl Engine {
     pub fn tick(&mut self) -> Vec<Rendered> {
         let now = self.clock.now();
         self.ctx.now = now;
+        // Expired silences, allows and acks go (they already match nothing).
+        self.decided().prune(now);
         let due = self.policy.tick(now);
         due.into_iter()
+            .filter_map(|o| self.without_muted(o, now))
             .map(|o| self.render_outgoing(o, now))
             .collect()
+    }
+
+    /// A digest without the lines of silenced or acked incidents (none left: no digest).
+    fn without_muted(&self, o: Outgoing, now: Timestamp) -> Option<Outgoing> {
+        let Outgoing::Digest {
+            mut incidents,
+            held,
+            records,
+            after,
+        } = o
+        else {
+            return Some(o);
+        };
+        incidents.retain(|l| self.muted(l.kind.as_str(), &l.key, now).is_none());
+        if incidents.is_empty() && held.is_empty() && records.is_empty() {
+            return None;
+        }
+        Some(Outgoing::Digest {
+            incidents,
+            held,
+            records,
+            after,
+        })
     }
 
     /// The alert policy's state, for `state.json`.

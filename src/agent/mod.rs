@@ -23,5 +23,8 @@ mod run;
 #[cfg(test)]
 mod tests;
 
+#[cfg(test)]
+mod decisions_tests;
+
 pub use engine::{policy_settings, Engine, PendingAlert};
 pub use run::{run, run_blocking};

@@ -96,6 +96,9 @@ impl Engine {
         self.compromise_sent = prev.compromise_sent;
         self.attacked_login_logged = prev.attacked_login_logged;
         self.pending = prev.pending;
+        // The administrator's decisions (`authwatch silence | allow | ack`) are not config.
+        self.decisions = prev.decisions;
+        self.incident_info = prev.incident_info;
         self.metrics = prev.metrics;
         self.lines_seen = prev.lines_seen;
         self.hits_seen = prev.hits_seen;

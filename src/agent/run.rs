@@ -352,7 +352,25 @@ pub async fn run(
     let _lock = prepare_state_dir(&cfg)?;
     crate::config::log_permission_warnings(&cfg);
     let host = HostInfo::discover(&cfg.host);
-    let engine = Engine::new(&cfg, &host, clock.clone())?;
+    let mut engine = Engine::new(&cfg, &host, clock.clone())?;
+    // The administrator's decisions (`authwatch silence | allow | ack`): loaded now, changed
+    // live through the control socket.
+    let decisions = match crate::control::Decisions::load(&cfg.state_dir, clock.now()) {
+        Ok(d) => d,
+        Err(e) => {
+            error!(error = %e, "cannot load the decisions of `authwatch silence | allow | ack`; starting without them");
+            crate::control::Decisions::default()
+        }
+    };
+    if !decisions.is_empty() {
+        info!(
+            silences = decisions.silences.len(),
+            allows = decisions.allows.len(),
+            acks = decisions.acks.len(),
+            "decisions of `authwatch silence | allow | ack` loaded"
+        );
+    }
+    engine.set_decisions(Arc::new(std::sync::Mutex::new(decisions)));
     let clock_now = || clock.now();
     let composer = Composer::new(&cfg.mail)?;
     let sender = Sender::new(&cfg.mail, &host.name)?;
@@ -391,6 +409,19 @@ pub async fn run(
         None => None,
     };
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<ActionsDone>();
+    let (query_tx, mut query_rx) = mpsc::channel::<crate::control::server::IncidentsQuery>(8);
+    let control = match crate::control::server::start(
+        &cfg.state_dir,
+        engine.decisions(),
+        query_tx,
+        cfg.time_zone.clone(),
+    ) {
+        Ok(srv) => Some(srv),
+        Err(e) => {
+            error!(dir = %cfg.state_dir.display(), error = %e, "cannot open the control socket; `authwatch silence | allow | ack | incidents` will not reach this agent");
+            None
+        }
+    };
     let mut p = Pipeline {
         engine,
         composer,
@@ -526,6 +557,9 @@ pub async fn run(
                 p.finish(d);
                 dirty = true;
             }
+            Some(q) = query_rx.recv() => {
+                let _ = q.reply.send(p.engine.incidents());
+            }
             _ = save_tick.tick() => {
                 if dirty {
                     // While actions run, the detectors are ahead of the held checkpoints: a
@@ -548,6 +582,9 @@ pub async fn run(
             }
             _ = &mut shutdown => break,
         }
+    }
+    if let Some(srv) = control {
+        srv.stop();
     }
     // Stop the readers; each makes one last poll, and what they read is still processed, on
     // the same path as in the loop.

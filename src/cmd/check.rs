@@ -122,6 +122,9 @@ pub fn check(cfg: &Config) -> std::result::Result<String, String> {
                 }
             }
         }
+        for line in super::control::allow_lines(cfg) {
+            out.push_str(&format!("\n  {line}"));
+        }
         Ok(out)
     } else {
         Err(format!(

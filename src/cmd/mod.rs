@@ -8,15 +8,22 @@
 //! - `run.rs`: `run` (and `--stdin`);
 //! - `scan.rs`: `scan` and `explain`;
 //! - `status.rs`: `status`;
+//! - `control.rs`: `silence`, `unsilence`, `allow`, `incidents`, `ack` (through the agent's
+//!   control socket, or recorded for its next start);
+//! - `unblock.rs`: `unblock` (the actions' `undo`);
+//! - `testmail.rs`: `test-mail`;
 //! - `generate.rs`: completions and man pages from the clap definition;
 //! - `exit.rs`: the exit statuses.
 
 pub mod check;
+pub mod control;
 pub mod exit;
 pub mod generate;
 pub mod run;
 pub mod scan;
 pub mod status;
+pub mod testmail;
+pub mod unblock;
 
 pub use exit::Exit;
 
@@ -37,6 +44,23 @@ pub fn dispatch(cli: Cli) -> Exit {
             html,
         } => check::render_command(config, &sample, html),
         Command::Status { config } => status::command(config),
+        Command::Silence {
+            config,
+            target,
+            duration,
+            reason,
+        } => control::silence(config, &target, &duration, reason),
+        Command::Unsilence { config, target } => control::unsilence(config, &target),
+        Command::Allow {
+            config,
+            target,
+            duration,
+            remove,
+        } => control::allow(config, &target, duration.as_deref(), remove),
+        Command::Incidents { config, json } => control::incidents(config, json),
+        Command::Ack { config, incident } => control::ack(config, &incident),
+        Command::Unblock { config, target } => unblock::command(config, &target),
+        Command::TestMail { config } => testmail::command(config),
         Command::Check { config } => check::command(config),
         Command::Run {
             config,

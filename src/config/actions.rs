@@ -35,6 +35,24 @@ pub struct ActionConfig {
     pub spec: ActionSpec,
     /// Alert kinds that run it (`ip_burst`, `subnet_burst`, `compromised`).
     pub on: Vec<String>,
+    /// What `authwatch unblock IP` runs to take the action back: an absolute program, then
+    /// argument templates (`{ip}`, `{network}`), checked like `program` and `args`. Empty:
+    /// the action has no undo.
+    pub undo: Vec<String>,
+}
+
+impl ActionConfig {
+    /// The undo as a spec to run (`NAME.undo`, same timeout), when the action has one.
+    pub fn undo_spec(&self) -> Option<ActionSpec> {
+        let (program, args) = self.undo.split_first()?;
+        Some(ActionSpec {
+            name: format!("{}.undo", self.spec.name),
+            program: PathBuf::from(program),
+            args: args.to_vec(),
+            timeout: self.spec.timeout,
+            include_in_alert: false,
+        })
+    }
 }
 
 /// Alert kinds an action may run for: each names an attacking address.
@@ -312,6 +330,7 @@ impl Validator {
                     include_in_alert: a.include_in_alert.unwrap_or(true),
                 },
                 on,
+                undo: self.action_undo(a, &field),
             });
         }
         // `{ip}` of a subnet alert could only be the network's first address: a program given
@@ -346,8 +365,91 @@ impl Validator {
         out
     }
 
+    /// `actions[i].undo`: a program (absolute, executable, not writable by all), then
+    /// argument templates with the placeholders of `args`; `{ip}` is refused when the action
+    /// runs for subnet alerts, as in `args`.
+    fn action_undo(&mut self, a: &RawAction, field: &str) -> Vec<String> {
+        let Some(list) = &a.undo else {
+            return Vec::new();
+        };
+        let Some((program, args)) = list.value.split_first() else {
+            self.issue(
+                Some(list),
+                &format!("{field}.undo"),
+                "give the program and its arguments, e.g. [/usr/local/lib/authwatch/nft-block, --remove, \"{network}\"], or leave undo out".to_string(),
+            );
+            return Vec::new();
+        };
+        if let Err(m) = validate_program(Path::new(&program.value)) {
+            self.issue(Some(program), &format!("{field}.undo[0]"), m);
+        }
+        let subnet =
+            a.on.as_ref()
+                .is_none_or(|on| on.value.iter().any(|k| k.value == "subnet_burst"));
+        for (k, arg) in args.iter().enumerate() {
+            let at = format!("{field}.undo[{}]", k + 1);
+            if arg.value.contains('\0') {
+                self.issue(Some(arg), &at, "contains a NUL character".to_string());
+            } else if let Err(m) = validate_arg(&arg.value) {
+                self.issue(Some(arg), &at, m);
+            } else if subnet && uses_ip(&arg.value) {
+                self.issue(
+                    Some(arg),
+                    &at,
+                    "`{ip}` is refused in the undo of an action that runs for subnet_burst alerts: use `{network}` (the address as /32 or /128, or the subnet)".to_string(),
+                );
+            }
+        }
+        list.value.iter().map(|s| s.value.clone()).collect()
+    }
+
     /// `actions_max_concurrent`: 1 to [`MAX_CONCURRENT`].
     pub(super) fn actions_max_concurrent(&mut self, raw: &S<u64>) -> usize {
         self.count(raw, "actions_max_concurrent", 4, 1, MAX_CONCURRENT as u64) as usize
+    }
+}
+
+#[cfg(test)]
+mod undo_tests {
+    use crate::config::Config;
+    use std::path::Path;
+
+    fn load(action: &str) -> Result<Config, String> {
+        Config::from_yaml(
+            &format!("state_dir: /tmp/unused\nsources: [{{path: /tmp/unused.log}}]\nmail: {{to: [a@b.c]}}\nactions:\n  - {action}\n"),
+            "t.yaml",
+            Path::new("/"),
+        )
+        .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn an_undo_is_checked_like_the_action() {
+        let cfg = load(
+            "{name: fw, program: /bin/true, args: ['{network}'], undo: [/bin/echo, --remove, '{network}']}",
+        )
+        .unwrap();
+        let spec = cfg.actions[0].undo_spec().unwrap();
+        assert_eq!(spec.name, "fw.undo");
+        assert_eq!(spec.program, Path::new("/bin/echo"));
+        assert_eq!(spec.args, ["--remove", "{network}"]);
+        assert!(load("{name: fw, program: /bin/true}").unwrap().actions[0]
+            .undo_spec()
+            .is_none());
+        let table: &[(&str, &str)] = &[
+            ("undo: []", "actions[0].undo: give the program and its arguments"),
+            ("undo: [echo, x]", "actions[0].undo[0]: echo is not an absolute path"),
+            ("undo: [/bin/echo, '{nope}']", "actions[0].undo[1]: unknown placeholder `{nope}`"),
+            (
+                "undo: [/bin/echo, '{ip}']",
+                "actions[0].undo[1]: `{ip}` is refused in the undo of an action that runs for subnet_burst",
+            ),
+        ];
+        for (undo, want) in table {
+            let e = load(&format!("{{name: fw, program: /bin/true, {undo}}}")).unwrap_err();
+            assert!(e.contains(want), "{undo}: {e}");
+        }
+        // `{ip}` is fine for an action that runs for single addresses only.
+        load("{name: fw, program: /bin/true, on: [ip_burst], undo: [/bin/echo, '{ip}']}").unwrap();
     }
 }

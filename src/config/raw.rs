@@ -37,6 +37,7 @@ pub(super) struct RawAction {
     pub(super) timeout: S<String>,
     pub(super) include_in_alert: Option<bool>,
     pub(super) on: Option<Spanned<Vec<Spanned<String>>>>,
+    pub(super) undo: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

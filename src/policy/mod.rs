@@ -267,6 +267,21 @@ impl Policy {
 
     /// An alert from detection. Returns what to send now.
     pub fn offer(&mut self, n: Notice, now: Timestamp) -> Vec<Outgoing> {
+        self.note(&n, now);
+        if n.urgent {
+            self.record_sent(now);
+            return vec![Outgoing::Single(n)];
+        }
+        if self.st.pending.is_empty() {
+            self.st.group_started = Some(now);
+        }
+        self.st.pending.push(n);
+        self.due(now)
+    }
+
+    /// Open (or update) the incident of an alert without mailing it: for an alert the
+    /// administrator silenced or acked (`authwatch silence | ack`), still counted and listed.
+    pub fn note(&mut self, n: &Notice, now: Timestamp) {
         let id = incident_id(n.kind, &n.key);
         match self.st.incidents.get_mut(&id) {
             Some(inc) => {
@@ -293,15 +308,6 @@ impl Policy {
                 );
             }
         }
-        if n.urgent {
-            self.record_sent(now);
-            return vec![Outgoing::Single(n)];
-        }
-        if self.st.pending.is_empty() {
-            self.st.group_started = Some(now);
-        }
-        self.st.pending.push(n);
-        self.due(now)
     }
 
     /// Close the quietest tenth of the open incidents at once (at least one): one pass per
