@@ -47,7 +47,7 @@ fn assert_alert(m: &Mail, ip: &str, attempts: u64, total: u64, host_name: &str) 
     let subject = m.subject();
     assert_eq!(
         subject,
-        format!("[authwatch] {ip} made {attempts} failed logins in 10m on {host_name}"),
+        format!("[authwatch] {host_name}: {ip} {attempts} failed Exim logins in 10m"),
         "subject of {}",
         m.source.display()
     );
@@ -71,8 +71,10 @@ fn assert_alert(m: &Mail, ip: &str, attempts: u64, total: u64, host_name: &str) 
     );
     assert!(
         m.body.contains(&format!(
-            "nft add rule inet filter input ip saddr {ip} drop"
-        )),
+            "nft add element inet authwatch blocked4 {{ {ip} timeout 1h }}"
+        )) && m
+            .body
+            .contains(&format!("authwatch silence {ip} --for 24h")),
         "nft command missing:\n{}",
         m.body
     );

@@ -80,7 +80,8 @@ impl Engine {
     pub fn new(cfg: &Config, host: &HostInfo, clock: Arc<dyn Clock>) -> Result<Engine> {
         let renderer = Renderer::new(cfg.templates_dir.as_deref())
             .map_err(|e| anyhow::anyhow!("alert templates: {}", e.0))?
-            .with_html(cfg.mail.html);
+            .with_html(cfg.mail.html)
+            .with_actions(&cfg.actions);
         let now = clock.now();
         Ok(Engine {
             rules: cfg
@@ -171,6 +172,13 @@ impl Engine {
                 "actions".into(),
                 serde_json::to_value(crate::actions::for_alert(&results)).unwrap_or_default(),
             );
+            // Every result (also those not quoted) tells the alert whether the IP is blocked;
+            // the id is what `authwatch ack` takes.
+            m.insert(
+                "action_results".into(),
+                serde_json::to_value(&results).unwrap_or_default(),
+            );
+            m.insert("alert_id".into(), p.id.clone().into());
         }
         let mut r = self.render(p.kind, &context, &p.key, p.attempts);
         r.id = Some(p.id);

@@ -297,6 +297,12 @@ pub fn sample_context(kind: &str) -> Option<serde_json::Value> {
         }),
     };
     let mut v = v.ok()?;
+    if let (serde_json::Value::Object(m), true) = (&mut v, kind.is_alert()) {
+        m.insert(
+            "alert_id".into(),
+            format!("{}-3f2a9c0d1e4b5a67", kind.as_str()).into(),
+        );
+    }
     if kind.takes_actions() {
         if let serde_json::Value::Object(m) = &mut v {
             m.insert(
