@@ -348,3 +348,35 @@ fn backoff_has_full_jitter_under_a_cap() {
     assert!(samples.iter().any(|d| *d < Duration::from_millis(1000)));
     assert!(samples.iter().any(|d| *d > Duration::from_millis(1000)));
 }
+
+#[test]
+fn message_id_names_the_alert_and_host_and_follow_ups_reply_to_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = Composer::new(&cfg(dir.path()))
+        .unwrap()
+        .with_domain("mx1.example.com");
+    let r = Rendered {
+        subject: "s".into(),
+        text: "t".into(),
+        id: Some("digest-00ff".into()),
+        thread: vec!["ip_burst-0a".into(), "ip_burst-0b".into()],
+        ..Default::default()
+    };
+    let raw = String::from_utf8(m.build(&r).unwrap().formatted()).unwrap();
+    for want in [
+        "Message-ID: <digest-00ff@mx1.example.com>\r\n",
+        "In-Reply-To: <ip_burst-0a@mx1.example.com>\r\n",
+        "References: <ip_burst-0a@mx1.example.com> <ip_burst-0b@mx1.example.com>\r\n",
+    ] {
+        assert!(raw.contains(want), "missing {want:?} in\n{raw}");
+    }
+    let first = m
+        .build(&Rendered {
+            id: Some("ip_burst-0a".into()),
+            ..Default::default()
+        })
+        .unwrap();
+    let raw = String::from_utf8(first.formatted()).unwrap();
+    assert!(raw.contains("Message-ID: <ip_burst-0a@mx1.example.com>\r\n"));
+    assert!(!raw.contains("In-Reply-To"), "{raw}");
+}

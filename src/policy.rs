@@ -78,6 +78,10 @@ pub struct Incident {
     pub total_at_last_mail: u64,
     pub last_activity: Timestamp,
     pub last_announced: Timestamp,
+    /// The id of the incident's first alert (its Message-ID): later mails about the incident
+    /// (a repeat alert, digests) thread to it. None in state saved by older versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_alert: Option<String>,
 }
 
 /// One alert the hourly cap held back, beyond those a digest carries whole: a line of the
@@ -122,6 +126,8 @@ pub struct DigestLine {
     pub last_activity: Timestamp,
     /// Announced again because it has been active for `repeat_interval`.
     pub repeated: bool,
+    /// The id of the incident's first alert, for threading (see [`Incident::first_alert`]).
+    pub thread: Option<String>,
 }
 
 /// What the policy wants sent.
@@ -278,7 +284,7 @@ impl Policy {
     }
 
     /// An alert from detection. Returns what to send now.
-    pub fn offer(&mut self, n: Notice, now: Timestamp) -> Vec<Outgoing> {
+    pub fn offer(&mut self, mut n: Notice, now: Timestamp) -> Vec<Outgoing> {
         let id = incident_id(&n.kind, &n.key);
         match self.st.incidents.get_mut(&id) {
             Some(inc) => {
@@ -286,6 +292,14 @@ impl Policy {
                 inc.last_activity = now;
                 inc.last_announced = now;
                 inc.total_at_last_mail = inc.total;
+                // A follow-up: it threads to the incident's first alert.
+                match &inc.first_alert {
+                    Some(first) if n.rendered.id.as_ref() != Some(first) => {
+                        n.rendered.thread = vec![first.clone()];
+                    }
+                    Some(_) => {}
+                    None => inc.first_alert = n.rendered.id.clone(),
+                }
             }
             None => {
                 if self.st.incidents.len() >= self.s.max_incidents.max(1) {
@@ -301,6 +315,7 @@ impl Policy {
                         total_at_last_mail: n.total,
                         last_activity: now,
                         last_announced: now,
+                        first_alert: n.rendered.id.clone(),
                     },
                 );
             }
@@ -410,6 +425,7 @@ impl Policy {
                         opened: i.opened,
                         last_activity: i.last_activity,
                         repeated,
+                        thread: i.first_alert.clone(),
                     })
                 })
                 .collect();

@@ -342,3 +342,36 @@ fn quiet_incidents_close_and_state_survives_a_restart() {
     q.tick(t(3611));
     assert!(!q.has_incidents(), "closed after an hour without attempts");
 }
+
+#[test]
+fn follow_ups_and_digests_thread_to_the_first_alert_and_old_state_loads() {
+    let mut p = Policy::new(settings());
+    let with_id = |id: &str| {
+        let mut n = notice("203.0.113.7", false);
+        n.rendered.id = Some(id.into());
+        n
+    };
+    let first = p.offer(with_id("ip_burst-1"), t(0));
+    assert!(matches!(&first[..], [Outgoing::Single(r)] if r.thread.is_empty()));
+    // A repeat alert on the still open incident follows the first one.
+    let again = p.offer(with_id("ip_burst-2"), t(10));
+    assert!(
+        matches!(&again[..], [Outgoing::Single(r)] if r.thread == ["ip_burst-1"]),
+        "{again:?}"
+    );
+    p.activity("ip_burst", "203.0.113.7", 9, t(20));
+    let digest = p.tick(t(3600));
+    match &digest[..] {
+        [Outgoing::Digest { incidents, .. }] => {
+            assert_eq!(incidents[0].thread.as_deref(), Some("ip_burst-1"));
+        }
+        other => panic!("{other:?}"),
+    }
+    // State saved before incidents kept their first alert still loads.
+    let mut v = serde_json::to_value(p.state()).unwrap();
+    for inc in v["incidents"].as_object_mut().unwrap().values_mut() {
+        inc.as_object_mut().unwrap().remove("first_alert");
+    }
+    let old: PolicyState = serde_json::from_value(v).unwrap();
+    assert!(old.incidents.values().all(|i| i.first_alert.is_none()));
+}

@@ -264,6 +264,7 @@ impl Renderer {
             id: None,
             facts: facts_of(&value),
             attachments: Vec::new(),
+            thread: Vec::new(),
         })
     }
 

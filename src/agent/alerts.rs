@@ -9,6 +9,22 @@ use crate::policy::Outgoing;
 use jiff::Timestamp;
 use tracing::error;
 
+/// The alerts a group or digest follows up, for its `In-Reply-To`/`References`: the first
+/// alert of each incident it lists, then those the carried alerts follow, each once, in order.
+fn thread_of(incidents: &[crate::policy::DigestLine], alerts: &[Rendered]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let ids = incidents
+        .iter()
+        .filter_map(|i| i.thread.as_ref())
+        .chain(alerts.iter().flat_map(|a| a.thread.iter()));
+    for id in ids {
+        if !out.contains(id) {
+            out.push(id.clone());
+        }
+    }
+    out
+}
+
 impl Engine {
     /// Render a health alert.
     pub(super) fn render_health(&self, p: HealthContextParts) -> Rendered {
@@ -35,20 +51,26 @@ impl Engine {
 
     pub(super) fn render_outgoing(&self, o: Outgoing, now: Timestamp) -> Rendered {
         let id = o.id();
-        let mut r = match o {
+        let (mut r, thread) = match o {
             Outgoing::Single(r) => return r,
-            Outgoing::Group(alerts) => self.render_digest(alerts, Vec::new(), 0, Vec::new(), now),
+            Outgoing::Group(alerts) => {
+                let thread = thread_of(&[], &alerts);
+                let r = self.render_digest(alerts, Vec::new(), 0, Vec::new(), now);
+                (r, thread)
+            }
             Outgoing::Digest {
                 incidents,
                 held,
                 records,
                 after: _,
             } => {
+                let thread = thread_of(&incidents, &held);
                 let n = held.len() as u64;
-                self.render_digest(held, incidents, n, records, now)
+                (self.render_digest(held, incidents, n, records, now), thread)
             }
         };
         r.id = id;
+        r.thread = thread;
         r
     }
 
@@ -119,6 +141,7 @@ impl Engine {
                     id: None,
                     facts: None,
                     attachments: Vec::new(),
+                    thread: Vec::new(),
                     subject: format!(
                         "{} {kind}: {target} ({attempts} failed logins) on {}",
                         self.env.subject_prefix, self.env.host_name

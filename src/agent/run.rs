@@ -355,7 +355,7 @@ pub async fn run(
     let host = HostInfo::discover(&cfg.host);
     let engine = Engine::new(&cfg, &host, clock.clone())?;
     let clock_now = || clock.now();
-    let composer = Composer::new(&cfg.mail)?;
+    let composer = Composer::new(&cfg.mail)?.with_domain(&host.name);
     let sender = Sender::new(&cfg.mail, &host.name)?;
     let mut reload = reload;
     let mut mail_target = sender.target().to_string();
@@ -479,7 +479,7 @@ pub async fn run(
             } => {
                 match reload_config(&cfg, &host, &mut p.engine) {
                     Ok((new_cfg, sender)) => {
-                        p.composer = Composer::new(&new_cfg.mail)?;
+                        p.composer = Composer::new(&new_cfg.mail)?.with_domain(&host.name);
                         mail_target = sender.target().to_string();
                         let old = std::mem::replace(
                             &mut mailer,
