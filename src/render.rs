@@ -163,6 +163,8 @@ impl Renderer {
     pub fn new(dir: Option<&Path>) -> Result<Renderer, TemplateError> {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
+        // `{{ i.kind|kind_label }}`: "IP burst" for `ip_burst`, and so on.
+        env.add_filter("kind_label", |k: String| AlertKind::label_of(&k));
         let mut origins = Vec::new();
         let mut errors = Vec::new();
         for (name, builtin) in BUILTIN_TEMPLATES {

@@ -199,3 +199,13 @@ fn digest_lists_held_records_in_a_table() {
         .unwrap();
     assert_eq!(c.facts.unwrap().first_seen, "2026-11-23 03:20:00 UTC");
 }
+
+#[test]
+fn digest_names_kinds_in_words() {
+    let r = Renderer::new(None).unwrap();
+    let out = r
+        .render("digest", &sample_context("digest").unwrap())
+        .unwrap();
+    assert!(out.text.contains("203.0.113.47 (IP burst)"), "{}", out.text);
+    assert!(!out.text.contains("ip_burst"), "{}", out.text);
+}

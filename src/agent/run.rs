@@ -248,7 +248,10 @@ impl Pipeline {
         for r in ready {
             self.queue(r);
         }
-        if let (Some(name), Some(last)) = (&name, batch.lines.last()) {
+        // Caught up (the source holds nothing more now): no lag, however old the last line.
+        if let (Some(name), true) = (&name, batch.caught_up) {
+            self.engine.metrics.set_lag_seconds(name, 0.0);
+        } else if let (Some(name), Some(last)) = (&name, batch.lines.last()) {
             if let Some(lag) = self.engine.lag_of(last) {
                 self.engine.metrics.set_lag_seconds(name, lag);
             }

@@ -70,6 +70,7 @@ fn batch(source: usize, lines: usize, problem: Option<&str>) -> Batch {
         lines: std::iter::repeat_n("x", lines).collect(),
         position: Position::None,
         done: false,
+        caught_up: true,
         problem: problem.map(str::to_string),
     }
 }
