@@ -432,6 +432,20 @@ fn check_command() {
     let (code, out, err) = run_to_end(&["check", "--config", good.to_str().unwrap()], dir);
     assert_eq!(code, Some(0), "check of a good config:\n{out}\n{err}");
 
+    // A source path that does not exist, or is a folder: a config error naming it and the fix.
+    for (path, want) in [
+        (dir.join("no-such.log"), "does not exist: check the path"),
+        (dir.to_path_buf(), "is a folder"),
+    ] {
+        let cfg = write_file(dir, "src.yaml", &config_yaml(dir, &path, "end", ""));
+        let (code, out, err) = run_to_end(&["check", "--config", cfg.to_str().unwrap()], dir);
+        assert_eq!(code, Some(78), "check of {}:\n{out}\n{err}", path.display());
+        assert!(
+            err.contains(&format!("source {}: {want}", path.display())),
+            "{err}"
+        );
+    }
+
     // An unknown key (line 7, column 5) and a bad duration (line 9, column 13, where the
     // value starts) in one file: both reported, with their fields.
     let bad_text = format!(
