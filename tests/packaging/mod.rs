@@ -87,6 +87,39 @@ fn packaged_config_passes_check() {
     );
 }
 
+/// Under systemd, stderr goes to the journal, not a terminal: the logs carry no ANSI colour
+/// codes (they showed as `\x1b[2m...` in `journalctl`). Run with stderr to a file.
+#[test]
+fn logs_to_a_file_carry_no_ansi_colour() {
+    let dir = harness::tempdir();
+    let log = harness::write_file(dir.path(), "mainlog", "");
+    let cfg = harness::write_file(
+        dir.path(),
+        "a.yaml",
+        &format!(
+            "state_dir: '{}'\nsources: [{{path: '{}', start: end}}]\nmail: {{to: [admin@example.test]}}\n",
+            dir.path().join("state").display(),
+            log.display()
+        ),
+    );
+    let err_path = dir.path().join("stderr.txt");
+    let err_file = std::fs::File::create(&err_path).unwrap();
+    let st = Command::new(harness::bin())
+        .args(["run", "--stdin", "--config", &cfg.to_string_lossy()])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(err_file)
+        .status()
+        .unwrap();
+    assert!(st.success(), "{st:?}");
+    let text = std::fs::read_to_string(&err_path).unwrap();
+    assert!(text.contains("INFO"), "no log lines at all:\n{text}");
+    assert!(
+        !text.contains('\u{1b}'),
+        "ANSI codes in the log file:\n{text:?}"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // The Debian package (packaging/build-deb, cargo-deb)
 
