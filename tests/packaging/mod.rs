@@ -18,6 +18,8 @@ fn systemd_unit_is_hardened() {
         "CapabilityBoundingSet=",
         "User=authwatch",
         "RestartPreventExitStatus=78",
+        "ExecReload=/usr/bin/authwatch check --config /etc/authwatch/config.yaml",
+        "ExecReload=/bin/kill -HUP $MAINPID",
     ] {
         assert!(lines.contains(&want), "unit lacks {want:?}");
     }
