@@ -380,3 +380,86 @@ fn message_id_names_the_alert_and_host_and_follow_ups_reply_to_it() {
     assert!(raw.contains("Message-ID: <ip_burst-0a@mx1.example.com>\r\n"));
     assert!(!raw.contains("In-Reply-To"), "{raw}");
 }
+
+#[test]
+fn smtp_errors_get_a_hint_saying_what_to_change() {
+    use crate::config::TlsMode::{None as Plain, Starttls, Tls};
+    // (lettre's text, TLS mode, port, part of the hint; "" for no hint)
+    let table = [
+        (
+            "internal client error: STARTTLS is not supported on this server",
+            Starttls,
+            587,
+            "does not offer STARTTLS",
+        ),
+        (
+            "internal client error: No compatible authentication mechanism was found",
+            Plain,
+            25,
+            "set mail.smtp.tls: starttls",
+        ),
+        (
+            "internal client error: No compatible authentication mechanism was found",
+            Starttls,
+            587,
+            "offers no AUTH",
+        ),
+        (
+            "permanent error (535): 5.7.8 Authentication credentials invalid",
+            Starttls,
+            587,
+            "refused the login",
+        ),
+        (
+            "permanent error (530): 5.7.0 Authentication required",
+            Plain,
+            25,
+            "wants a login",
+        ),
+        (
+            "tls error: received corrupt message of type InvalidContentType",
+            Tls,
+            587,
+            "set mail.smtp.tls: starttls",
+        ),
+        (
+            "tls error: invalid peer certificate: UnknownIssuer",
+            Starttls,
+            587,
+            "ca_file",
+        ),
+        (
+            "network error: timed out",
+            Starttls,
+            465,
+            "port 465 speaks TLS from the start",
+        ),
+        (
+            "Connection error: Connection refused (os error 111)",
+            Plain,
+            2525,
+            "check mail.smtp.host and mail.smtp.port",
+        ),
+        (
+            "permanent error (550): 5.1.1 no such user",
+            Starttls,
+            587,
+            "",
+        ),
+    ];
+    for (error, tls, port, want) in table {
+        let hint = crate::mail::smtp_hint(error, tls, port);
+        match want {
+            "" => assert_eq!(hint, None, "{error}"),
+            w => assert!(
+                hint.as_deref().is_some_and(|h| h.contains(w)),
+                "{error}: {hint:?} lacks {w:?}"
+            ),
+        }
+        let shown = crate::mail::with_hint(error, tls, port);
+        assert!(
+            shown.starts_with(error),
+            "the library's text is kept: {shown}"
+        );
+    }
+}
