@@ -20,8 +20,10 @@ use crate::render::Renderer;
 use std::net::IpAddr;
 use std::path::PathBuf;
 
-/// `authwatch check [--config FILE]`: the summary on stdout (0), or every problem (78).
-pub fn command(config: Option<PathBuf>) -> Exit {
+/// `authwatch check [--config FILE] [--probe]`: the summary on stdout (0), or every problem
+/// (78). With `--probe`, then each log is opened and the SMTP server tried, one line per
+/// step; a failed step (with its hint) is a configuration error too (78).
+pub fn command(config: Option<PathBuf>, probe: bool) -> Exit {
     let cfg = match load(config) {
         Ok(c) => c,
         Err(code) => return code,
@@ -29,13 +31,82 @@ pub fn command(config: Option<PathBuf>) -> Exit {
     match check(&cfg) {
         Ok(summary) => {
             println!("{summary}");
-            Exit::Ok
+            if !probe {
+                return Exit::Ok;
+            }
+            let steps = probe_all(&cfg);
+            let mut failed = 0;
+            for (ok, line) in &steps {
+                if *ok {
+                    println!("probe OK    {line}");
+                } else {
+                    failed += 1;
+                    eprintln!("probe FAIL  {line}");
+                }
+            }
+            if failed == 0 {
+                Exit::Ok
+            } else {
+                eprintln!("authwatch: {failed} probe step(s) failed; see the hints above");
+                Exit::Config
+            }
         }
         Err(problems) => {
             eprintln!("authwatch: {problems}");
             Exit::Config
         }
     }
+}
+
+/// `check --probe`: open every log file (read a byte) and connect to the SMTP server as
+/// delivery would. Each step: (passed, one line with the hint when it failed).
+pub fn probe_all(cfg: &Config) -> Vec<(bool, String)> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    let user = agent_user();
+    for s in &cfg.sources {
+        let SourceKind::File(p) = &s.kind else {
+            continue;
+        };
+        let step = source_readable(p, user.as_ref()).and_then(|()| {
+            let mut f = std::fs::File::open(p).map_err(|e| {
+                format!(
+                    "source {}: cannot open: {e}: add the user authwatch runs as to the file's group (on Debian: usermod -aG adm authwatch)",
+                    p.display()
+                )
+            })?;
+            let mut b = [0u8; 1];
+            f.read(&mut b)
+                .map_err(|e| format!("source {}: cannot read: {e}", p.display()))?;
+            Ok(format!("source {}: opened and read", p.display()))
+        });
+        out.push(match step {
+            Ok(l) => (true, l),
+            Err(l) => (false, l),
+        });
+    }
+    let host = crate::hostinfo::HostInfo::discover(&cfg.host);
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            out.push((false, format!("mail: cannot start a runtime: {e}")));
+            return out;
+        }
+    };
+    let mail = rt.block_on(async {
+        match Sender::new(&cfg.mail, &host.name) {
+            Ok(s) => s.probe().await,
+            Err(e) => Err(format!("mail: {e:#}")),
+        }
+    });
+    out.push(match mail {
+        Ok(l) => (true, format!("mail {l}")),
+        Err(l) => (false, format!("mail {l}")),
+    });
+    out
 }
 
 /// `authwatch render --sample KIND [--html]`: the sample on stdout (0); an unknown kind or a

@@ -37,7 +37,7 @@ pub fn dispatch(cli: Cli) -> Exit {
             html,
         } => check::render_command(config, &sample, html),
         Command::Status { config } => status::command(config),
-        Command::Check { config } => check::command(config),
+        Command::Check { config, probe } => check::command(config, probe),
         Command::Run {
             config,
             stdin,

@@ -301,3 +301,43 @@ fn digest_threads_to_the_first_alert_of_its_incident_by_message_id() {
     assert!(digest_id.starts_with("<digest-") && digest_id.ends_with("@mx1.test>"));
     assert!(agent.stop().success());
 }
+
+/// `check --probe` against a real SMTP server on loopback that offers no STARTTLS: with a
+/// config asking for STARTTLS it fails (78) with the hint what to change; asking for plain SMTP
+/// it passes, and each log is opened.
+#[test]
+fn check_probe_names_the_missing_starttls_and_passes_when_the_mode_is_right() {
+    let tmp = tempdir();
+    let dir = tmp.path();
+    let sink = Sink::start(dir, &["--tls", "none"]);
+    let log = LogWriter::new(dir.join("mainlog"));
+    log.append(&["a line that is no login"]);
+    let plain = config(dir, &log.path, sink.port);
+    let starttls = plain.replace("tls: none", "tls: starttls");
+    let cfg = write_file(dir, "starttls.yaml", &starttls);
+    let (code, out, err) = run_to_end(
+        &["check", "--probe", "--config", cfg.to_str().unwrap()],
+        dir,
+    );
+    assert_eq!(code, Some(78), "{out}\n{err}");
+    assert!(
+        err.contains("probe FAIL  mail SMTP 127.0.0.1")
+            && err.contains("does not offer STARTTLS")
+            && err.contains("tls: none"),
+        "{err}"
+    );
+    assert!(
+        out.contains(&format!(
+            "probe OK    source {}: opened and read",
+            log.path.display()
+        )),
+        "{out}"
+    );
+    let cfg = write_file(dir, "plain.yaml", &plain);
+    let (code, out, err) = run_to_end(
+        &["check", "--probe", "--config", cfg.to_str().unwrap()],
+        dir,
+    );
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert!(out.contains("probe OK    mail SMTP 127.0.0.1"), "{out}");
+}
