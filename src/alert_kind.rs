@@ -57,6 +57,39 @@ impl AlertKind {
         }
     }
 
+    /// The kind in words, for people (`status`, digests, `incidents`): "IP burst",
+    /// "network burst", "account attack", "compromised account", "digest", "health".
+    pub const fn label(self) -> &'static str {
+        match self {
+            AlertKind::IpBurst => "IP burst",
+            AlertKind::SubnetBurst => "network burst",
+            AlertKind::AccountAttack => "account attack",
+            AlertKind::Compromised => "compromised account",
+            AlertKind::Digest => "digest",
+            AlertKind::Health => "health",
+        }
+    }
+
+    /// The label of a kind given by name (saved state, digests); the name itself when it is
+    /// not one of the kinds.
+    pub fn label_of(name: &str) -> String {
+        name.parse::<AlertKind>()
+            .map(|k| k.label().to_string())
+            .unwrap_or_else(|_| name.to_string())
+    }
+
+    /// Whether this is an alert about an attack (not a digest or a health alert): those carry
+    /// an alert id, the commands to act on it and the service's advice.
+    pub const fn is_alert(self) -> bool {
+        matches!(
+            self,
+            AlertKind::IpBurst
+                | AlertKind::SubnetBurst
+                | AlertKind::AccountAttack
+                | AlertKind::Compromised
+        )
+    }
+
     /// Whether actions can be attached to alerts of this kind (see [`AlertKind::ACTIONS`]).
     pub const fn takes_actions(self) -> bool {
         matches!(
@@ -118,6 +151,24 @@ mod tests {
         }
         let e = "ip-burst".parse::<AlertKind>().unwrap_err();
         assert!(e.to_string().contains("ip_burst"), "{e}");
+    }
+
+    #[test]
+    fn labels_are_words_for_people() {
+        let labels = AlertKind::ALL.map(AlertKind::label);
+        assert_eq!(
+            labels,
+            [
+                "IP burst",
+                "network burst",
+                "account attack",
+                "compromised account",
+                "digest",
+                "health"
+            ]
+        );
+        assert_eq!(AlertKind::label_of("subnet_burst"), "network burst");
+        assert_eq!(AlertKind::label_of("other"), "other");
     }
 
     #[test]

@@ -44,6 +44,10 @@ pub enum Command {
         /// Config file (YAML). Without it, the embedded config.example.yaml is checked.
         #[arg(long, short, value_name = "FILE")]
         config: Option<PathBuf>,
+        /// Also try it for real: open every log, connect to the SMTP server with TLS and AUTH
+        /// as configured, and give a hint for each failure.
+        #[arg(long)]
+        probe: bool,
     },
     /// Read whole logs and report offenders, targeted accounts, subnets, threshold crossings
     /// and attempts per hour (or, with --events, every matching line as JSON).

@@ -27,7 +27,7 @@ mod spool;
 #[cfg(test)]
 use compose::seven_bit_body;
 pub use compose::Composer;
-pub use send::{run_mailer, MailStatus, RetryPolicy, Sender};
+pub use send::{run_mailer, smtp_hint, with_hint, MailStatus, RetryPolicy, Sender};
 pub use spool::{AlertIds, Spool, SpoolWriter};
 
 use std::io::Write;

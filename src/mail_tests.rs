@@ -404,3 +404,118 @@ fn backoff_has_full_jitter_under_a_cap() {
     assert!(samples.iter().any(|d| *d < Duration::from_millis(1000)));
     assert!(samples.iter().any(|d| *d > Duration::from_millis(1000)));
 }
+
+#[test]
+fn message_id_names_the_alert_and_host_and_follow_ups_reply_to_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = Composer::new(&cfg(dir.path()))
+        .unwrap()
+        .with_domain("mx1.example.com");
+    let r = Rendered {
+        subject: "s".into(),
+        text: "t".into(),
+        id: Some("digest-00ff".into()),
+        thread: vec!["ip_burst-0a".into(), "ip_burst-0b".into()],
+        ..Default::default()
+    };
+    let raw = String::from_utf8(m.build(&r).unwrap().formatted()).unwrap();
+    for want in [
+        "Message-ID: <digest-00ff@mx1.example.com>\r\n",
+        "In-Reply-To: <ip_burst-0a@mx1.example.com>\r\n",
+        "References: <ip_burst-0a@mx1.example.com> <ip_burst-0b@mx1.example.com>\r\n",
+    ] {
+        assert!(raw.contains(want), "missing {want:?} in\n{raw}");
+    }
+    let first = m
+        .build(&Rendered {
+            id: Some("ip_burst-0a".into()),
+            ..Default::default()
+        })
+        .unwrap();
+    let raw = String::from_utf8(first.formatted()).unwrap();
+    assert!(raw.contains("Message-ID: <ip_burst-0a@mx1.example.com>\r\n"));
+    assert!(!raw.contains("In-Reply-To"), "{raw}");
+}
+
+#[test]
+fn smtp_errors_get_a_hint_saying_what_to_change() {
+    use crate::config::TlsMode::{None as Plain, Starttls, Tls};
+    // (lettre's text, TLS mode, port, part of the hint; "" for no hint)
+    let table = [
+        (
+            "internal client error: STARTTLS is not supported on this server",
+            Starttls,
+            587,
+            "does not offer STARTTLS",
+        ),
+        (
+            "internal client error: No compatible authentication mechanism was found",
+            Plain,
+            25,
+            "set mail.smtp.tls: starttls",
+        ),
+        (
+            "internal client error: No compatible authentication mechanism was found",
+            Starttls,
+            587,
+            "offers no AUTH",
+        ),
+        (
+            "permanent error (535): 5.7.8 Authentication credentials invalid",
+            Starttls,
+            587,
+            "refused the login",
+        ),
+        (
+            "permanent error (530): 5.7.0 Authentication required",
+            Plain,
+            25,
+            "wants a login",
+        ),
+        (
+            "tls error: received corrupt message of type InvalidContentType",
+            Tls,
+            587,
+            "set mail.smtp.tls: starttls",
+        ),
+        (
+            "tls error: invalid peer certificate: UnknownIssuer",
+            Starttls,
+            587,
+            "ca_file",
+        ),
+        (
+            "network error: timed out",
+            Starttls,
+            465,
+            "port 465 speaks TLS from the start",
+        ),
+        (
+            "Connection error: Connection refused (os error 111)",
+            Plain,
+            2525,
+            "check mail.smtp.host and mail.smtp.port",
+        ),
+        (
+            "permanent error (550): 5.1.1 no such user",
+            Starttls,
+            587,
+            "",
+        ),
+    ];
+    for (error, tls, port, want) in table {
+        let hint = crate::mail::smtp_hint(error, tls, port);
+        match want {
+            "" => assert_eq!(hint, None, "{error}"),
+            w => assert!(
+                hint.as_deref().is_some_and(|h| h.contains(w)),
+                "{error}: {hint:?} lacks {w:?}"
+            ),
+        }
+        let shown = crate::mail::with_hint(error, tls, port);
+        assert!(
+            shown.starts_with(error),
+            "the library's text is kept: {shown}"
+        );
+    }
+}

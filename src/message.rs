@@ -21,6 +21,11 @@ pub struct Rendered {
     /// ids of that form (see [`crate::policy::id`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub legacy_id: Option<String>,
+    /// The ids of the alerts this mail follows up (the first alert of each incident it is
+    /// about), parent first: the mail's `In-Reply-To` and `References`, so a mail client shows
+    /// a repeat alert or a digest in the thread of the alert it follows. Empty for a first alert.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub thread: Vec<String>,
     /// Files sent with the mail (the digest's CSV of held-back alerts).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attachments: Vec<Attachment>,

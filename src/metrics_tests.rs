@@ -62,7 +62,7 @@ fn status_round_trips_and_formats() {
                 name: "/var/log/exim4/mainlog".into(),
                 ok: true,
                 detail: "following".into(),
-                lag_seconds: Some(0.25),
+                lag_seconds: Some(12.5),
                 lines_read: 10,
             },
             SourceHealth {
@@ -132,7 +132,7 @@ fn status_round_trips_and_formats() {
     assert!(text.contains("by pid 42 (1m ago)"), "{text}");
     assert!(text.contains("stale"), "{text}");
     assert!(
-        text.contains("OK    /var/log/exim4/mainlog  lag 0.2s"),
+        text.contains("OK    /var/log/exim4/mainlog  lag 12s"),
         "{text}"
     );
     assert!(text.contains("FAIL  /var/log/mail.log"), "{text}");
@@ -150,9 +150,21 @@ fn status_round_trips_and_formats() {
         .collect();
     assert!(rows[0].trim_start().starts_with("203.0.113.47 "), "{text}");
     assert!(rows[0].contains(" 48  exim "), "{text}");
-    assert!(rows[1].contains("2001:db8:7::/64 (network) "), "{text}");
+    assert!(rows[0].contains(" IP burst "), "{text}");
     assert!(
-        rows[2].contains("bob<U+001B>[2J@example.com (account)  "),
+        rows[1].contains("2001:db8:7::/64 ") && rows[1].contains(" network burst "),
+        "{text}"
+    );
+    assert!(
+        rows[2].contains("bob<U+001B>[2J@example.com ") && rows[2].contains(" account attack "),
+        "{text}"
+    );
+    // A source that holds nothing more shows no lag.
+    let mut caught_up = back.clone();
+    caught_up.sources[0].lag_seconds = Some(0.0);
+    let text = format_status_with(&caught_up, &TimeZone::UTC, None);
+    assert!(
+        text.contains("OK    /var/log/exim4/mainlog  caught up"),
         "{text}"
     );
     let end = |r: &str, n: &str| r.find(&format!(" {n}  ")).map(|i| i + 1 + n.len());

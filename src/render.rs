@@ -11,8 +11,11 @@
 //! and their samples; `render/held.rs` the digest's CSV of held-back alerts. The rendered value,
 //! [`Rendered`], lives in [`crate::message`].
 
+mod advice;
 mod context;
 mod held;
+
+pub use advice::{advice, service_name, shell_quote, BlockAction, SILENCE_FOR};
 
 pub use context::{
     sample_context, AccountCount, AlertEnv, CompromiseContext, DigestContext, DigestIncident,
@@ -150,6 +153,8 @@ pub struct Renderer {
     html: bool,
     /// Folder prefix for messages (`/etc/authwatch/templates/` or `built-in `).
     origins: Vec<(String, String)>,
+    /// The configured actions, for the block command and block status alerts show.
+    actions: Vec<BlockAction>,
 }
 
 impl Renderer {
@@ -157,6 +162,8 @@ impl Renderer {
     pub fn new(dir: Option<&Path>) -> Result<Renderer, TemplateError> {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
+        // `{{ i.kind|kind_label }}`: "IP burst" for `ip_burst`, and so on.
+        env.add_filter("kind_label", |k: String| AlertKind::label_of(&k));
         let mut origins = Vec::new();
         let mut errors = Vec::new();
         for (name, builtin) in BUILTIN_TEMPLATES {
@@ -185,6 +192,7 @@ impl Renderer {
             env,
             origins,
             html: false,
+            actions: Vec::new(),
         })
     }
 
@@ -192,6 +200,21 @@ impl Renderer {
     pub fn with_html(mut self, on: bool) -> Self {
         self.html = on;
         self
+    }
+
+    /// The configured actions: an alert shows the first one for its kind as the block
+    /// command, and whether it blocked (with the duration from its arguments).
+    pub fn with_actions(mut self, actions: &[crate::config::ActionConfig]) -> Self {
+        self.actions = BlockAction::from_config(actions);
+        self
+    }
+
+    /// The context as a template sees it: the caller's values plus the commands, block
+    /// status and advice of `render/advice.rs`.
+    fn context_value<C: Serialize>(&self, kind: &str, ctx: &C) -> minijinja::Value {
+        let mut v = serde_json::to_value(ctx).unwrap_or(serde_json::Value::Null);
+        advice::augment(kind, &mut v, &self.actions);
+        minijinja::Value::from(minijinja::value::Serde(&v))
     }
 
     fn origin(&self, name: &str) -> &str {
@@ -222,7 +245,7 @@ impl Renderer {
         ctx: &C,
     ) -> Result<Rendered, TemplateError> {
         let kind = kind.as_ref();
-        let value = minijinja::Value::from(minijinja::value::Serde(ctx));
+        let value = self.context_value(kind, ctx);
         let subject = self.render_one(&format!("{kind}.subject.txt"), &value)?;
         let text = self.render_one(&format!("{kind}.body.txt"), &value)?;
         let html = if self.html {
@@ -242,6 +265,7 @@ impl Renderer {
             id: None,
             legacy_id: None,
             attachments: Vec::new(),
+            thread: Vec::new(),
         })
     }
 
@@ -252,7 +276,8 @@ impl Renderer {
         let globals: BTreeSet<String> = self.env.globals().map(|(k, _)| k.to_string()).collect();
         for (name, _) in BUILTIN_TEMPLATES {
             let kind = name.split('.').next().unwrap_or_default();
-            let sample = sample_context(kind).unwrap_or(serde_json::Value::Null);
+            let mut sample = sample_context(kind).unwrap_or(serde_json::Value::Null);
+            advice::augment(kind, &mut sample, &self.actions);
             let known: BTreeSet<String> = match &sample {
                 serde_json::Value::Object(m) => m.keys().cloned().collect(),
                 _ => BTreeSet::new(),

@@ -24,7 +24,7 @@ fn default_alert_has_what_the_admin_needs() {
         "Total attempts so far: 48",
         "threshold: 5 in 10m",
         "info@example.com",
-        "nft add rule inet filter input ip saddr 203.0.113.47 drop",
+        "nft add element inet authwatch blocked4 { 203.0.113.47 timeout 1h }",
         "iptables -I INPUT -s 203.0.113.47 -j DROP",
         "apf -d 203.0.113.47",
         "SMTP AUTH on port 25",
@@ -37,7 +37,7 @@ fn default_alert_has_what_the_admin_needs() {
     }
     assert_eq!(
         out.subject,
-        "[authwatch] 203.0.113.47 made 5 failed logins in 10m on mx1.example.com"
+        "[authwatch] mx1.example.com: 203.0.113.47 5 failed Exim logins in 10m"
     );
 }
 
@@ -58,7 +58,8 @@ fn every_kind_renders_its_sample() {
         .render("subnet_burst", &sample_context("subnet_burst").unwrap())
         .unwrap();
     assert!(
-        sub.text.contains("ip6 saddr 2001:db8:a11:77::/64 drop"),
+        sub.text
+            .contains("blocked6 { 2001:db8:a11:77::/64 timeout 1h }"),
         "{}",
         sub.text
     );
@@ -73,7 +74,7 @@ fn every_kind_renders_its_sample() {
         .unwrap();
     assert_eq!(
         c.subject,
-        "[authwatch] URGENT: 203.0.113.7 logged in as alice after 37 failed attempts on mx1.example.com"
+        "[authwatch] mx1.example.com: URGENT: 203.0.113.7 BLOCKED - logged in as alice via Dovecot after 37 failed attempts"
     );
 }
 
@@ -84,7 +85,9 @@ fn ipv6_gets_ip6_commands() {
     ctx.ip = "2001:db8::7".into();
     ctx.ip_version = 6;
     let out = r.render_ip_alert(&ctx).unwrap();
-    assert!(out.text.contains("ip6 saddr 2001:db8::7 drop"));
+    assert!(out
+        .text
+        .contains("nft add element inet authwatch blocked6 { 2001:db8::7 timeout 1h }"));
     assert!(out
         .text
         .contains("ip6tables -I INPUT -s 2001:db8::7 -j DROP"));
@@ -202,4 +205,14 @@ fn an_alerts_facts_come_from_its_context() {
         alert_facts(&sample_context("digest").unwrap()),
         crate::policy::AlertFacts::default()
     );
+}
+
+#[test]
+fn digest_names_kinds_in_words() {
+    let r = Renderer::new(None).unwrap();
+    let out = r
+        .render("digest", &sample_context("digest").unwrap())
+        .unwrap();
+    assert!(out.text.contains("203.0.113.47 (IP burst)"), "{}", out.text);
+    assert!(!out.text.contains("ip_burst"), "{}", out.text);
 }

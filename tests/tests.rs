@@ -48,7 +48,7 @@ fn assert_alert(m: &Mail, ip: &str, attempts: u64, total: u64, host_name: &str) 
     let subject = m.subject();
     assert_eq!(
         subject,
-        format!("[authwatch] {ip} made {attempts} failed logins in 10m on {host_name}"),
+        format!("[authwatch] {host_name}: {ip} {attempts} failed Exim logins in 10m"),
         "subject of {}",
         m.source.display()
     );
@@ -72,8 +72,10 @@ fn assert_alert(m: &Mail, ip: &str, attempts: u64, total: u64, host_name: &str) 
     );
     assert!(
         m.body.contains(&format!(
-            "nft add rule inet filter input ip saddr {ip} drop"
-        )),
+            "nft add element inet authwatch blocked4 {{ {ip} timeout 1h }}"
+        )) && m
+            .body
+            .contains(&format!("authwatch silence {ip} --for 24h")),
         "nft command missing:\n{}",
         m.body
     );
@@ -430,6 +432,20 @@ fn check_command() {
     let good = write_file(dir, "good.yaml", &config_yaml(dir, &log, "end", ""));
     let (code, out, err) = run_to_end(&["check", "--config", good.to_str().unwrap()], dir);
     assert_eq!(code, Some(0), "check of a good config:\n{out}\n{err}");
+
+    // A source path that does not exist, or is a folder: a config error naming it and the fix.
+    for (path, want) in [
+        (dir.join("no-such.log"), "does not exist: check the path"),
+        (dir.to_path_buf(), "is a folder"),
+    ] {
+        let cfg = write_file(dir, "src.yaml", &config_yaml(dir, &path, "end", ""));
+        let (code, out, err) = run_to_end(&["check", "--config", cfg.to_str().unwrap()], dir);
+        assert_eq!(code, Some(78), "check of {}:\n{out}\n{err}", path.display());
+        assert!(
+            err.contains(&format!("source {}: {want}", path.display())),
+            "{err}"
+        );
+    }
 
     // An unknown key (line 7, column 5) and a bad duration (line 9, column 13, where the
     // value starts) in one file: both reported, with their fields.

@@ -11,6 +11,22 @@ use crate::policy::{Notice, Outgoing};
 use jiff::Timestamp;
 use tracing::error;
 
+/// The alerts a group or digest follows up, for its `In-Reply-To`/`References`: the first
+/// alert of each incident it lists, then those the carried alerts follow, each once, in order.
+fn thread_of(incidents: &[crate::policy::DigestLine], alerts: &[Rendered]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let ids = incidents
+        .iter()
+        .filter_map(|i| i.thread.as_ref())
+        .chain(alerts.iter().flat_map(|a| a.thread.iter()));
+    for id in ids {
+        if !out.contains(id) {
+            out.push(id.clone());
+        }
+    }
+    out
+}
+
 impl Engine {
     /// Render a health alert.
     pub(super) fn render_health(&self, p: HealthContextParts) -> Rendered {
@@ -37,11 +53,14 @@ impl Engine {
 
     pub(super) fn render_outgoing(&self, o: Outgoing, now: Timestamp) -> Rendered {
         let (id, legacy_id) = (o.id(), o.legacy_id());
-        let mut r = match o {
+        let (mut r, thread) = match o {
             Outgoing::Single(n) => return self.render_notice(n),
             Outgoing::Group(alerts) => {
-                let alerts = alerts.into_iter().map(|n| self.render_notice(n)).collect();
-                self.render_digest(alerts, Vec::new(), 0, Vec::new(), now)
+                let alerts: Vec<Rendered> =
+                    alerts.into_iter().map(|n| self.render_notice(n)).collect();
+                let thread = thread_of(&[], &alerts);
+                let r = self.render_digest(alerts, Vec::new(), 0, Vec::new(), now);
+                (r, thread)
             }
             Outgoing::Digest {
                 incidents,
@@ -50,16 +69,18 @@ impl Engine {
                 after: _,
             } => {
                 let n = held.len() as u64;
-                let held = held.into_iter().map(|n| self.render_notice(n)).collect();
-                self.render_digest(held, incidents, n, records, now)
+                let held: Vec<Rendered> = held.into_iter().map(|n| self.render_notice(n)).collect();
+                let thread = thread_of(&incidents, &held);
+                (self.render_digest(held, incidents, n, records, now), thread)
             }
         };
         r.id = id;
         r.legacy_id = legacy_id;
+        r.thread = thread;
         r
     }
 
-    /// Render one alert the policy let go, with its id.
+    /// Render one alert the policy let go, with its id and the alert it follows up.
     fn render_notice(&self, n: Notice) -> Rendered {
         let mut r = match n.prerendered {
             Some(old) => Rendered {
@@ -72,6 +93,7 @@ impl Engine {
         };
         r.id = n.id;
         r.legacy_id = n.legacy_id;
+        r.thread = n.thread;
         r
     }
 
@@ -142,6 +164,7 @@ impl Engine {
                     id: None,
                     legacy_id: None,
                     attachments: Vec::new(),
+                    thread: Vec::new(),
                     subject: format!(
                         "{} {kind}: {target} ({attempts} failed logins) on {}",
                         self.env.subject_prefix, self.env.host_name

@@ -400,5 +400,6 @@ pub(super) fn notice(
         facts: crate::render::alert_facts(&context),
         context,
         prerendered: None,
+        thread: Vec::new(),
     }
 }

@@ -92,7 +92,8 @@ impl Engine {
     pub fn new(cfg: &Config, host: &HostInfo, clock: Arc<dyn Clock>) -> Result<Engine> {
         let renderer = Renderer::new(cfg.templates_dir.as_deref())
             .map_err(|e| anyhow::anyhow!("alert templates: {}", e.0))?
-            .with_html(cfg.mail.html);
+            .with_html(cfg.mail.html)
+            .with_actions(&cfg.actions);
         let now = clock.now();
         Ok(Engine {
             rules: cfg
@@ -276,6 +277,13 @@ impl Engine {
                 "actions".into(),
                 serde_json::to_value(crate::actions::for_alert(&results)).unwrap_or_default(),
             );
+            // Every result (also those not quoted) tells the alert whether the IP is blocked;
+            // the id is what `authwatch ack` takes.
+            m.insert(
+                "action_results".into(),
+                serde_json::to_value(&results).unwrap_or_default(),
+            );
+            m.insert("alert_id".into(), p.id.id.clone().into());
         }
         // Attempts made while the actions ran were seen by the detector but could not reach
         // the incident (it did not exist yet): the incident opens at the detector's total now.
@@ -337,7 +345,7 @@ impl Engine {
     pub(super) fn offer(&mut self, notices: Vec<Notice>) -> Vec<Rendered> {
         let now = self.clock.now();
         let mut out = Vec::new();
-        for n in notices {
+        for mut n in notices {
             self.metrics.inc_incidents_opened();
             {
                 let f = &n.facts;
@@ -350,7 +358,7 @@ impl Engine {
             }
             if let Some(why) = self.muted(n.kind.as_str(), &n.key, now) {
                 info!(kind = %n.kind, target = %crate::text::inert(&n.key), why = %why, "alert not mailed (authwatch silence / ack)");
-                self.policy.note(&n, now);
+                self.policy.note(&mut n, now);
                 continue;
             }
             let sent = self.policy.offer(n, now);

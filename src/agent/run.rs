@@ -248,7 +248,10 @@ impl Pipeline {
         for r in ready {
             self.queue(r);
         }
-        if let (Some(name), Some(last)) = (&name, batch.lines.last()) {
+        // Caught up (the source holds nothing more now): no lag, however old the last line.
+        if let (Some(name), true) = (&name, batch.caught_up) {
+            self.engine.metrics.set_lag_seconds(name, 0.0);
+        } else if let (Some(name), Some(last)) = (&name, batch.lines.last()) {
             if let Some(lag) = self.engine.lag_of(last) {
                 self.engine.metrics.set_lag_seconds(name, lag);
             }
@@ -372,7 +375,7 @@ pub async fn run(
     }
     engine.set_decisions(Arc::new(std::sync::Mutex::new(decisions)));
     let clock_now = || clock.now();
-    let composer = Composer::new(&cfg.mail)?;
+    let composer = Composer::new(&cfg.mail)?.with_domain(&host.name);
     let sender = Sender::new(&cfg.mail, &host.name)?;
     let mut reload = reload;
     let mut mail_target = sender.target().to_string();
@@ -512,7 +515,7 @@ pub async fn run(
             } => {
                 match reload_config(&cfg, &host, &mut p.engine) {
                     Ok((new_cfg, sender)) => {
-                        p.composer = Composer::new(&new_cfg.mail)?;
+                        p.composer = Composer::new(&new_cfg.mail)?.with_domain(&host.name);
                         mail_target = sender.target().to_string();
                         let old = std::mem::replace(
                             &mut mailer,

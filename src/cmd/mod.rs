@@ -61,7 +61,7 @@ pub fn dispatch(cli: Cli) -> Exit {
         Command::Ack { config, incident } => control::ack(config, &incident),
         Command::Unblock { config, target } => unblock::command(config, &target),
         Command::TestMail { config } => testmail::command(config),
-        Command::Check { config } => check::command(config),
+        Command::Check { config, probe } => check::command(config, probe),
         Command::Run {
             config,
             stdin,
@@ -81,8 +81,10 @@ pub fn parse_error(e: &clap::Error) -> Exit {
     }
 }
 
-/// Set up tracing: `--log-level` wins, else `RUST_LOG`, else `info`. Logs go to stderr.
+/// Set up tracing: `--log-level` wins, else `RUST_LOG`, else `info`. Logs go to stderr, in
+/// colour only when stderr is a terminal (journald, files and pipes get plain text).
 pub fn init_logging(level: Option<&str>) {
+    use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
     let filter = match level {
         Some(l) => EnvFilter::try_new(l).unwrap_or_else(|e| {
@@ -94,6 +96,7 @@ pub fn init_logging(level: Option<&str>) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .try_init();
 }
 

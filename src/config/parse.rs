@@ -1,6 +1,11 @@
 //! Reading the YAML text into [`RawConfig`] so that one syntax or type error does not hide the
 //! others: when the whole document fails, each failing node is found and reported on its own
 //! (with the file's real line numbers), and the rest is still validated.
+//!
+//! Messages say what to write, for the mistakes people make in YAML: a tab in the indentation
+//! ("tab characters are not allowed in YAML indentation; use spaces"), `yes`/`no`/`on`/`off`
+//! for a boolean ("write true or false"), one value where a list is expected ("expected a
+//! list, e.g. `to: [a@b]`"); and each names the leaf key (`mail.to`, not `mail`).
 
 use super::raw::RawConfig;
 use super::{ConfigError, ConfigIssue, Validator};
@@ -26,7 +31,7 @@ fn serde_issue(file: &str, e: &serde_saphyr::Error) -> ConfigIssue {
     }
     let first = first
         .replace("invalid u64", "expected a whole number")
-        .replace("invalid bool", "expected true or false");
+        .replace("invalid boolean", "expected true or false");
     ConfigIssue {
         file: file.to_string(),
         line: loc.map(|l| l.line()).filter(|&l| l > 0),
@@ -46,16 +51,23 @@ pub(super) fn parse_raw(text: &str, file: &str) -> Result<RawConfig, ConfigError
         serde_saphyr::from_str_with_options::<Option<RawConfig>>(t, yaml_options())
             .map(Option::unwrap_or_default)
     };
+    let lines: Vec<&str> = text.lines().collect();
+    let tabs = tab_issues(&lines, file);
+    if !tabs.is_empty() {
+        // A tab makes the indentation, and so the meaning of every later line, a guess:
+        // report the tabs alone rather than errors that follow from them.
+        return Err(ConfigError { issues: tabs });
+    }
     let err = match parse(text) {
         Ok(raw) => return Ok(raw),
         Err(e) => e,
     };
-    let lines: Vec<&str> = text.lines().collect();
+    let friendly = |i: ConfigIssue| friendlier(i, &lines);
     let mut failing: Vec<Failing> = Vec::new();
     let top = split_children(&lines, 0, lines.len());
     if top.is_empty() {
         return Err(ConfigError {
-            issues: vec![serde_issue(file, &err)],
+            issues: vec![friendly(serde_issue(file, &err))],
         });
     }
     for (s, e) in top {
@@ -75,11 +87,11 @@ pub(super) fn parse_raw(text: &str, file: &str) -> Result<RawConfig, ConfigError
         .map(|f| {
             let mut i = serde_issue(file, &f.err);
             i.field = f.path.clone();
-            i
+            friendly(i)
         })
         .collect();
     if issues.is_empty() {
-        issues.push(serde_issue(file, &err));
+        issues.push(friendly(serde_issue(file, &err)));
     } else {
         // Blank the failing nodes and validate what is left, keeping only located issues.
         let mut kept: Vec<&str> = lines.clone();
@@ -101,6 +113,119 @@ pub(super) fn parse_raw(text: &str, file: &str) -> Result<RawConfig, ConfigError
     issues.sort_by_key(|i| (i.line, i.column));
     issues.dedup_by(|a, b| a.line == b.line && a.column == b.column);
     Err(ConfigError { issues })
+}
+
+/// The width a tab counts for when guessing which key a tab-indented line belongs to.
+const TAB_WIDTH: usize = 8;
+
+/// A tab in the indentation of a content line: one issue per line, with the key it is on.
+fn tab_issues(lines: &[&str], file: &str) -> Vec<ConfigIssue> {
+    let mut out = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        let lead = &line[..line.len() - line.trim_start_matches([' ', '\t']).len()];
+        if let Some(col) = lead.find('\t') {
+            if !is_content(line) {
+                continue;
+            }
+            out.push(ConfigIssue {
+                file: file.to_string(),
+                line: Some(i as u64 + 1),
+                column: Some(col as u64 + 1),
+                field: path_at(lines, i),
+                message: "tab characters are not allowed in YAML indentation; use spaces".into(),
+            });
+        }
+    }
+    out
+}
+
+/// Indentation counting a tab as [`TAB_WIDTH`] columns (only to guess a key's parents).
+fn width(line: &str) -> usize {
+    let mut w = 0;
+    for c in line.chars() {
+        match c {
+            ' ' | '-' => w += 1,
+            '\t' => w += TAB_WIDTH,
+            _ => break,
+        }
+    }
+    w
+}
+
+/// The dotted path of the key on line `i`, from the keys of the less indented lines above it
+/// (`mail.to` for `to:` under `mail:`); list items count as their key's children.
+fn path_at(lines: &[&str], i: usize) -> String {
+    let mut parts = vec![key_of(lines[i]).to_string()];
+    let mut w = width(lines[i]);
+    for l in lines[..i].iter().rev() {
+        if !is_content(l) {
+            continue;
+        }
+        let lw = width(l);
+        // Only a key without a value on its line (`mail:`) or a list item can hold children.
+        let holds = value_on(l).is_empty() || l.trim_start().starts_with('-');
+        if lw < w && holds {
+            let k = key_of(l);
+            if !k.is_empty() && l.contains(':') {
+                parts.push(k.to_string());
+            }
+            w = lw;
+            if w == 0 {
+                break;
+            }
+        }
+    }
+    parts.retain(|p| !p.is_empty());
+    parts.reverse();
+    parts.join(".")
+}
+
+/// The value written after `key:` on a line (without comment and quotes).
+fn value_on(line: &str) -> &str {
+    let t = line.trim_start().trim_start_matches('-').trim_start();
+    let v = t.split_once(':').map_or(t, |(_, v)| v);
+    let v = v.split(" #").next().unwrap_or(v);
+    v.trim().trim_matches(['"', '\''])
+}
+
+/// Say what to write for the usual mistakes, and name the leaf key.
+fn friendlier(mut i: ConfigIssue, lines: &[&str]) -> ConfigIssue {
+    let idx = i.line.and_then(|l| usize::try_from(l).ok()?.checked_sub(1));
+    let Some(line) = idx.and_then(|n| lines.get(n)) else {
+        return i;
+    };
+    if i.field.is_empty() || !i.field.contains('.') && key_of(line) != i.field {
+        if let Some(n) = idx {
+            let p = path_at(lines, n);
+            if p.len() > i.field.len() && p.starts_with(i.field.as_str()) {
+                i.field = p;
+            }
+        }
+    }
+    let leaf = i
+        .field
+        .rsplit('.')
+        .next()
+        .unwrap_or_default()
+        .split('[')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let value = value_on(line);
+    let m = i.message.to_ascii_lowercase();
+    if m.contains("sequence start") || m.contains("expected a sequence") {
+        let example = match (leaf.as_str(), value) {
+            ("sources", v) if !v.is_empty() => format!("sources: [{{path: {v}}}]"),
+            (_, "") => format!("{leaf}: [a@b]"),
+            (_, v) => format!("{leaf}: [{v}]"),
+        };
+        i.message = format!("expected a list, e.g. `{example}`");
+    } else if m.contains("true or false") || m.contains("bool") {
+        i.message = format!(
+            "{value:?} is not a boolean: write true or false (yes, no, on and off are not accepted)"
+        );
+    }
+    i
 }
 
 fn indent(line: &str) -> usize {

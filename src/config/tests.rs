@@ -461,3 +461,48 @@ fn config_depends_on_no_stage_module() {
         bad.join("\n")
     );
 }
+
+/// The mistakes people make in YAML, each with the message that says what to write, on the
+/// leaf key. (config text after `state_dir` and `sources`, expected `field: message` part)
+#[test]
+fn yaml_mistakes_say_what_to_write_on_the_leaf_key() {
+    let head = "state_dir: /var/lib/authwatch\nsources:\n  - path: /var/log/exim4/mainlog\n";
+    let table: &[(&str, &str)] = &[
+        (
+            "mail:\n\tto: [admin@example.com]\n",
+            "test.yaml:5:1: mail.to: tab characters are not allowed in YAML indentation; use spaces",
+        ),
+        (
+            "mail:\n  to: [admin@example.com]\n  \thtml: true\n",
+            "test.yaml:6:3: mail.html: tab characters are not allowed in YAML indentation; use spaces",
+        ),
+        (
+            "mail:\n  to: [admin@example.com]\n  html: yes\n",
+            "test.yaml:6:9: mail.html: \"yes\" is not a boolean: write true or false",
+        ),
+        (
+            "mail:\n  to: [admin@example.com]\n  html: on\n",
+            "mail.html: \"on\" is not a boolean: write true or false",
+        ),
+        (
+            "mail:\n  to: admin@example.com\n",
+            "test.yaml:5:7: mail.to: expected a list, e.g. `to: [admin@example.com]`",
+        ),
+    ];
+    for (tail, want) in table {
+        let e = load(&format!("{head}{tail}")).unwrap_err().to_string();
+        // Each problem on a line of its own.
+        let line = e
+            .lines()
+            .find(|l| l.contains(want))
+            .unwrap_or_else(|| panic!("{tail:?}: no line with {want:?} in\n{e}"));
+        assert!(line.trim_start().starts_with("test.yaml:"), "{e}");
+    }
+    let e = load("state_dir: /x\nsources: /var/log/x\nmail: {to: [a@b.c]}\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("sources: expected a list, e.g. `sources: [{path: /var/log/x}]`"),
+        "{e}"
+    );
+}

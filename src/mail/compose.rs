@@ -56,10 +56,42 @@ pub(super) fn seven_bit_body(text: &str) -> Body {
     Body::dangerous_pre_encoded(out.into_bytes(), ContentTransferEncoding::SevenBit)
 }
 
+/// Alert ids named in `References` at most: a digest about hundreds of incidents would
+/// otherwise make a header of kilobytes; clients thread by the first ones (In-Reply-To is the
+/// first) and ten ids fold into a few header lines.
+pub const MAX_REFERENCES: usize = 10;
+
+/// The right side of authwatch's Message-IDs: `host.name` (or the name found automatically)
+/// with every character that may not stand there (RFC 5322 dot-atom) dropped, `localhost` if
+/// nothing is left.
+fn id_domain(host: &str) -> String {
+    let d: String = host
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-'))
+        .collect();
+    let d = d.trim_matches('.').to_string();
+    if d.is_empty() {
+        "localhost".to_string()
+    } else {
+        d
+    }
+}
+
+/// The Message-ID of the alert with id `id` (its kind and a hash: dot-atom text).
+pub fn message_id(id: &str, domain: &str) -> String {
+    let local: String = id
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+        .collect();
+    format!("<{local}@{domain}>")
+}
+
 /// Builds alert mails.
 pub struct Composer {
     from: Mailbox,
     to: Vec<Mailbox>,
+    /// The right side of Message-IDs (see [`Composer::with_domain`]).
+    domain: String,
 }
 
 impl Composer {
@@ -76,7 +108,36 @@ impl Composer {
                     .with_context(|| format!("mail.to: not a mail address: {t:?}"))
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(Composer { from, to })
+        Ok(Composer {
+            from,
+            to,
+            domain: "localhost".to_string(),
+        })
+    }
+
+    /// Message-IDs name this host (`<ALERT-ID@host.name>`): pass `host.name`, or the name
+    /// found automatically.
+    pub fn with_domain(mut self, host: &str) -> Self {
+        self.domain = id_domain(host);
+        self
+    }
+
+    /// The Message-ID of a mail: from the alert's id, so a follow-up can name it before it is
+    /// sent and a mail made again after a crash keeps it; unique otherwise.
+    fn message_id_of(&self, r: &Rendered) -> String {
+        match &r.id {
+            Some(id) => message_id(id, &self.domain),
+            None => {
+                use std::hash::{Hash, Hasher};
+                let mut h = std::hash::DefaultHasher::new();
+                (&r.subject, &r.text, std::process::id()).hash(&mut h);
+                let now = jiff::Timestamp::now();
+                message_id(
+                    &format!("{}.{:016x}", now.as_nanosecond(), h.finish()),
+                    &self.domain,
+                )
+            }
+        }
     }
 
     /// Build the mail for a rendered alert.
@@ -85,8 +146,18 @@ impl Composer {
             .from(self.from.clone())
             .subject(crate::text::clean_subject(&r.subject))
             .date_now()
-            .message_id(None)
+            .message_id(Some(self.message_id_of(r)))
             .header(AutoSubmitted);
+        if let Some(parent) = r.thread.first() {
+            b = b.in_reply_to(message_id(parent, &self.domain));
+            let refs: Vec<String> = r
+                .thread
+                .iter()
+                .take(MAX_REFERENCES)
+                .map(|t| message_id(t, &self.domain))
+                .collect();
+            b = b.references(refs.join(" "));
+        }
         for t in &self.to {
             b = b.to(t.clone());
         }

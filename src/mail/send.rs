@@ -1,6 +1,8 @@
 //! Delivery: the [`Sender`] (SMTP with lettre, or the outbox folder), the retry policy
 //! (exponential backoff with full jitter, give up after `retry_for`), the health it reports
-//! ([`MailStatus`]) and the task that drains the spool ([`run_mailer`]).
+//! ([`MailStatus`]) and the task that drains the spool ([`run_mailer`]). An SMTP error is
+//! logged and shown in `status` with the library's text and what to change ([`smtp_hint`]:
+//! wrong TLS mode, no STARTTLS, no AUTH offered, login refused, untrusted certificate).
 
 use crate::config::{MailConfig, TlsMode};
 use anyhow::{Context, Result};
@@ -31,11 +33,74 @@ pub struct Sender {
     envelope: Envelope,
     /// A short description of the delivery target for logs (never the password).
     target: String,
+    /// The TLS mode and port asked for (none for the outbox), for hints on SMTP errors.
+    smtp: Option<(TlsMode, u16)>,
+}
+
+/// What to change for an SMTP error, from lettre's text and the configured TLS mode and port;
+/// none when the error says enough by itself.
+pub fn smtp_hint(error: &str, tls: TlsMode, port: u16) -> Option<String> {
+    let e = error.to_ascii_lowercase();
+    let has = |s: &str| e.contains(s);
+    let hint = if has("starttls is not supported") {
+        "the server does not offer STARTTLS: if it speaks TLS from the start (port 465) set mail.smtp.tls: tls; if it offers no TLS at all, tls: none (only on a trusted network)".to_string()
+    } else if has("no compatible authentication mechanism") {
+        let tls_first = if tls == TlsMode::None {
+            " Many servers offer AUTH only after STARTTLS: set mail.smtp.tls: starttls (port 587)."
+        } else {
+            ""
+        };
+        format!("the server offers no AUTH (PLAIN or LOGIN) here: use the submission port (587 with tls: starttls, or 465 with tls: tls), or remove username and password if the relay accepts you without.{tls_first}")
+    } else if has("(535)")
+        || has("(534)")
+        || has("authentication failed")
+        || has("authentication credentials invalid")
+    {
+        "the server refused the login: check mail.smtp.username and the password (password_file or password_env)".to_string()
+    } else if has("(530)") || has("authentication required") {
+        "the server wants a login: set mail.smtp.username and password_file".to_string()
+    } else if has("certificate") || has("unknownissuer") || has("notvalidforname") {
+        "the server's TLS certificate is not trusted or not for this name: set mail.smtp.ca_file to its CA, or set mail.smtp.host to the name on the certificate".to_string()
+    } else if has("tls error")
+        || has("corrupt message")
+        || has("invalidcontenttype")
+        || has("wrong version")
+    {
+        match tls {
+            TlsMode::Tls => format!("TLS from the start failed on port {port}: the server may expect STARTTLS there (ports 25 and 587): set mail.smtp.tls: starttls"),
+            _ => "the TLS handshake failed: check mail.smtp.tls (starttls for ports 25/587, tls for 465) and the server's TLS setup".to_string(),
+        }
+    } else if has("timed out")
+        || has("timeout")
+        || has("unexpected eof")
+        || has("incomplete response")
+    {
+        if tls != TlsMode::Tls && port == 465 {
+            "no SMTP greeting: port 465 speaks TLS from the start: set mail.smtp.tls: tls"
+                .to_string()
+        } else {
+            "no answer in time: check mail.smtp.host, port and firewalls; a server that speaks TLS from the start (usually port 465) needs tls: tls".to_string()
+        }
+    } else if has("connection refused") {
+        "nothing accepts connections there: check mail.smtp.host and mail.smtp.port".to_string()
+    } else {
+        return None;
+    };
+    Some(hint)
+}
+
+/// The library's text, and what to change when known.
+pub fn with_hint(error: &str, tls: TlsMode, port: u16) -> String {
+    match smtp_hint(error, tls, port) {
+        Some(h) => format!("{error} (hint: {h})"),
+        None => error.to_string(),
+    }
 }
 
 impl Sender {
     pub fn new(cfg: &MailConfig, host_name: &str) -> Result<Sender> {
         let envelope = Composer::new(cfg)?.envelope()?;
+        let smtp = cfg.smtp.as_ref().map(|s| (s.tls, s.port));
         let (delivery, target) = match &cfg.smtp {
             None => (
                 Delivery::Outbox(cfg.outbox_dir.clone()),
@@ -86,7 +151,38 @@ impl Sender {
             delivery,
             envelope,
             target,
+            smtp,
         })
+    }
+
+    /// The error's text with a hint for SMTP errors.
+    fn explain(&self, e: &lettre::transport::smtp::Error) -> String {
+        let (tls, port) = self.smtp.unwrap_or((TlsMode::None, 25));
+        with_hint(&e.to_string(), tls, port)
+    }
+
+    /// Connect to the SMTP server as delivery would (TLS as configured, AUTH with the
+    /// credentials) and say goodbye: `Ok` with what was checked, or the error with a hint.
+    /// The outbox folder: that it can be created and written.
+    pub async fn probe(&self) -> std::result::Result<String, String> {
+        match &self.delivery {
+            Delivery::Outbox(dir) => {
+                let probe = dir.join(".authwatch-probe");
+                crate::state::create_private_dir(dir)
+                    .and_then(|()| std::fs::write(&probe, b""))
+                    .and_then(|()| std::fs::remove_file(&probe))
+                    .map(|()| format!("{}: writable", self.target))
+                    .map_err(|e| format!("{}: cannot write there: {e}", self.target))
+            }
+            Delivery::Smtp(t) => match t.test_connection().await {
+                Ok(true) => Ok(format!(
+                    "{}: connected, TLS and AUTH as configured",
+                    self.target
+                )),
+                Ok(false) => Err(format!("{}: the connection closed at once", self.target)),
+                Err(e) => Err(format!("{}: {}", self.target, self.explain(&e))),
+            },
+        }
     }
 
     /// Where mail goes, for logs.
@@ -121,8 +217,8 @@ impl Sender {
                         info!(server = %self.target, code = %resp.code(), file = %path.display(), "alert accepted by the SMTP server");
                         Ok(())
                     }
-                    Err(e) if e.is_permanent() => Err(SendError::Permanent(e.to_string())),
-                    Err(e) => Err(SendError::Transient(e.to_string())),
+                    Err(e) if e.is_permanent() => Err(SendError::Permanent(self.explain(&e))),
+                    Err(e) => Err(SendError::Transient(self.explain(&e))),
                 }
             }
         }

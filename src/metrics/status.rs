@@ -147,6 +147,10 @@ pub fn read_status(path: &Path) -> io::Result<StatusSnapshot> {
     })
 }
 
+/// A lag below this is shown as "caught up": the agent sets 0 when a source holds nothing
+/// more, and a line read within the same second is not behind in any way people care about.
+const CAUGHT_UP_SECONDS: f64 = 1.0;
+
 /// Incidents listed by [`format_status`]; the rest are counted.
 const MAX_INCIDENT_LINES: usize = 50;
 
@@ -203,6 +207,7 @@ pub fn format_status_with(
         .min(60);
     for s in &snapshot.sources {
         let lag = match s.lag_seconds {
+            Some(l) if l < CAUGHT_UP_SECONDS => "caught up".into(),
             Some(l) => format!("lag {}", seconds(l)),
             None => "lag -".into(),
         };
@@ -254,15 +259,7 @@ pub fn format_status_with(
         let shown: Vec<String> = list
             .iter()
             .take(MAX_INCIDENT_LINES)
-            .map(|i| {
-                let key: String = inert(&i.key).chars().take(60).collect();
-                match i.kind.parse() {
-                    Ok(AlertKind::SubnetBurst) => format!("{key} (network)"),
-                    Ok(AlertKind::AccountAttack) => format!("{key} (account)"),
-                    Ok(AlertKind::Compromised) => format!("{key} (logged in)"),
-                    _ => key,
-                }
-            })
+            .map(|i| inert(&i.key).chars().take(60).collect())
             .collect();
         let kw = shown
             .iter()
@@ -272,14 +269,19 @@ pub fn format_status_with(
             .max(8);
         let _ = writeln!(
             out,
-            "  {:<kw$}  {:>8}  {:<10}  {:<23}  LAST SEEN",
-            "INCIDENT", "ATTEMPTS", "SERVICE", "SINCE"
+            "  {:<kw$}  {:<19}  {:>8}  {:<10}  {:<23}  LAST SEEN",
+            "INCIDENT", "KIND", "ATTEMPTS", "SERVICE", "SINCE"
         );
         for (i, key) in list.iter().zip(&shown) {
             let _ = writeln!(
                 out,
-                "  {:<kw$}  {:>8}  {:<10}  {:<23}  {}",
+                "  {:<kw$}  {:<19}  {:>8}  {:<10}  {:<23}  {}",
                 key,
+                if i.kind.is_empty() {
+                    "-".to_string()
+                } else {
+                    AlertKind::label_of(&inert(&i.kind))
+                },
                 i.attempts,
                 inert(&i.service),
                 time(i.since, tz),

@@ -90,6 +90,10 @@ pub struct Notice {
     /// written by it): sent as it is. None for every alert made now.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prerendered: Option<Prerendered>,
+    /// The ids of the alerts this one follows up (the incident's first alert), parent first:
+    /// the mail's `In-Reply-To` and `References`. Empty for a first alert.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub thread: Vec<String>,
 }
 
 /// The facts of an alert a digest's table shows, taken from its context.
@@ -121,6 +125,10 @@ pub struct Incident {
     pub total_at_last_mail: u64,
     pub last_activity: Timestamp,
     pub last_announced: Timestamp,
+    /// The id of the incident's first alert (its Message-ID): later mails about the incident
+    /// (a repeat alert, digests) thread to it. None in state saved by older versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_alert: Option<String>,
 }
 
 /// One alert the hourly cap held back, beyond those a digest carries whole: a line of the
@@ -164,6 +172,8 @@ pub struct DigestLine {
     pub last_activity: Timestamp,
     /// Announced again because it has been active for `repeat_interval`.
     pub repeated: bool,
+    /// The id of the incident's first alert, for threading (see [`Incident::first_alert`]).
+    pub thread: Option<String>,
 }
 
 /// What the policy wants sent: alerts, rendered by the caller once they are due.
@@ -266,8 +276,8 @@ impl Policy {
     }
 
     /// An alert from detection. Returns what to send now.
-    pub fn offer(&mut self, n: Notice, now: Timestamp) -> Vec<Outgoing> {
-        self.note(&n, now);
+    pub fn offer(&mut self, mut n: Notice, now: Timestamp) -> Vec<Outgoing> {
+        self.note(&mut n, now);
         if n.urgent {
             self.record_sent(now);
             return vec![Outgoing::Single(n)];
@@ -281,7 +291,7 @@ impl Policy {
 
     /// Open (or update) the incident of an alert without mailing it: for an alert the
     /// administrator silenced or acked (`authwatch silence | ack`), still counted and listed.
-    pub fn note(&mut self, n: &Notice, now: Timestamp) {
+    pub fn note(&mut self, n: &mut Notice, now: Timestamp) {
         let id = incident_id(n.kind, &n.key);
         match self.st.incidents.get_mut(&id) {
             Some(inc) => {
@@ -289,6 +299,14 @@ impl Policy {
                 inc.last_activity = now;
                 inc.last_announced = now;
                 inc.total_at_last_mail = inc.total;
+                // A follow-up: it threads to the incident's first alert.
+                match &inc.first_alert {
+                    Some(first) if n.id.as_ref() != Some(first) => {
+                        n.thread = vec![first.clone()];
+                    }
+                    Some(_) => {}
+                    None => inc.first_alert = n.id.clone(),
+                }
             }
             None => {
                 if self.st.incidents.len() >= self.s.max_incidents.max(1) {
@@ -304,6 +322,7 @@ impl Policy {
                         total_at_last_mail: n.total,
                         last_activity: now,
                         last_announced: now,
+                        first_alert: n.id.clone(),
                     },
                 );
             }
@@ -404,6 +423,7 @@ impl Policy {
                         opened: i.opened,
                         last_activity: i.last_activity,
                         repeated,
+                        thread: i.first_alert.clone(),
                     })
                 })
                 .collect();
@@ -463,6 +483,8 @@ mod compat {
         facts: AlertFacts,
         #[serde(default)]
         prerendered: Option<Prerendered>,
+        #[serde(default)]
+        thread: Vec<String>,
         /// The old form: the alert as rendered.
         #[serde(default)]
         rendered: Option<OldRendered>,
@@ -493,6 +515,7 @@ mod compat {
                 context: w.context,
                 facts: w.facts,
                 prerendered: w.prerendered,
+                thread: w.thread,
             };
             if let Some(old) = w.rendered {
                 // Its id is of the old form already.

@@ -34,6 +34,7 @@ fn notice(key: &str, urgent: bool) -> Notice {
         context: serde_json::json!({ "ip": key }),
         facts: AlertFacts::default(),
         prerendered: None,
+        thread: Vec::new(),
     }
 }
 
@@ -464,6 +465,7 @@ fn alert_ids_are_fnv1a_over_the_documented_layout_golden() {
         opened: t(0),
         last_activity: t(5),
         repeated: false,
+        thread: None,
     };
     let digest = Outgoing::Digest {
         incidents: vec![
@@ -500,4 +502,37 @@ fn alert_ids_are_fnv1a_over_the_documented_layout_golden() {
         .unwrap();
     assert!(legacy.starts_with("group-") && super::id::is_legacy(&legacy));
     assert_eq!(Outgoing::Group(vec![b, a]).legacy_id().unwrap(), legacy);
+}
+
+#[test]
+fn follow_ups_and_digests_thread_to_the_first_alert_and_old_state_loads() {
+    let mut p = Policy::new(settings());
+    let with_id = |id: &str| {
+        let mut n = notice("203.0.113.7", false);
+        n.id = Some(id.into());
+        n
+    };
+    let first = p.offer(with_id("ip_burst-1"), t(0));
+    assert!(matches!(&first[..], [Outgoing::Single(r)] if r.thread.is_empty()));
+    // A repeat alert on the still open incident follows the first one.
+    let again = p.offer(with_id("ip_burst-2"), t(10));
+    assert!(
+        matches!(&again[..], [Outgoing::Single(r)] if r.thread == ["ip_burst-1"]),
+        "{again:?}"
+    );
+    p.activity(AlertKind::IpBurst, "203.0.113.7", 9, t(20));
+    let digest = p.tick(t(3600));
+    match &digest[..] {
+        [Outgoing::Digest { incidents, .. }] => {
+            assert_eq!(incidents[0].thread.as_deref(), Some("ip_burst-1"));
+        }
+        other => panic!("{other:?}"),
+    }
+    // State saved before incidents kept their first alert still loads.
+    let mut v = serde_json::to_value(p.state()).unwrap();
+    for inc in v["incidents"].as_object_mut().unwrap().values_mut() {
+        inc.as_object_mut().unwrap().remove("first_alert");
+    }
+    let old: PolicyState = serde_json::from_value(v).unwrap();
+    assert!(old.incidents.values().all(|i| i.first_alert.is_none()));
 }

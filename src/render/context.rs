@@ -269,6 +269,7 @@ pub fn sample_context(kind: &str) -> Option<serde_json::Value> {
                 id: None,
                 legacy_id: None,
                 attachments: Vec::new(),
+                thread: Vec::new(),
             }],
             incidents: vec![DigestIncident {
                 kind: AlertKind::IpBurst.to_string(),
@@ -298,6 +299,12 @@ pub fn sample_context(kind: &str) -> Option<serde_json::Value> {
         }),
     };
     let mut v = v.ok()?;
+    if let (serde_json::Value::Object(m), true) = (&mut v, kind.is_alert()) {
+        m.insert(
+            "alert_id".into(),
+            format!("{}-3f2a9c0d1e4b5a67", kind.as_str()).into(),
+        );
+    }
     if kind.takes_actions() {
         if let serde_json::Value::Object(m) = &mut v {
             m.insert(

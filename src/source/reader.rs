@@ -44,6 +44,9 @@ pub struct Batch {
     pub problem: Option<String>,
     /// The source has ended (end of standard input) and sends nothing more.
     pub done: bool,
+    /// This batch read up to what the source holds now (it is not catching up): its lag is 0,
+    /// however old its last line's stamp.
+    pub caught_up: bool,
 }
 
 /// A source being read: a file, the journal or standard input.
@@ -192,6 +195,7 @@ pub fn spawn_reader(
                             position: position.clone(),
                             problem: problem.clone(),
                             done,
+                            caught_up: !more,
                         })
                         .is_err()
                 {

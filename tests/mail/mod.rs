@@ -2,7 +2,9 @@
 //! 8BITMIME and refuses 8-bit data (`smtp_sink.py --no-8bitmime`) accepts alerts whose accounts
 //! hold non-ASCII text, and the text decodes back; an account name of 5,000 characters makes
 //! no header line of 998 bytes or more, and the decoded Subject carries no bidi override, CR or
-//! LF. Also the MIME helpers the alert-storm test (`tests/policy/`) uses to read attachments.
+//! LF. A digest about an incident threads to the incident's first alert (In-Reply-To and
+//! References name its Message-ID, which uses `host.name`), read from the delivered `.eml`.
+//! Also the MIME helpers the alert-storm test (`tests/policy/`) uses to read attachments.
 
 use crate::harness::*;
 use std::path::Path;
@@ -218,7 +220,7 @@ fn a_5000_character_account_makes_no_long_header_line_and_a_clean_subject() {
     }
     let subject = decode_rfc2047(urgent.mail.subject());
     assert!(
-        subject.starts_with(&format!("[authwatch] URGENT: {ip} logged in as ")),
+        subject.starts_with(&format!("[authwatch] mx1.test: URGENT: {ip} logged in as ")),
         "{subject}"
     );
     assert!(subject.contains('…'), "cut with an ellipsis: {subject}");
@@ -238,4 +240,104 @@ fn a_5000_character_account_makes_no_long_header_line_and_a_clean_subject() {
         );
     }
     assert!(agent.stop().success());
+}
+
+#[test]
+fn digest_threads_to_the_first_alert_of_its_incident_by_message_id() {
+    let tmp = tempdir();
+    let dir = tmp.path();
+    let sink = Sink::start(dir, &["--tls", "none"]);
+    let log = LogWriter::new(dir.join("mainlog"));
+    let text = config(dir, &log.path, sink.port)
+        + "alerts: {cooldown: 1h, group_interval: 1s, max_per_hour: 0}\n";
+    let cfg = write_file(dir, "a.yaml", &text);
+    let mut agent = Agent::run(&cfg);
+    agent.wait_following(&log);
+    let t = now_unix() - 60;
+    let ip = "203.0.113.63";
+    log.append(
+        &(0..5)
+            .map(|i| exim_fail(t + i, ip, "guess"))
+            .collect::<Vec<_>>(),
+    );
+    let first = wait_delivered(&sink, dir, &agent, 1).remove(0);
+    // More attempts on the open incident: reported by the next digest, in the same thread.
+    log.append(
+        &(5..8)
+            .map(|i| exim_fail(t + i, ip, "guess"))
+            .collect::<Vec<_>>(),
+    );
+    let mails = wait_delivered(&sink, dir, &agent, 2);
+    let digest = &mails[1].mail;
+    let first_id = first
+        .mail
+        .header("Message-ID")
+        .expect("a Message-ID")
+        .to_string();
+    assert!(
+        first_id.starts_with("<ip_burst-") && first_id.ends_with("@mx1.test>"),
+        "{first_id}"
+    );
+    assert_eq!(
+        first.mail.header("In-Reply-To"),
+        None,
+        "a first alert follows nothing"
+    );
+    assert_eq!(
+        digest.header("In-Reply-To"),
+        Some(first_id.as_str()),
+        "digest: {}\n{}",
+        digest.subject(),
+        digest.body
+    );
+    assert!(
+        digest
+            .header("References")
+            .is_some_and(|r| r.split_whitespace().any(|id| id == first_id)),
+        "{:?}",
+        digest.header("References")
+    );
+    let digest_id = digest.header("Message-ID").unwrap();
+    assert!(digest_id.starts_with("<digest-") && digest_id.ends_with("@mx1.test>"));
+    assert!(agent.stop().success());
+}
+
+/// `check --probe` against a real SMTP server on loopback that offers no STARTTLS: with a
+/// config asking for STARTTLS it fails (78) with the hint what to change; asking for plain SMTP
+/// it passes, and each log is opened.
+#[test]
+fn check_probe_names_the_missing_starttls_and_passes_when_the_mode_is_right() {
+    let tmp = tempdir();
+    let dir = tmp.path();
+    let sink = Sink::start(dir, &["--tls", "none"]);
+    let log = LogWriter::new(dir.join("mainlog"));
+    log.append(&["a line that is no login"]);
+    let plain = config(dir, &log.path, sink.port);
+    let starttls = plain.replace("tls: none", "tls: starttls");
+    let cfg = write_file(dir, "starttls.yaml", &starttls);
+    let (code, out, err) = run_to_end(
+        &["check", "--probe", "--config", cfg.to_str().unwrap()],
+        dir,
+    );
+    assert_eq!(code, Some(78), "{out}\n{err}");
+    assert!(
+        err.contains("probe FAIL  mail SMTP 127.0.0.1")
+            && err.contains("does not offer STARTTLS")
+            && err.contains("tls: none"),
+        "{err}"
+    );
+    assert!(
+        out.contains(&format!(
+            "probe OK    source {}: opened and read",
+            log.path.display()
+        )),
+        "{out}"
+    );
+    let cfg = write_file(dir, "plain.yaml", &plain);
+    let (code, out, err) = run_to_end(
+        &["check", "--probe", "--config", cfg.to_str().unwrap()],
+        dir,
+    );
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert!(out.contains("probe OK    mail SMTP 127.0.0.1"), "{out}");
 }

@@ -18,6 +18,8 @@ fn systemd_unit_is_hardened() {
         "CapabilityBoundingSet=",
         "User=authwatch",
         "RestartPreventExitStatus=78",
+        "ExecReload=/usr/bin/authwatch check --config /etc/authwatch/config.yaml",
+        "ExecReload=/bin/kill -HUP $MAINPID",
     ] {
         assert!(lines.contains(&want), "unit lacks {want:?}");
     }
@@ -68,12 +70,15 @@ fn systemd_accepts_the_unit() {
 #[test]
 fn packaged_config_passes_check() {
     let dir = harness::tempdir();
+    // `check` wants the log there (and readable): a stand-in for Exim's mainlog.
+    let log = harness::write_file(dir.path(), "mainlog", "");
     let text = std::fs::read_to_string(harness::repo_file("packaging/debian/config.yaml"))
         .unwrap()
         .replace(
             "/usr/share/authwatch/alert-templates",
             &harness::repo_file("alert-templates").to_string_lossy(),
-        );
+        )
+        .replace("/var/log/exim4/mainlog", &log.to_string_lossy());
     let cfg = harness::write_file(dir.path(), "config.yaml", &text);
     let (code, stdout, stderr) =
         harness::run_to_end(&["check", "--config", &cfg.to_string_lossy()], dir.path());
@@ -81,6 +86,39 @@ fn packaged_config_passes_check() {
     assert!(
         stdout.contains("OK (1 source") && stdout.contains("via SMTP 127.0.0.1:25"),
         "{stdout}"
+    );
+}
+
+/// Under systemd, stderr goes to the journal, not a terminal: the logs carry no ANSI colour
+/// codes (they showed as `\x1b[2m...` in `journalctl`). Run with stderr to a file.
+#[test]
+fn logs_to_a_file_carry_no_ansi_colour() {
+    let dir = harness::tempdir();
+    let log = harness::write_file(dir.path(), "mainlog", "");
+    let cfg = harness::write_file(
+        dir.path(),
+        "a.yaml",
+        &format!(
+            "state_dir: '{}'\nsources: [{{path: '{}', start: end}}]\nmail: {{to: [admin@example.test]}}\n",
+            dir.path().join("state").display(),
+            log.display()
+        ),
+    );
+    let err_path = dir.path().join("stderr.txt");
+    let err_file = std::fs::File::create(&err_path).unwrap();
+    let st = Command::new(harness::bin())
+        .args(["run", "--stdin", "--config", &cfg.to_string_lossy()])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(err_file)
+        .status()
+        .unwrap();
+    assert!(st.success(), "{st:?}");
+    let text = std::fs::read_to_string(&err_path).unwrap();
+    assert!(text.contains("INFO"), "no log lines at all:\n{text}");
+    assert!(
+        !text.contains('\u{1b}'),
+        "ANSI codes in the log file:\n{text:?}"
     );
 }
 
@@ -407,12 +445,16 @@ fn check_unpacked(root: &Path) {
     );
     let templates = root.join("usr/share/authwatch/alert-templates");
     let cfg = root.join("check.yaml");
+    let log = root.join("mainlog");
+    std::fs::write(&log, "").unwrap();
     std::fs::write(
         &cfg,
-        config.replace(
-            "/usr/share/authwatch/alert-templates",
-            &templates.to_string_lossy(),
-        ),
+        config
+            .replace(
+                "/usr/share/authwatch/alert-templates",
+                &templates.to_string_lossy(),
+            )
+            .replace("/var/log/exim4/mainlog", &log.to_string_lossy()),
     )
     .unwrap();
     let summary = ok(Command::new(&bin).arg("check").arg("--config").arg(&cfg));
@@ -420,6 +462,15 @@ fn check_unpacked(root: &Path) {
         summary.contains("OK") && summary.contains("SMTP 127.0.0.1:25"),
         "{summary}"
     );
+}
+
+/// A file removed when dropped (one a test created in the system).
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 /// As root in CI: install into this system, check the result as the service would see it,
@@ -457,7 +508,17 @@ fn install_and_purge(deb: &Path) {
         "/etc/authwatch/config.yaml mode"
     );
 
-    // As root, and as the service's user (its ExecStartPre).
+    // As root, and as the service's user (its ExecStartPre). `check` wants the packaged
+    // config's log there: create it as logrotate would (group adm, 0640) when Exim has not
+    // written it yet, and remove it again afterwards.
+    let mainlog = Path::new("/var/log/exim4/mainlog");
+    let _created = (!mainlog.exists()).then(|| {
+        std::fs::create_dir_all("/var/log/exim4").unwrap();
+        std::fs::write(mainlog, "").unwrap();
+        ok(Command::new("chgrp").args(["adm", "/var/log/exim4/mainlog"]));
+        ok(Command::new("chmod").args(["0640", "/var/log/exim4/mainlog"]));
+        RemoveOnDrop(mainlog.to_path_buf())
+    });
     ok(Command::new("/usr/bin/authwatch").args([
         "check",
         "--config",
