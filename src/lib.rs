@@ -18,6 +18,7 @@ pub mod clock;
 pub mod cmd;
 pub mod config;
 pub mod detect;
+pub mod fleet;
 pub mod hostinfo;
 pub mod mail;
 pub mod message;

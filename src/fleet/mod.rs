@@ -1,0 +1,312 @@
+//! Fleet mode (issue 16): several agents share their detection windows through one
+//! Redis/Valkey store, so thresholds apply to the fleet's total and one agent mails an incident.
+//!
+//! The agent hands each hit to [`FleetHandle::submit`], which only pushes it into a bounded
+//! buffer and never waits: a background task sends the buffer to the store in batches (one Lua
+//! script call each, see `store`), keeps hits until the store accepted them (so hits made while
+//! the store is down are replayed when it returns), and queues the fleet totals it gets back for
+//! [`FleetHandle::take_totals`]. A circuit breaker (`breaker`) stops calling a failing store;
+//! [`FleetHandle::available`] tells the agent when to fall back to its local thresholds, and
+//! [`FleetHandle::down_for`] feeds the health alert. Members are `agent:inode:offset`, so a line
+//! read again after a restart counts nothing twice.
+
+pub mod breaker;
+pub mod store;
+
+pub use breaker::{Breaker, Buffer, BREAKER_FAILURES, BREAKER_OPEN_FOR};
+pub use store::{DecisionKind, Store, KEY_EXPIRY_SLACK, MAX_BATCH_HITS, MAX_FLEET_MEMBERS_PER_KEY};
+
+use crate::config::{DetectConfig, FleetConfig};
+use ipnet::IpNet;
+use std::collections::VecDeque;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::Notify;
+
+/// Most fleet totals queued for the agent: the agent takes them after every batch of lines, so
+/// this only matters when it stalls; the oldest are dropped (a later batch brings fresh totals).
+pub const MAX_PENDING_TOTALS: usize = 10_000;
+
+/// How often the task looks at the buffer without being woken: hits are sent at once when the
+/// agent submits them; this only paces replays and breaker probes.
+pub const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
+
+/// The kind of a window key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum KeyKind {
+    Ip,
+    Subnet,
+    Account,
+}
+
+/// The window length of each kind of key (`None`: that detector is off).
+#[derive(Debug, Clone)]
+pub struct Windows {
+    pub ip: Duration,
+    pub subnet: Option<Duration>,
+    pub account: Option<Duration>,
+}
+
+impl Windows {
+    pub fn from_detect(d: &DetectConfig) -> Windows {
+        Windows {
+            ip: d.per_ip.window,
+            subnet: d.per_subnet.as_ref().map(|s| s.threshold.window),
+            account: d.per_account.as_ref().map(|a| a.threshold.window),
+        }
+    }
+
+    pub fn of(&self, k: KeyKind) -> Duration {
+        match k {
+            KeyKind::Ip => self.ip,
+            KeyKind::Subnet => self.subnet.unwrap_or(self.ip),
+            KeyKind::Account => self.account.unwrap_or(self.ip),
+        }
+    }
+}
+
+/// One failed attempt line as the fleet sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FleetHit {
+    /// Log time, Unix milliseconds.
+    pub time_ms: i64,
+    pub ip: IpAddr,
+    /// The IP's subnet, when subnets are counted.
+    pub subnet: Option<IpNet>,
+    /// The account tried (attacker text), if logged.
+    pub account: Option<String>,
+    /// Identity of the line: the log file's inode and the line's byte offset.
+    pub inode: u64,
+    pub offset: u64,
+    /// Attempts the line stands for.
+    pub attempts: u32,
+}
+
+impl FleetHit {
+    /// The window keys this hit counts in: (kind, key, sub) where sub is the account of an IP
+    /// key and the address of a subnet or account key (for distinct counts).
+    pub fn keys(&self, w: &Windows) -> Vec<(KeyKind, String, String)> {
+        let ip = self.ip.to_string();
+        let mut v = vec![(
+            KeyKind::Ip,
+            ip.clone(),
+            self.account.clone().unwrap_or_default(),
+        )];
+        if let (Some(net), Some(_)) = (self.subnet, w.subnet) {
+            v.push((KeyKind::Subnet, net.to_string(), ip.clone()));
+        }
+        if let (Some(a), Some(_)) = (&self.account, w.account) {
+            v.push((KeyKind::Account, a.clone(), ip));
+        }
+        v
+    }
+}
+
+/// The fleet-wide state of one window key after a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyTotal {
+    pub kind: KeyKind,
+    pub key: String,
+    /// Attempts in the window, all agents together.
+    pub total: u64,
+    /// Distinct accounts (IP key) or addresses (subnet, account key) in the window.
+    pub distinct: u64,
+    /// Attempts per agent, in the order agents first appear in the window.
+    pub per_host: Vec<(String, u64)>,
+}
+
+struct Shared {
+    buf: Mutex<Buffer>,
+    totals: Mutex<VecDeque<KeyTotal>>,
+    wake: Notify,
+    stop: AtomicBool,
+    up: AtomicBool,
+    /// Milliseconds since `started` at which the store went down (0: up).
+    down_at_ms: AtomicU64,
+    started: Instant,
+    /// Batches the store accepted, and hits in them.
+    batches: AtomicU64,
+    hits_sent: AtomicU64,
+}
+
+/// The agent's side of fleet mode; cheap to clone. Dropping the last clone does not stop the
+/// task: call [`FleetHandle::stop`].
+#[derive(Clone)]
+pub struct FleetHandle {
+    shared: Arc<Shared>,
+    store: Store,
+    windows: Arc<Windows>,
+}
+
+impl FleetHandle {
+    /// Open the store (lazily: a store that is down now is not an error) and start the task on
+    /// the current tokio runtime.
+    pub fn start(cfg: &FleetConfig, windows: Windows) -> anyhow::Result<FleetHandle> {
+        let store = Store::open(cfg)
+            .map_err(|e| anyhow::anyhow!("fleet.redis {}: {e}", cfg.url.masked()))?;
+        let h = FleetHandle {
+            shared: Arc::new(Shared {
+                buf: Mutex::new(Buffer::new(cfg.buffer)),
+                totals: Mutex::new(VecDeque::new()),
+                wake: Notify::new(),
+                stop: AtomicBool::new(false),
+                up: AtomicBool::new(true),
+                down_at_ms: AtomicU64::new(0),
+                started: Instant::now(),
+                batches: AtomicU64::new(0),
+                hits_sent: AtomicU64::new(0),
+            }),
+            store,
+            windows: Arc::new(windows),
+        };
+        let task = h.clone();
+        tokio::spawn(async move { task.run().await });
+        Ok(h)
+    }
+
+    /// Queue a hit for the store. Never waits on the store.
+    pub fn submit(&self, hit: FleetHit) {
+        self.shared
+            .buf
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(hit);
+        self.shared.wake.notify_one();
+    }
+
+    /// The fleet totals that arrived since the last call.
+    pub fn take_totals(&self) -> Vec<KeyTotal> {
+        let mut t = self.shared.totals.lock().unwrap_or_else(|e| e.into_inner());
+        t.drain(..).collect()
+    }
+
+    /// Is the store answering (breaker closed)? When not, detect with local thresholds.
+    pub fn available(&self) -> bool {
+        self.shared.up.load(Ordering::Relaxed)
+    }
+
+    /// How long the store has been failing, if it is.
+    pub fn down_for(&self) -> Option<Duration> {
+        match self.shared.down_at_ms.load(Ordering::Relaxed) {
+            0 => None,
+            ms => Some(
+                self.shared
+                    .started
+                    .elapsed()
+                    .saturating_sub(Duration::from_millis(ms)),
+            ),
+        }
+    }
+
+    /// Hits waiting for the store, and hits dropped because the buffer was full.
+    pub fn pending(&self) -> (usize, u64) {
+        let b = self.shared.buf.lock().unwrap_or_else(|e| e.into_inner());
+        (b.len(), b.dropped)
+    }
+
+    /// Batches and hits the store accepted so far.
+    pub fn sent(&self) -> (u64, u64) {
+        (
+            self.shared.batches.load(Ordering::Relaxed),
+            self.shared.hits_sent.load(Ordering::Relaxed),
+        )
+    }
+
+    /// The store, for claims and shared decisions.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Wait until every queued hit reached the store, or `limit` passed; true when emptied.
+    pub async fn flush(&self, limit: Duration) -> bool {
+        let end = Instant::now() + limit;
+        loop {
+            if self.pending().0 == 0 {
+                return true;
+            }
+            if Instant::now() >= end {
+                return false;
+            }
+            self.shared.wake.notify_one();
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Stop the task (hits still queued are not sent).
+    pub fn stop(&self) {
+        self.shared.stop.store(true, Ordering::Relaxed);
+        self.shared.wake.notify_one();
+    }
+
+    fn set_up(&self, b: &Breaker) {
+        let up = !b.is_open();
+        let was = self.shared.up.swap(up, Ordering::Relaxed);
+        if was && !up {
+            tracing::warn!(
+                "fleet store unavailable: detecting with local thresholds, hits are kept for replay"
+            );
+        } else if !was && up {
+            tracing::info!("fleet store is back: replaying buffered hits");
+        }
+        let down = b
+            .down_since()
+            .map(|t| (t.saturating_duration_since(self.shared.started).as_millis() as u64).max(1))
+            .unwrap_or(0);
+        self.shared.down_at_ms.store(down, Ordering::Relaxed);
+    }
+
+    async fn run(self) {
+        let mut breaker = Breaker::new();
+        while !self.shared.stop.load(Ordering::Relaxed) {
+            let _ = tokio::time::timeout(FLUSH_INTERVAL, self.shared.wake.notified()).await;
+            loop {
+                if self.shared.stop.load(Ordering::Relaxed) || !breaker.allow(Instant::now()) {
+                    break;
+                }
+                let (last, batch) = {
+                    let b = self.shared.buf.lock().unwrap_or_else(|e| e.into_inner());
+                    b.peek(MAX_BATCH_HITS)
+                };
+                if batch.is_empty() {
+                    if breaker.is_open() {
+                        let ok = self.store.ping().await.is_ok();
+                        breaker.record(ok, Instant::now());
+                        self.set_up(&breaker);
+                    }
+                    break;
+                }
+                match self.store.add(&batch, &self.windows).await {
+                    Ok(totals) => {
+                        self.shared
+                            .buf
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .consume_through(last);
+                        self.shared.batches.fetch_add(1, Ordering::Relaxed);
+                        self.shared
+                            .hits_sent
+                            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                        let mut t = self.shared.totals.lock().unwrap_or_else(|e| e.into_inner());
+                        for kt in totals {
+                            if t.len() >= MAX_PENDING_TOTALS {
+                                t.pop_front();
+                            }
+                            t.push_back(kt);
+                        }
+                        drop(t);
+                        breaker.record(true, Instant::now());
+                        self.set_up(&breaker);
+                    }
+                    Err(e) => {
+                        tracing::debug!("fleet store call failed: {e}");
+                        breaker.record(false, Instant::now());
+                        self.set_up(&breaker);
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
