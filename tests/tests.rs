@@ -6,6 +6,7 @@
 
 mod actions;
 mod durability;
+mod fleet;
 mod harness;
 mod journal;
 mod mail;
