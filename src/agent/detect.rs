@@ -30,6 +30,10 @@ impl Engine {
         ctx: &C,
         action: Option<ActionContext>,
     ) -> Option<Notice> {
+        if self.fleet_decides(kind) {
+            debug!(kind, key = %crate::text::inert(&key), "local threshold crossed; the fleet total decides");
+            return None;
+        }
         let mut context = serde_json::to_value(ctx).unwrap_or_default();
         let names = self
             .action_names
@@ -56,6 +60,7 @@ impl Engine {
                 .or_insert(serde_json::Value::Array(Vec::new()));
         }
         let mut r = self.render(kind, &context, &key, attempts);
+        self.fleet_note(&mut r);
         r.id = Some(id);
         Some(notice(kind, key, urgent, r, total))
     }
@@ -112,6 +117,7 @@ impl Engine {
         if self.policy.has_incidents() {
             self.report_activity(&hit, now);
         }
+        self.fleet_hit(&hit, at);
         if let Some(alert) = self.detector.observe(&hit, line, at) {
             info!(
                 ip = %alert.key,

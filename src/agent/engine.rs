@@ -58,6 +58,8 @@ pub struct Engine {
     pub(super) action_names: Vec<(&'static str, Vec<String>)>,
     /// Alerts waiting for their actions (see [`Engine::take_pending`]).
     pub(super) pending: Vec<PendingAlert>,
+    /// Fleet mode (see `fleet.rs`); `None`: local mode.
+    pub(super) fleet: Option<Box<super::fleet::FleetState>>,
 }
 
 /// An alert whose actions must run before it is rendered (their results go into the mail).
@@ -146,6 +148,7 @@ impl Engine {
                 })
                 .collect(),
             pending: Vec::new(),
+            fleet: None,
         })
     }
 
@@ -173,6 +176,7 @@ impl Engine {
             );
         }
         let mut r = self.render(p.kind, &context, &p.key, p.attempts);
+        self.fleet_note(&mut r);
         r.id = Some(p.id);
         // Attempts made while the actions ran were seen by the detector but could not reach
         // the incident (it did not exist yet): the incident opens at the detector's total now.

@@ -96,6 +96,7 @@ impl Engine {
         self.compromise_sent = prev.compromise_sent;
         self.attacked_login_logged = prev.attacked_login_logged;
         self.pending = prev.pending;
+        self.fleet = prev.fleet;
         self.metrics = prev.metrics;
         self.lines_seen = prev.lines_seen;
         self.hits_seen = prev.hits_seen;

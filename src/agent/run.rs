@@ -31,6 +31,9 @@ use tracing::{error, info, warn};
 /// Stage an alert for the spool (see [`SpoolWriter`]): it becomes durable, and the mail task
 /// is woken, at [`commit`], once per batch of lines or timer tick. An alert whose id was
 /// spooled before (lines read again after a crash) is not sent again.
+/// How long a stopping agent waits for its queued hits to reach the fleet store.
+const FLEET_SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
 fn queue(composer: &Composer, writer: &mut SpoolWriter, r: Rendered) {
     if let Some(id) = &r.id {
         if writer.seen(id) {
@@ -238,10 +241,15 @@ impl Pipeline {
                 .add_lines_read(name, batch.lines.len() as u64);
         }
         self.engine.refresh_clock();
-        for l in batch.lines.iter() {
+        let ids = crate::fleet::line_ids(&batch);
+        for (i, l) in batch.lines.iter().enumerate() {
+            self.engine.set_line_id(ids.get(i).copied());
             for r in self.engine.line(batch.source, l) {
                 self.queue(r);
             }
+        }
+        for r in self.engine.fleet_poll() {
+            self.queue(r);
         }
         let hold = self.holds.next_id();
         let (started, ready) = start_actions(&mut self.engine, &self.done_tx, batch.source, hold);
@@ -276,7 +284,8 @@ impl Pipeline {
             let r = self.engine.render_health(parts);
             self.queue(r);
         }
-        let due = self.engine.tick();
+        let mut due = self.engine.tick();
+        due.extend(self.engine.fleet_poll());
         let any = !due.is_empty();
         for r in due {
             self.queue(r);
@@ -353,7 +362,12 @@ pub async fn run(
     let _lock = prepare_state_dir(&cfg)?;
     crate::config::log_permission_warnings(&cfg);
     let host = HostInfo::discover(&cfg.host);
-    let engine = Engine::new(&cfg, &host, clock.clone())?;
+    let mut engine = Engine::new(&cfg, &host, clock.clone())?;
+    if let Some(fc) = &cfg.fleet {
+        let windows = crate::fleet::Windows::from_detect(&cfg.detect);
+        engine.set_fleet(crate::fleet::FleetHandle::start(fc, windows)?);
+        info!(store = %fc.url.masked(), name = %fc.name, "fleet mode: thresholds apply to the fleet's totals");
+    }
     let clock_now = || clock.now();
     let composer = Composer::new(&cfg.mail)?;
     let sender = Sender::new(&cfg.mail, &host.name)?;
@@ -568,6 +582,12 @@ pub async fn run(
     while p.holds.in_flight > 0 {
         let Some(d) = done_rx.recv().await else { break };
         p.finish(d);
+    }
+    if let Some(f) = p.engine.fleet() {
+        // Hits not yet in the store are sent if it answers now (lines after the checkpoint are
+        // read and sent again at the next start anyway: the store counts them once).
+        f.flush(FLEET_SHUTDOWN_GRACE).await;
+        f.stop();
     }
     p.save_state(&cfg);
     // Give the mail task a short while to send what was just spooled, then stop it; whatever

@@ -33,6 +33,42 @@ pub const MAX_PENDING_TOTALS: usize = 10_000;
 /// agent submits them; this only paces replays and breaker probes.
 pub const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
 
+/// The identity of each line of a batch for the store, as (inode, byte offset of the line's
+/// start): from a file's checkpoint (the offset after the batch) counted back over the lines.
+/// A journal batch is named by a hash of its last cursor and the line's index. Standard input
+/// has none (empty: the engine numbers its lines). A line cut for length or repaired UTF-8
+/// shifts the offsets before it within its batch: such a line read again in another batch may
+/// count once more.
+pub fn line_ids(batch: &crate::source::Batch) -> Vec<(u64, u64)> {
+    use crate::source::Position;
+    match &batch.position {
+        Position::File(cp) => {
+            let mut end = cp.offset;
+            let mut v: Vec<(u64, u64)> = batch
+                .lines
+                .iter()
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .map(|l| {
+                    end = end.saturating_sub(l.len() as u64 + 1);
+                    (cp.inode, end)
+                })
+                .collect();
+            v.reverse();
+            v
+        }
+        Position::Cursor(c) => {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::hash::DefaultHasher::new();
+            c.hash(&mut h);
+            let id = h.finish();
+            (0..batch.lines.len() as u64).map(|i| (id, i)).collect()
+        }
+        Position::None => Vec::new(),
+    }
+}
+
 /// The kind of a window key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum KeyKind {
@@ -104,6 +140,16 @@ impl FleetHit {
     }
 }
 
+/// A key whose fleet total crossed its threshold: the agent asks the store whether it sends
+/// the mail ([`FleetHandle::claim_later`]) and gets it back from [`FleetHandle::take_won`] when
+/// it does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Candidate {
+    pub total: KeyTotal,
+    /// The claim could not be made (store down or slow): this agent sends, and says so.
+    pub store_unavailable: bool,
+}
+
 /// The fleet-wide state of one window key after a batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyTotal {
@@ -129,6 +175,8 @@ struct Shared {
     /// Batches the store accepted, and hits in them.
     batches: AtomicU64,
     hits_sent: AtomicU64,
+    /// Candidates this agent won (or had to send without the store).
+    won: Mutex<Vec<Candidate>>,
 }
 
 /// The agent's side of fleet mode; cheap to clone. Dropping the last clone does not stop the
@@ -157,6 +205,7 @@ impl FleetHandle {
                 started: Instant::now(),
                 batches: AtomicU64::new(0),
                 hits_sent: AtomicU64::new(0),
+                won: Mutex::new(Vec::new()),
             }),
             store,
             windows: Arc::new(windows),
@@ -212,6 +261,50 @@ impl FleetHandle {
             self.shared.batches.load(Ordering::Relaxed),
             self.shared.hits_sent.load(Ordering::Relaxed),
         )
+    }
+
+    /// Ask the store, in a task of its own, whether this agent mails about `c`'s key
+    /// (`SET NX PX cooldown`). Won, or not asked because the store is unavailable: it comes
+    /// back from [`FleetHandle::take_won`]. Lost (another agent claimed it): dropped.
+    pub fn claim_later(&self, c: KeyTotal, cooldown: Duration) {
+        let h = self.clone();
+        tokio::spawn(async move {
+            let kind = match c.kind {
+                KeyKind::Ip => "ip",
+                KeyKind::Subnet => "net",
+                KeyKind::Account => "acct",
+            };
+            let won = if !h.available() {
+                Some(true)
+            } else {
+                match h.store.claim(kind, &c.key, cooldown).await {
+                    Ok(None) => Some(false),
+                    Ok(Some(owner)) => {
+                        tracing::debug!(key = %crate::text::inert(&c.key), %owner, "fleet incident mailed by another agent");
+                        None
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "fleet store unavailable for the claim; this agent sends");
+                        Some(true)
+                    }
+                }
+            };
+            if let Some(unavailable) = won {
+                h.shared
+                    .won
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(Candidate {
+                        total: c,
+                        store_unavailable: unavailable,
+                    });
+            }
+        });
+    }
+
+    /// Candidates whose mail this agent sends.
+    pub fn take_won(&self) -> Vec<Candidate> {
+        std::mem::take(&mut *self.shared.won.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// The store, for claims and shared decisions.
