@@ -32,6 +32,14 @@ impl Engine {
     ) -> Option<Notice> {
         if self.fleet_decides(kind) {
             debug!(kind, key = %crate::text::inert(&key), "local threshold crossed; the fleet total decides");
+            let r = self.render(kind, ctx, &key, attempts);
+            self.fleet_hold(notice(
+                kind,
+                key,
+                urgent,
+                Rendered { id: Some(id), ..r },
+                total,
+            ));
             return None;
         }
         let mut context = serde_json::to_value(ctx).unwrap_or_default();

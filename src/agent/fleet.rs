@@ -25,6 +25,14 @@ use tracing::{error, info};
 /// most one more claim (answered "already sent" by the store).
 const MAX_FLEET_CLAIMED_KEYS: usize = 10_000;
 
+/// Local alerts held back while the fleet decides, at most: one per key crossing locally
+/// within [`FLEET_HOLD_FOR`]; beyond it the oldest is dropped (its key's fleet total decides).
+const MAX_FLEET_HELD: usize = 1000;
+
+/// How long a held local alert waits for its key's fleet total: far longer than a store round
+/// trip; if the store stopped answering meanwhile, the alert is sent (with the note) instead.
+const FLEET_HOLD_FOR: Duration = Duration::from_secs(30);
+
 /// Store down this long: an error in the log, once per outage (the health alert of the issue).
 pub const FLEET_DOWN_ALERT_AFTER: Duration = Duration::from_secs(60);
 
@@ -41,6 +49,9 @@ pub(super) struct FleetState {
     /// Last service seen per IP (the alert names it), bounded like `claimed`.
     service: lru::LruCache<IpAddr, &'static str>,
     down_reported: bool,
+    /// Local alerts held back until their key's fleet total arrives (then dropped: the fleet
+    /// decides) or the store is found down (then sent, with the note): never lost in between.
+    held: std::collections::VecDeque<(std::time::Instant, crate::policy::Notice)>,
 }
 
 impl Engine {
@@ -53,6 +64,7 @@ impl Engine {
             claimed: lru::LruCache::new(n),
             service: lru::LruCache::new(n),
             down_reported: false,
+            held: std::collections::VecDeque::new(),
         }));
     }
 
@@ -98,6 +110,16 @@ impl Engine {
             && self.fleet.as_ref().is_some_and(|f| f.handle.available())
     }
 
+    /// Hold a local burst alert while the fleet decides (see `FleetState::held`).
+    pub(super) fn fleet_hold(&mut self, n: crate::policy::Notice) {
+        if let Some(f) = &mut self.fleet {
+            if f.held.len() >= MAX_FLEET_HELD {
+                f.held.pop_front();
+            }
+            f.held.push_back((std::time::Instant::now(), n));
+        }
+    }
+
     /// Add the "fleet store unavailable" note to a local alert made in fleet mode.
     pub(super) fn fleet_note(&self, r: &mut Rendered) {
         if self.fleet.is_some() && !self.fleet_decides("ip_burst") {
@@ -125,6 +147,23 @@ impl Engine {
         let now = self.clock.now();
         let cooldown = self.env.cooldown;
         let totals = f.handle.take_totals();
+        if !f.held.is_empty() {
+            // A held local alert whose key reached the store: the fleet total decides.
+            f.held.retain(|(at, n)| {
+                at.elapsed() < FLEET_HOLD_FOR
+                    && !totals.iter().any(|t| {
+                        n.kind == kind_name(t.kind)
+                            && (n.key == t.key || n.key == crate::text::inert(&t.key))
+                    })
+            });
+        }
+        let mut released = Vec::new();
+        if !f.handle.available() {
+            for (_, mut n) in f.held.drain(..) {
+                append(&mut n.rendered, FLEET_UNAVAILABLE_NOTE);
+                released.push(n);
+            }
+        }
         for t in totals {
             if !self.fleet_crossed(&t) {
                 continue;
@@ -145,10 +184,11 @@ impl Engine {
             Some(f) => f.handle.take_won(),
             None => Vec::new(),
         };
-        let notices: Vec<_> = won
+        let mut notices: Vec<_> = won
             .into_iter()
             .filter_map(|c| self.fleet_alert(c, now))
             .collect();
+        notices.extend(released);
         if notices.is_empty() {
             return Vec::new();
         }
@@ -215,6 +255,14 @@ impl Engine {
         };
         r.id = Some(alert_id(&format!("fleet-{kind}"), &key, 1, now));
         Some(notice(kind, key, false, r, t.total))
+    }
+}
+
+fn kind_name(k: KeyKind) -> &'static str {
+    match k {
+        KeyKind::Ip => "ip_burst",
+        KeyKind::Subnet => "subnet_burst",
+        KeyKind::Account => "account_attack",
     }
 }
 

@@ -574,3 +574,41 @@ fn three_agents_alert_once_for_a_spread_attack_and_survive_a_store_restart() {
         a.assert_running();
     }
 }
+
+#[test]
+fn store_unreachable_from_the_start_alerts_locally_and_says_so() {
+    let tmp = tempdir();
+    let dir = tmp.path();
+    let sink = Sink::start(dir, &["--tls", "none"]);
+    let log = LogWriter::new(dir.join("mainlog"));
+    log.append(&exim_noise(now_unix() - 60));
+    // Nothing listens on this port (taken and released by the test): connections are refused.
+    let dead = format!("redis://127.0.0.1:{}", free_port());
+    let cfg = write_file(
+        dir,
+        "authwatch.yaml",
+        &agent_yaml(dir, &log.path, "mx1", sink.port, &dead),
+    );
+    let mut agent = Agent::run(&cfg);
+    agent.wait_following(&log);
+    let t = now_unix() - 10;
+    let burst: Vec<String> = (0..5)
+        .map(|k| exim_fail(t + k, "203.0.113.70", "alice"))
+        .collect();
+    log.append(&burst);
+    let mails = sink.wait_mails(1);
+    let m = &mails[0].mail;
+    assert!(
+        m.subject()
+            .starts_with("[authwatch] 203.0.113.70 made 5 failed logins in 10m on mx1.test"),
+        "{}",
+        m.subject()
+    );
+    assert!(
+        m.body.contains("fleet store unavailable"),
+        "the alert says it was counted locally:\n{}",
+        m.body
+    );
+    assert!(per_host_lines(&m.body).is_empty(), "{}", m.body);
+    agent.assert_running();
+}
