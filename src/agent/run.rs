@@ -483,8 +483,20 @@ pub async fn run(
     let mut eviction_tick = tokio::time::interval(EVICTION_REPORT_INTERVAL);
     let mut evictions_reported = p.engine.evictions_by_map();
     let mut save_deferred_since: Option<std::time::Instant> = None;
+    let fleet = p.engine.fleet().cloned();
     loop {
         tokio::select! {
+            _ = async {
+                match &fleet {
+                    Some(f) => f.ready().await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                for r in p.engine.fleet_poll() {
+                    p.queue(r);
+                }
+                p.commit();
+            }
             Some(()) = async {
                 match reload.as_mut() {
                     Some(r) => r.recv().await,

@@ -177,6 +177,8 @@ struct Shared {
     hits_sent: AtomicU64,
     /// Candidates this agent won (or had to send without the store).
     won: Mutex<Vec<Candidate>>,
+    /// Woken when totals or won claims arrive (see [`FleetHandle::ready`]).
+    ready: Notify,
 }
 
 /// The agent's side of fleet mode; cheap to clone. Dropping the last clone does not stop the
@@ -206,6 +208,7 @@ impl FleetHandle {
                 batches: AtomicU64::new(0),
                 hits_sent: AtomicU64::new(0),
                 won: Mutex::new(Vec::new()),
+                ready: Notify::new(),
             }),
             store,
             windows: Arc::new(windows),
@@ -298,8 +301,15 @@ impl FleetHandle {
                         total: c,
                         store_unavailable: unavailable,
                     });
+                h.shared.ready.notify_one();
             }
         });
+    }
+
+    /// Resolves when fleet totals or won claims are waiting: the agent's loop then calls
+    /// `Engine::fleet_poll` at once instead of at its next timer tick.
+    pub async fn ready(&self) {
+        self.shared.ready.notified().await
     }
 
     /// Candidates whose mail this agent sends.
@@ -389,6 +399,7 @@ impl FleetHandle {
                             t.push_back(kt);
                         }
                         drop(t);
+                        self.shared.ready.notify_one();
                         breaker.record(true, Instant::now());
                         self.set_up(&breaker);
                     }
