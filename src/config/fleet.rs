@@ -118,7 +118,7 @@ pub fn validate_store_url(s: &str) -> Result<(), String> {
             }
             Ok(())
         }
-        "unix" | "redis+unix" => {
+        "unix" | "redis+unix" | "valkey+unix" => {
             if rest.starts_with('/') {
                 Ok(())
             } else {
