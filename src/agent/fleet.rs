@@ -8,6 +8,7 @@
 
 use super::detect::{alert_id, notice};
 use super::engine::Engine;
+use super::health::HealthContextParts;
 use crate::detect::KeyAlert;
 use crate::fleet::{Candidate, FleetHandle, FleetHit, KeyKind, KeyTotal};
 use crate::message::Rendered;
@@ -33,7 +34,8 @@ const MAX_FLEET_HELD: usize = 1000;
 /// trip; if the store stopped answering meanwhile, the alert is sent (with the note) instead.
 const FLEET_HOLD_FOR: Duration = Duration::from_secs(30);
 
-/// Store down this long: an error in the log, once per outage (the health alert of the issue).
+/// Store down this long: a health alert (and an error in the log), once per outage; its
+/// return is mailed too.
 pub const FLEET_DOWN_ALERT_AFTER: Duration = Duration::from_secs(60);
 
 /// The sentence an alert made without the store carries.
@@ -48,7 +50,8 @@ pub(super) struct FleetState {
     claimed: lru::LruCache<(KeyKind, String), i64>,
     /// Last service seen per IP (the alert names it), bounded like `claimed`.
     service: lru::LruCache<IpAddr, &'static str>,
-    down_reported: bool,
+    /// When the store went down, once its outage was reported.
+    down_since: Option<Timestamp>,
     /// Local alerts held back until their key's fleet total arrives (then dropped: the fleet
     /// decides) or the store is found down (then sent, with the note): never lost in between.
     held: std::collections::VecDeque<(std::time::Instant, crate::policy::Notice)>,
@@ -63,7 +66,7 @@ impl Engine {
             line_id: None,
             claimed: lru::LruCache::new(n),
             service: lru::LruCache::new(n),
-            down_reported: false,
+            down_since: None,
             held: std::collections::VecDeque::new(),
         }));
     }
@@ -133,18 +136,42 @@ impl Engine {
         let Some(f) = &mut self.fleet else {
             return Vec::new();
         };
+        let now = self.clock.now();
+        let mut health = Vec::new();
         match f.handle.down_for() {
-            Some(d) if d >= FLEET_DOWN_ALERT_AFTER && !f.down_reported => {
-                f.down_reported = true;
+            Some(d) if d >= FLEET_DOWN_ALERT_AFTER && f.down_since.is_none() => {
+                let since = now
+                    .checked_sub(jiff::SignedDuration::try_from(d).unwrap_or_default())
+                    .unwrap_or(now);
+                f.down_since = Some(since);
                 error!(down_for = %crate::text::format_duration(d), pending = f.handle.pending().0, "fleet store unavailable for over a minute: detecting with local thresholds");
+                health.push(HealthContextParts {
+                    title: format!("fleet store {} unavailable", f.handle.url()),
+                    what: f.handle.url().to_string(),
+                    detail: format!("no answer for {}; {} hits waiting to be replayed", crate::text::format_duration(d), f.handle.pending().0),
+                    since,
+                    until: None,
+                    advice: "Detection goes on with this server's own thresholds, and alerts say \"fleet store unavailable\" (other servers may alert about the same attacker). Check that redis-server (or valkey) runs and that this server reaches it; the buffered hits are replayed when it answers.".into(),
+                });
             }
-            None if f.down_reported => {
-                f.down_reported = false;
+            None if f.down_since.is_some() => {
+                let since = f.down_since.take().unwrap_or(now);
                 info!("fleet store available again");
+                health.push(HealthContextParts {
+                    title: format!("fleet store {} available again", f.handle.url()),
+                    what: f.handle.url().to_string(),
+                    detail: "the store answers again; buffered hits were replayed".into(),
+                    since,
+                    until: Some(now),
+                    advice: "Nothing to do: thresholds apply to the fleet's totals again.".into(),
+                });
             }
             _ => {}
         }
-        let now = self.clock.now();
+        let health: Vec<Rendered> = health.into_iter().map(|p| self.render_health(p)).collect();
+        let Some(f) = &mut self.fleet else {
+            return health;
+        };
         let cooldown = self.env.cooldown;
         let totals = f.handle.take_totals();
         if !f.held.is_empty() {
@@ -189,10 +216,11 @@ impl Engine {
             .filter_map(|c| self.fleet_alert(c, now))
             .collect();
         notices.extend(released);
-        if notices.is_empty() {
-            return Vec::new();
+        let mut out = health;
+        if !notices.is_empty() {
+            out.extend(self.offer(notices));
         }
-        self.offer(notices)
+        out
     }
 
     fn fleet_crossed(&self, t: &KeyTotal) -> bool {

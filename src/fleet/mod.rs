@@ -186,6 +186,8 @@ struct Shared {
 #[derive(Clone)]
 pub struct FleetHandle {
     shared: Arc<Shared>,
+    /// The store's URL with the password masked, for messages.
+    url: Arc<str>,
     store: Store,
     windows: Arc<Windows>,
 }
@@ -197,6 +199,7 @@ impl FleetHandle {
         let store = Store::open(cfg)
             .map_err(|e| anyhow::anyhow!("fleet.redis {}: {e}", cfg.url.masked()))?;
         let h = FleetHandle {
+            url: cfg.url.masked().into(),
             shared: Arc::new(Shared {
                 buf: Mutex::new(Buffer::new(cfg.buffer)),
                 totals: Mutex::new(VecDeque::new()),
@@ -315,6 +318,11 @@ impl FleetHandle {
     /// Candidates whose mail this agent sends.
     pub fn take_won(&self) -> Vec<Candidate> {
         std::mem::take(&mut *self.shared.won.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// The store's URL, password masked.
+    pub fn url(&self) -> &str {
+        &self.url
     }
 
     /// The store, for claims and shared decisions.
