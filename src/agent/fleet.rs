@@ -10,7 +10,9 @@ use super::detect::{alert_id, notice};
 use super::engine::Engine;
 use super::health::HealthContextParts;
 use crate::detect::KeyAlert;
-use crate::fleet::{Candidate, FleetHandle, FleetHit, KeyKind, KeyTotal};
+use crate::fleet::{
+    Candidate, FleetHandle, FleetHit, KeyKind, KeyTotal, MAX_FLEET_MEMBERS_PER_KEY,
+};
 use crate::message::Rendered;
 use crate::render::{GroupAlertContext, IpAlertContext};
 use crate::rules::Hit;
@@ -223,14 +225,17 @@ impl Engine {
         out
     }
 
+    /// Has a fleet total reached its threshold? A threshold above the store's member cap per
+    /// key is taken as the cap (the total saturates there), so it can still be reached.
     fn fleet_crossed(&self, t: &KeyTotal) -> bool {
+        let th = |a: u32| u64::from(a).min(MAX_FLEET_MEMBERS_PER_KEY as u64);
         match t.kind {
-            KeyKind::Ip => t.total >= u64::from(self.env.threshold),
+            KeyKind::Ip => t.total >= th(self.env.threshold),
             KeyKind::Subnet => self.subnets.as_ref().is_some_and(|(_, sc)| {
-                t.total >= u64::from(sc.threshold.attempts) && t.distinct >= sc.min_addresses as u64
+                t.total >= th(sc.threshold.attempts) && t.distinct >= sc.min_addresses as u64
             }),
             KeyKind::Account => self.accounts.as_ref().is_some_and(|(_, ac)| {
-                t.total >= u64::from(ac.threshold.attempts) && t.distinct >= ac.distinct_ips as u64
+                t.total >= th(ac.threshold.attempts) && t.distinct >= ac.distinct_ips as u64
             }),
         }
     }
