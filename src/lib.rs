@@ -26,6 +26,7 @@ pub mod cmd;
 pub mod config;
 pub mod control;
 pub mod detect;
+pub mod fleet;
 pub mod hostinfo;
 pub mod mail;
 pub mod message;

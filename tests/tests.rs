@@ -7,6 +7,7 @@
 mod actions;
 mod admin;
 mod durability;
+mod fleet;
 mod harness;
 mod journal;
 mod mail;

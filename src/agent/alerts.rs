@@ -94,6 +94,9 @@ impl Engine {
         r.id = n.id;
         r.legacy_id = n.legacy_id;
         r.thread = n.thread;
+        for para in &n.notes {
+            super::fleet::append(&mut r, para);
+        }
         r
     }
 

@@ -41,6 +41,15 @@ impl Engine {
                 crate::control::incident_id(kind.as_str(), &key).into(),
             );
         }
+        if self.fleet_decides(kind) {
+            debug!(%kind, key = %crate::text::inert(&key), "local threshold crossed; the fleet total decides");
+            if let serde_json::Value::Object(m) = &mut context {
+                m.entry("actions")
+                    .or_insert(serde_json::Value::Array(Vec::new()));
+            }
+            self.fleet_hold(notice(kind, key, urgent, total, attempts, id, context));
+            return None;
+        }
         let names = self
             .action_names
             .iter()
@@ -65,7 +74,9 @@ impl Engine {
             m.entry("actions")
                 .or_insert(serde_json::Value::Array(Vec::new()));
         }
-        Some(notice(kind, key, urgent, total, attempts, id, context))
+        let mut n = notice(kind, key, urgent, total, attempts, id, context);
+        self.fleet_note(&mut n);
+        Some(n)
     }
 
     /// What actions get for an alert about `ip`, or about the subnet `network` (then `ip` is
@@ -124,6 +135,7 @@ impl Engine {
         if self.policy.has_incidents() {
             self.report_activity(&hit, now);
         }
+        self.fleet_hit(&hit, at);
         if let Some(alert) = self.detector.observe(&hit, line, at) {
             info!(
                 ip = %alert.key,
@@ -401,5 +413,6 @@ pub(super) fn notice(
         context,
         prerendered: None,
         thread: Vec::new(),
+        notes: Vec::new(),
     }
 }

@@ -69,6 +69,8 @@ pub struct Engine {
     /// results, for `authwatch incidents`; bounded like the incidents
     /// (`alerts.max_open_incidents`), least recently touched dropped first.
     pub(super) incident_info: lru::LruCache<String, IncidentInfo>,
+    /// Fleet mode (see `fleet.rs`); `None`: local mode.
+    pub(super) fleet: Option<Box<super::fleet::FleetState>>,
 }
 
 /// An alert whose actions must run before it goes to the policy (their results go into the
@@ -164,6 +166,7 @@ impl Engine {
                 std::num::NonZeroUsize::new(cfg.alerts.max_open_incidents)
                     .unwrap_or(std::num::NonZeroUsize::MIN),
             ),
+            fleet: None,
         })
     }
 
@@ -288,7 +291,8 @@ impl Engine {
         // Attempts made while the actions ran were seen by the detector but could not reach
         // the incident (it did not exist yet): the incident opens at the detector's total now.
         let total = p.total.max(self.live_total(p.kind, &p.key).unwrap_or(0));
-        let n = notice(p.kind, p.key, p.urgent, total, p.attempts, p.id, context);
+        let mut n = notice(p.kind, p.key, p.urgent, total, p.attempts, p.id, context);
+        self.fleet_note(&mut n);
         self.offer(vec![n])
     }
 

@@ -9,12 +9,15 @@
 //!   waits until its actions have run in a task of its own (`holds.rs`), so no alert waits for
 //!   another alert's actions. Mail is delivered by a separate task.
 //! - `reload.rs`: SIGHUP swaps the settings and keeps all the state.
+//! - `fleet.rs`: fleet mode's hooks (issue 16): hits to the shared store, fleet totals to
+//!   claims and alerts; the store and its task are [`crate::fleet`].
 //! - `health.rs`: unreadable or silent sources and failing mail become health alerts;
 //!   `status.json` for `authwatch status`.
 
 mod alerts;
 mod detect;
 mod engine;
+mod fleet;
 mod health;
 mod holds;
 mod reload;

@@ -99,6 +99,7 @@ impl Engine {
         // The administrator's decisions (`authwatch silence | allow | ack`) are not config.
         self.decisions = prev.decisions;
         self.incident_info = prev.incident_info;
+        self.fleet = prev.fleet;
         self.metrics = prev.metrics;
         self.lines_seen = prev.lines_seen;
         self.hits_seen = prev.hits_seen;

@@ -31,6 +31,9 @@ use tracing::{error, info, warn};
 /// Stage an alert for the spool (see [`SpoolWriter`]): it becomes durable, and the mail task
 /// is woken, at [`commit`], once per batch of lines or timer tick. An alert whose id was
 /// spooled before (lines read again after a crash) is not sent again.
+/// How long a stopping agent waits for its queued hits to reach the fleet store.
+const FLEET_SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
 fn queue(composer: &Composer, writer: &mut SpoolWriter, r: Rendered) {
     if let Some(id) = writer.seen_alert(&r) {
         info!(id = %id, subject = %r.subject, "alert already sent before a restart; not sending it again");
@@ -238,10 +241,15 @@ impl Pipeline {
                 .add_lines_read(name, batch.lines.len() as u64);
         }
         self.engine.refresh_clock();
-        for l in batch.lines.iter() {
+        let ids = crate::fleet::line_ids(&batch);
+        for (i, l) in batch.lines.iter().enumerate() {
+            self.engine.set_line_id(ids.get(i).copied());
             for r in self.engine.line(batch.source, l) {
                 self.queue(r);
             }
+        }
+        for r in self.engine.fleet_poll() {
+            self.queue(r);
         }
         let hold = self.holds.next_id();
         let (started, ready) = start_actions(&mut self.engine, &self.done_tx, batch.source, hold);
@@ -279,7 +287,8 @@ impl Pipeline {
             let r = self.engine.render_health(parts);
             self.queue(r);
         }
-        let due = self.engine.tick();
+        let mut due = self.engine.tick();
+        due.extend(self.engine.fleet_poll());
         let any = !due.is_empty();
         for r in due {
             self.queue(r);
@@ -374,6 +383,11 @@ pub async fn run(
         );
     }
     engine.set_decisions(Arc::new(std::sync::Mutex::new(decisions)));
+    if let Some(fc) = &cfg.fleet {
+        let windows = crate::fleet::Windows::from_detect(&cfg.detect);
+        engine.set_fleet(crate::fleet::FleetHandle::start(fc, windows)?);
+        info!(store = %fc.url.masked(), name = %fc.name, "fleet mode: thresholds apply to the fleet's totals");
+    }
     let clock_now = || clock.now();
     let composer = Composer::new(&cfg.mail)?.with_domain(&host.name);
     let sender = Sender::new(&cfg.mail, &host.name)?;
@@ -505,8 +519,20 @@ pub async fn run(
     let mut eviction_tick = tokio::time::interval(EVICTION_REPORT_INTERVAL);
     let mut evictions_reported = p.engine.evictions_by_map();
     let mut save_deferred_since: Option<std::time::Instant> = None;
+    let fleet = p.engine.fleet().cloned();
     loop {
         tokio::select! {
+            _ = async {
+                match &fleet {
+                    Some(f) => f.ready().await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                for r in p.engine.fleet_poll() {
+                    p.queue(r);
+                }
+                p.commit();
+            }
             Some(()) = async {
                 match reload.as_mut() {
                     Some(r) => r.recv().await,
@@ -612,6 +638,12 @@ pub async fn run(
     while p.holds.in_flight > 0 {
         let Some(d) = done_rx.recv().await else { break };
         p.finish(d);
+    }
+    if let Some(f) = p.engine.fleet() {
+        // Hits not yet in the store are sent if it answers now (lines after the checkpoint are
+        // read and sent again at the next start anyway: the store counts them once).
+        f.flush(FLEET_SHUTDOWN_GRACE).await;
+        f.stop();
     }
     p.save_state(&cfg);
     // Give the mail task a short while to send what was just spooled, then stop it; whatever

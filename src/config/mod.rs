@@ -9,7 +9,7 @@
 //!
 //! Layout: `raw` holds what the YAML may contain; `parse` reads it so that every syntax error
 //! is found; one file per section (`general`, `sources`, `rules`, `detect`, `allowlist`,
-//! `alerts`, `metrics`, `actions`, `mail`) holds that section's validated types and the one
+//! `alerts`, `metrics`, `actions`, `mail`, `fleet`) holds that section's validated types and the one
 //! `Validator` method that checks it; `Validator::build` calls them in the file's order.
 //! Config depends on no stage module (source, rules, detect, policy, render, mail, actions,
 //! metrics, state, scan, agent): the stages depend on it, and the constants and checks the two
@@ -22,6 +22,7 @@ mod allowlist;
 mod detect;
 mod errors;
 mod files;
+mod fleet;
 mod general;
 mod mail;
 mod metrics;
@@ -43,6 +44,10 @@ pub use detect::{AccountConfig, DetectConfig, SubnetConfig, Threshold, MAX_MEMBE
 pub use crate::text::{format_duration, parse_duration};
 pub use errors::{ConfigError, ConfigIssue};
 pub use files::{log_permission_warnings, permission_warnings};
+pub use fleet::{
+    validate_fleet_name, validate_store_url, FleetConfig, StoreUrl, DEFAULT_FLEET_BUFFER,
+    MAX_FLEET_TIMEOUT,
+};
 pub use general::HostConfig;
 pub use mail::{MailConfig, RetryPolicy, Secret, SmtpConfig, TlsMode};
 pub use metrics::{parse_listen, validate_listen};
@@ -88,6 +93,8 @@ pub struct Config {
     /// How many action commands run at once.
     pub actions_max_concurrent: usize,
     pub mail: MailConfig,
+    /// The shared store of a fleet of agents; `None`: local mode.
+    pub fleet: Option<FleetConfig>,
 }
 
 impl Config {
@@ -228,6 +235,7 @@ impl Validator {
         let templates_dir = self.templates_dir(&raw.templates_dir);
         let actions = self.actions(raw.actions.as_deref().unwrap_or_default());
         let actions_max_concurrent = self.actions_max_concurrent(&raw.actions_max_concurrent);
+        let fleet = self.fleet(raw.fleet, host.name.as_deref());
         let mail = self.mail(raw.mail, &state_dir);
         Some(Config {
             origin: self.file.clone(),
@@ -247,6 +255,7 @@ impl Validator {
             actions,
             actions_max_concurrent,
             mail,
+            fleet,
         })
     }
 }

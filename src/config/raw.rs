@@ -26,6 +26,7 @@ pub(super) struct RawConfig {
     pub(super) actions: Option<Vec<RawAction>>,
     pub(super) actions_max_concurrent: S<u64>,
     pub(super) mail: Option<Spanned<RawMail>>,
+    pub(super) fleet: Option<RawFleet>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -187,4 +188,14 @@ pub(super) struct RawSmtp {
     pub(super) ca_file: S<String>,
     pub(super) timeout: S<String>,
     pub(super) helo_name: S<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawFleet {
+    pub(super) redis: S<String>,
+    pub(super) name: S<String>,
+    pub(super) key_prefix: S<String>,
+    pub(super) timeout: S<String>,
+    pub(super) buffer: S<u64>,
 }

@@ -94,6 +94,10 @@ pub struct Notice {
     /// the mail's `In-Reply-To` and `References`. Empty for a first alert.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub thread: Vec<String>,
+    /// Paragraphs added below the rendered body (fleet mode: the attempts per server, "fleet
+    /// store unavailable").
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 /// The facts of an alert a digest's table shows, taken from its context.
@@ -177,6 +181,9 @@ pub struct DigestLine {
 }
 
 /// What the policy wants sent: alerts, rendered by the caller once they are due.
+// Outgoing values live only between the policy and the renderer, a few at a time: boxing
+// the single alert would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outgoing {
     /// One alert.
@@ -485,6 +492,8 @@ mod compat {
         prerendered: Option<Prerendered>,
         #[serde(default)]
         thread: Vec<String>,
+        #[serde(default)]
+        notes: Vec<String>,
         /// The old form: the alert as rendered.
         #[serde(default)]
         rendered: Option<OldRendered>,
@@ -516,6 +525,7 @@ mod compat {
                 facts: w.facts,
                 prerendered: w.prerendered,
                 thread: w.thread,
+                notes: w.notes,
             };
             if let Some(old) = w.rendered {
                 // Its id is of the old form already.

@@ -35,6 +35,7 @@ fn notice(key: &str, urgent: bool) -> Notice {
         facts: AlertFacts::default(),
         prerendered: None,
         thread: Vec::new(),
+        notes: Vec::new(),
     }
 }
 

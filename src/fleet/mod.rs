@@ -1,0 +1,424 @@
+//! Fleet mode (issue 16): several agents share their detection windows through one
+//! Redis/Valkey store, so thresholds apply to the fleet's total and one agent mails an incident.
+//!
+//! The agent hands each hit to [`FleetHandle::submit`], which only pushes it into a bounded
+//! buffer and never waits: a background task sends the buffer to the store in batches (one Lua
+//! script call each, see `store`), keeps hits until the store accepted them (so hits made while
+//! the store is down are replayed when it returns), and queues the fleet totals it gets back for
+//! [`FleetHandle::take_totals`]. A circuit breaker (`breaker`) stops calling a failing store;
+//! [`FleetHandle::available`] tells the agent when to fall back to its local thresholds, and
+//! [`FleetHandle::down_for`] feeds the health alert. Members are `agent:inode:offset`, so a line
+//! read again after a restart counts nothing twice.
+
+pub mod breaker;
+pub mod store;
+
+pub use breaker::{Breaker, Buffer, BREAKER_FAILURES, BREAKER_OPEN_FOR};
+pub use store::{DecisionKind, Store, KEY_EXPIRY_SLACK, MAX_BATCH_HITS, MAX_FLEET_MEMBERS_PER_KEY};
+
+use crate::config::{DetectConfig, FleetConfig};
+use ipnet::IpNet;
+use std::collections::VecDeque;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::Notify;
+
+/// Most fleet totals queued for the agent: the agent takes them after every batch of lines, so
+/// this only matters when it stalls; the oldest are dropped (a later batch brings fresh totals).
+pub const MAX_PENDING_TOTALS: usize = 10_000;
+
+/// How often the task looks at the buffer without being woken: hits are sent at once when the
+/// agent submits them; this only paces replays and breaker probes.
+pub const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
+
+/// The identity of each line of a batch for the store, as (inode, byte offset of the line's
+/// start): from a file's checkpoint (the offset after the batch) counted back over the lines.
+/// A journal batch is named by a hash of its last cursor and the line's index. Standard input
+/// has none (empty: the engine numbers its lines). A line cut for length or repaired UTF-8
+/// shifts the offsets before it within its batch: such a line read again in another batch may
+/// count once more.
+pub fn line_ids(batch: &crate::source::Batch) -> Vec<(u64, u64)> {
+    use crate::source::Position;
+    match &batch.position {
+        Position::File(cp) => {
+            let mut end = cp.offset;
+            let mut v: Vec<(u64, u64)> = batch
+                .lines
+                .iter()
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .map(|l| {
+                    end = end.saturating_sub(l.len() as u64 + 1);
+                    (cp.inode, end)
+                })
+                .collect();
+            v.reverse();
+            v
+        }
+        Position::Cursor(c) => {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::hash::DefaultHasher::new();
+            c.hash(&mut h);
+            let id = h.finish();
+            (0..batch.lines.len() as u64).map(|i| (id, i)).collect()
+        }
+        Position::None => Vec::new(),
+    }
+}
+
+/// The kind of a window key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum KeyKind {
+    Ip,
+    Subnet,
+    Account,
+}
+
+/// The window length of each kind of key (`None`: that detector is off).
+#[derive(Debug, Clone)]
+pub struct Windows {
+    pub ip: Duration,
+    pub subnet: Option<Duration>,
+    pub account: Option<Duration>,
+}
+
+impl Windows {
+    pub fn from_detect(d: &DetectConfig) -> Windows {
+        Windows {
+            ip: d.per_ip.window,
+            subnet: d.per_subnet.as_ref().map(|s| s.threshold.window),
+            account: d.per_account.as_ref().map(|a| a.threshold.window),
+        }
+    }
+
+    pub fn of(&self, k: KeyKind) -> Duration {
+        match k {
+            KeyKind::Ip => self.ip,
+            KeyKind::Subnet => self.subnet.unwrap_or(self.ip),
+            KeyKind::Account => self.account.unwrap_or(self.ip),
+        }
+    }
+}
+
+/// One failed attempt line as the fleet sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FleetHit {
+    /// Log time, Unix milliseconds.
+    pub time_ms: i64,
+    pub ip: IpAddr,
+    /// The IP's subnet, when subnets are counted.
+    pub subnet: Option<IpNet>,
+    /// The account tried (attacker text), if logged.
+    pub account: Option<String>,
+    /// Identity of the line: the log file's inode and the line's byte offset.
+    pub inode: u64,
+    pub offset: u64,
+    /// Attempts the line stands for.
+    pub attempts: u32,
+}
+
+impl FleetHit {
+    /// The window keys this hit counts in: (kind, key, sub) where sub is the account of an IP
+    /// key and the address of a subnet or account key (for distinct counts).
+    pub fn keys(&self, w: &Windows) -> Vec<(KeyKind, String, String)> {
+        let ip = self.ip.to_string();
+        let mut v = vec![(
+            KeyKind::Ip,
+            ip.clone(),
+            self.account.clone().unwrap_or_default(),
+        )];
+        if let (Some(net), Some(_)) = (self.subnet, w.subnet) {
+            v.push((KeyKind::Subnet, net.to_string(), ip.clone()));
+        }
+        if let (Some(a), Some(_)) = (&self.account, w.account) {
+            v.push((KeyKind::Account, a.clone(), ip));
+        }
+        v
+    }
+}
+
+/// A key whose fleet total crossed its threshold: the agent asks the store whether it sends
+/// the mail ([`FleetHandle::claim_later`]) and gets it back from [`FleetHandle::take_won`] when
+/// it does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Candidate {
+    pub total: KeyTotal,
+    /// The claim could not be made (store down or slow): this agent sends, and says so.
+    pub store_unavailable: bool,
+}
+
+/// The fleet-wide state of one window key after a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyTotal {
+    pub kind: KeyKind,
+    pub key: String,
+    /// Attempts in the window, all agents together.
+    pub total: u64,
+    /// Distinct accounts (IP key) or addresses (subnet, account key) in the window.
+    pub distinct: u64,
+    /// Attempts per agent, in the order agents first appear in the window.
+    pub per_host: Vec<(String, u64)>,
+}
+
+struct Shared {
+    buf: Mutex<Buffer>,
+    totals: Mutex<VecDeque<KeyTotal>>,
+    wake: Notify,
+    stop: AtomicBool,
+    up: AtomicBool,
+    /// Milliseconds since `started` at which the store went down (0: up).
+    down_at_ms: AtomicU64,
+    started: Instant,
+    /// Batches the store accepted, and hits in them.
+    batches: AtomicU64,
+    hits_sent: AtomicU64,
+    /// Candidates this agent won (or had to send without the store).
+    won: Mutex<Vec<Candidate>>,
+    /// Woken when totals or won claims arrive (see [`FleetHandle::ready`]).
+    ready: Notify,
+}
+
+/// The agent's side of fleet mode; cheap to clone. Dropping the last clone does not stop the
+/// task: call [`FleetHandle::stop`].
+#[derive(Clone)]
+pub struct FleetHandle {
+    shared: Arc<Shared>,
+    /// The store's URL with the password masked, for messages.
+    url: Arc<str>,
+    store: Store,
+    windows: Arc<Windows>,
+}
+
+impl FleetHandle {
+    /// Open the store (lazily: a store that is down now is not an error) and start the task on
+    /// the current tokio runtime.
+    pub fn start(cfg: &FleetConfig, windows: Windows) -> anyhow::Result<FleetHandle> {
+        let store = Store::open(cfg)
+            .map_err(|e| anyhow::anyhow!("fleet.redis {}: {e}", cfg.url.masked()))?;
+        let h = FleetHandle {
+            url: cfg.url.masked().into(),
+            shared: Arc::new(Shared {
+                buf: Mutex::new(Buffer::new(cfg.buffer)),
+                totals: Mutex::new(VecDeque::new()),
+                wake: Notify::new(),
+                stop: AtomicBool::new(false),
+                up: AtomicBool::new(true),
+                down_at_ms: AtomicU64::new(0),
+                started: Instant::now(),
+                batches: AtomicU64::new(0),
+                hits_sent: AtomicU64::new(0),
+                won: Mutex::new(Vec::new()),
+                ready: Notify::new(),
+            }),
+            store,
+            windows: Arc::new(windows),
+        };
+        let task = h.clone();
+        tokio::spawn(async move { task.run().await });
+        Ok(h)
+    }
+
+    /// Queue a hit for the store. Never waits on the store.
+    pub fn submit(&self, hit: FleetHit) {
+        self.shared
+            .buf
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(hit);
+        self.shared.wake.notify_one();
+    }
+
+    /// The fleet totals that arrived since the last call.
+    pub fn take_totals(&self) -> Vec<KeyTotal> {
+        let mut t = self.shared.totals.lock().unwrap_or_else(|e| e.into_inner());
+        t.drain(..).collect()
+    }
+
+    /// Is the store answering (breaker closed)? When not, detect with local thresholds.
+    pub fn available(&self) -> bool {
+        self.shared.up.load(Ordering::Relaxed)
+    }
+
+    /// How long the store has been failing, if it is.
+    pub fn down_for(&self) -> Option<Duration> {
+        match self.shared.down_at_ms.load(Ordering::Relaxed) {
+            0 => None,
+            ms => Some(
+                self.shared
+                    .started
+                    .elapsed()
+                    .saturating_sub(Duration::from_millis(ms)),
+            ),
+        }
+    }
+
+    /// Hits waiting for the store, and hits dropped because the buffer was full.
+    pub fn pending(&self) -> (usize, u64) {
+        let b = self.shared.buf.lock().unwrap_or_else(|e| e.into_inner());
+        (b.len(), b.dropped)
+    }
+
+    /// Batches and hits the store accepted so far.
+    pub fn sent(&self) -> (u64, u64) {
+        (
+            self.shared.batches.load(Ordering::Relaxed),
+            self.shared.hits_sent.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Ask the store, in a task of its own, whether this agent mails about `c`'s key
+    /// (`SET NX PX cooldown`). Won, or not asked because the store is unavailable: it comes
+    /// back from [`FleetHandle::take_won`]. Lost (another agent claimed it): dropped.
+    pub fn claim_later(&self, c: KeyTotal, cooldown: Duration) {
+        let h = self.clone();
+        tokio::spawn(async move {
+            let kind = match c.kind {
+                KeyKind::Ip => "ip",
+                KeyKind::Subnet => "net",
+                KeyKind::Account => "acct",
+            };
+            let won = if !h.available() {
+                Some(true)
+            } else {
+                match h.store.claim(kind, &c.key, cooldown).await {
+                    Ok(None) => Some(false),
+                    Ok(Some(owner)) => {
+                        tracing::debug!(key = %crate::text::inert(&c.key), %owner, "fleet incident mailed by another agent");
+                        None
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "fleet store unavailable for the claim; this agent sends");
+                        Some(true)
+                    }
+                }
+            };
+            if let Some(unavailable) = won {
+                h.shared
+                    .won
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(Candidate {
+                        total: c,
+                        store_unavailable: unavailable,
+                    });
+                h.shared.ready.notify_one();
+            }
+        });
+    }
+
+    /// Resolves when fleet totals or won claims are waiting: the agent's loop then calls
+    /// `Engine::fleet_poll` at once instead of at its next timer tick.
+    pub async fn ready(&self) {
+        self.shared.ready.notified().await
+    }
+
+    /// Candidates whose mail this agent sends.
+    pub fn take_won(&self) -> Vec<Candidate> {
+        std::mem::take(&mut *self.shared.won.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// The store's URL, password masked.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The store, for claims and shared decisions.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Wait until every queued hit reached the store, or `limit` passed; true when emptied.
+    pub async fn flush(&self, limit: Duration) -> bool {
+        let end = Instant::now() + limit;
+        loop {
+            if self.pending().0 == 0 {
+                return true;
+            }
+            if Instant::now() >= end {
+                return false;
+            }
+            self.shared.wake.notify_one();
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Stop the task (hits still queued are not sent).
+    pub fn stop(&self) {
+        self.shared.stop.store(true, Ordering::Relaxed);
+        self.shared.wake.notify_one();
+    }
+
+    fn set_up(&self, b: &Breaker) {
+        let up = !b.is_open();
+        let was = self.shared.up.swap(up, Ordering::Relaxed);
+        if was && !up {
+            tracing::warn!(
+                "fleet store unavailable: detecting with local thresholds, hits are kept for replay"
+            );
+        } else if !was && up {
+            tracing::info!("fleet store is back: replaying buffered hits");
+        }
+        let down = b
+            .down_since()
+            .map(|t| (t.saturating_duration_since(self.shared.started).as_millis() as u64).max(1))
+            .unwrap_or(0);
+        self.shared.down_at_ms.store(down, Ordering::Relaxed);
+    }
+
+    async fn run(self) {
+        let mut breaker = Breaker::new();
+        while !self.shared.stop.load(Ordering::Relaxed) {
+            let _ = tokio::time::timeout(FLUSH_INTERVAL, self.shared.wake.notified()).await;
+            loop {
+                if self.shared.stop.load(Ordering::Relaxed) || !breaker.allow(Instant::now()) {
+                    break;
+                }
+                let (last, batch) = {
+                    let b = self.shared.buf.lock().unwrap_or_else(|e| e.into_inner());
+                    b.peek(MAX_BATCH_HITS)
+                };
+                if batch.is_empty() {
+                    if breaker.is_open() {
+                        let ok = self.store.ping().await.is_ok();
+                        breaker.record(ok, Instant::now());
+                        self.set_up(&breaker);
+                    }
+                    break;
+                }
+                match self.store.add(&batch, &self.windows).await {
+                    Ok(totals) => {
+                        self.shared
+                            .buf
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .consume_through(last);
+                        self.shared.batches.fetch_add(1, Ordering::Relaxed);
+                        self.shared
+                            .hits_sent
+                            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                        let mut t = self.shared.totals.lock().unwrap_or_else(|e| e.into_inner());
+                        for kt in totals {
+                            if t.len() >= MAX_PENDING_TOTALS {
+                                t.pop_front();
+                            }
+                            t.push_back(kt);
+                        }
+                        drop(t);
+                        self.shared.ready.notify_one();
+                        breaker.record(true, Instant::now());
+                        self.set_up(&breaker);
+                    }
+                    Err(e) => {
+                        tracing::debug!("fleet store call failed: {e}");
+                        breaker.record(false, Instant::now());
+                        self.set_up(&breaker);
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
