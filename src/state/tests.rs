@@ -312,6 +312,16 @@ fn a_journal_larger_than_its_snapshot_is_compacted() {
     assert!(files(dir.path(), "detectors-").len() <= 4);
     let back = Fake::from_state(load(dir.path()).unwrap(), 100_000);
     assert!(back.same_as(&f));
+    // Once state.json.1 names the newest generation too, only that one is kept.
+    c.force_full();
+    checkpoint(dir.path(), &mut c, &mut f, 100);
+    f.hit(ip(1), "late", at);
+    checkpoint(dir.path(), &mut c, &mut f, 101);
+    let generations: std::collections::BTreeSet<String> = files(dir.path(), "detectors-")
+        .into_iter()
+        .map(|n| n.split('.').next().unwrap().to_string())
+        .collect();
+    assert_eq!(generations.len(), 1, "{generations:?}");
 }
 
 /// A journal line torn by a crash is ignored with a warning: bytes after the length state.json
