@@ -611,3 +611,25 @@ fn an_unknown_version_is_set_aside() {
     assert!(load(dir.path()).is_none());
     assert!(!dir.path().join(FILE).exists());
 }
+
+/// An eviction storm (an attacker rotating addresses past the cap) evicts more keys between two
+/// checkpoints than a delta lists: the next checkpoint is a full generation, and a restart
+/// still rebuilds the same detectors.
+#[test]
+fn an_eviction_storm_writes_a_generation_instead_of_a_long_delta() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut f = Fake::new(100);
+    let mut c = Checkpointer::default();
+    f.hit(ip(1), "alice", t0());
+    assert!(checkpoint(dir.path(), &mut c, &mut f, 1).full);
+    f.hit(ip(2), "alice", t0());
+    assert!(!checkpoint(dir.path(), &mut c, &mut f, 2).full);
+    let storm = crate::detect::MAX_PENDING_FORGOTTEN as u64 + 200;
+    for i in 0..storm {
+        f.ips.observe_key(ip(1000 + i), None, 1, "exim", "l", t0());
+    }
+    assert_eq!(f.pending_keys(), usize::MAX);
+    let w = checkpoint(dir.path(), &mut c, &mut f, 3);
+    assert!(w.full && w.detector_bytes < 200_000, "{w:?}");
+    assert!(Fake::from_state(load(dir.path()).unwrap(), 100).same_as(&f));
+}
