@@ -417,7 +417,7 @@ impl Engine {
         self.policy.restore(st);
     }
 
-    /// The detectors' state, for `state.json`.
+    /// The detectors' state as an owned copy (what a generation holds; see `state::journal`).
     pub fn snapshot(&self) -> crate::state::Detectors {
         crate::state::Detectors {
             ips: self.detector.snapshot(),

@@ -18,8 +18,9 @@
 //!
 //! A delta (one line of the checkpoint journal) is `{"base": B, "evictions": N, "keys": [...],
 //! "forgotten": [key, ...]}`: the keys that changed since the last checkpoint, in the same
-//! layout, and the keys forgotten or evicted since (at most `MAX_PENDING_FORGOTTEN`; beyond,
-//! the checkpointer writes a snapshot instead). Writing it marks its keys written.
+//! layout (only those a snapshot would keep: a changed key already too old to keep is listed
+//! as forgotten), and the keys forgotten or evicted since (at most `MAX_PENDING_FORGOTTEN`;
+//! beyond, the checkpointer writes a snapshot instead). Writing it marks its keys written.
 //!
 //! Keys are written as text (`"2001:db8::7"`, `"2001:db8:1::/64"`, an account name). Version 2
 //! wrote each state as an object with field names and RFC 3339 times: about four times the
@@ -52,10 +53,14 @@ pub struct DeltaView<'a, K: Hash + Eq> {
 impl<K: Hash + Eq + Clone + Serialize> Serialize for DeltaView<'_, K> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let d = self.d;
+        // Changed keys that a snapshot would keep are written in full; changed keys it would
+        // drop (seen before the window of the latest hit, no alert within the cooldown) are
+        // listed as forgotten, as a restart from a snapshot would forget them.
+        let keep = d.worth_saving();
         let keys = || {
             d.ips
                 .iter_oldest_first()
-                .filter(|(_, st)| st.dirty.get())
+                .filter(|(_, st)| st.dirty.get() && keep(st))
                 .map(|(k, st)| {
                     st.dirty.set(false);
                     let out = KeyOut {
@@ -70,8 +75,32 @@ impl<K: Hash + Eq + Clone + Serialize> Serialize for DeltaView<'_, K> {
         d.forgotten_overflow.set(false);
         let mut m = s.serialize_map(Some(4))?;
         write_fields(&mut m, d.latest.unwrap_or(0), d.evictions, keys)?;
-        m.serialize_entry("forgotten", &forgotten)?;
+        // After the keys: the changed keys still marked are the ones not kept.
+        let stale = || {
+            d.ips
+                .iter_oldest_first()
+                .filter(|(_, st)| st.dirty.get())
+                .map(|(k, st)| {
+                    st.dirty.set(false);
+                    k
+                })
+        };
+        m.serialize_entry("forgotten", &Forgotten(&forgotten, stale))?;
         m.end()
+    }
+}
+
+/// The `forgotten` list of a delta: the keys forgotten or evicted, then the stale ones.
+struct Forgotten<'a, K, F>(&'a [K], F);
+
+impl<'a, K, I, F> Serialize for Forgotten<'a, K, F>
+where
+    K: Serialize + 'a,
+    I: Iterator<Item = &'a K>,
+    F: Fn() -> I,
+{
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().chain((self.1)()))
     }
 }
 

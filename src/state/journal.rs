@@ -141,6 +141,9 @@ pub struct Checkpointer {
     snapshot_keys: u64,
     /// The next checkpoint writes a new generation.
     need_full: bool,
+    /// The save after a new generation prunes again: by then `state.json.1` names the new
+    /// generation too, and the one before it can go.
+    prune_next: bool,
 }
 
 impl Checkpointer {
@@ -214,8 +217,9 @@ impl Checkpointer {
                 policy: det.policy(),
             },
         )?;
-        if full {
+        if full || self.prune_next {
             prune(state_dir, self.generation);
+            self.prune_next = full;
         }
         debug!(
             full,

@@ -199,7 +199,14 @@ fn restart_after_checkpoints_rebuilds_the_same_detectors() {
             for _ in 0..rng.usize(0..30) {
                 at += SignedDuration::from_secs(rng.i64(0..20));
                 let user = format!("u{}", rng.u8(0..6));
-                live.hit(ip(rng.u64(0..60)), &user, at);
+                // Now and then a line from long ago (a source lagging behind): a changed key
+                // already too old to keep.
+                let when = if rng.u8(0..8) == 0 {
+                    at - SignedDuration::from_secs(rng.i64(0..3000))
+                } else {
+                    at
+                };
+                live.hit(ip(rng.u64(0..60)), &user, when);
             }
             for _ in 0..rng.usize(0..3) {
                 live.ips.forget(&ip(rng.u64(0..60)));
@@ -312,6 +319,16 @@ fn a_journal_larger_than_its_snapshot_is_compacted() {
     assert!(files(dir.path(), "detectors-").len() <= 4);
     let back = Fake::from_state(load(dir.path()).unwrap(), 100_000);
     assert!(back.same_as(&f));
+    // Once state.json.1 names the newest generation too, only that one is kept.
+    c.force_full();
+    checkpoint(dir.path(), &mut c, &mut f, 100);
+    f.hit(ip(1), "late", at);
+    checkpoint(dir.path(), &mut c, &mut f, 101);
+    let generations: std::collections::BTreeSet<String> = files(dir.path(), "detectors-")
+        .into_iter()
+        .map(|n| n.split('.').next().unwrap().to_string())
+        .collect();
+    assert_eq!(generations.len(), 1, "{generations:?}");
 }
 
 /// A journal line torn by a crash is ignored with a warning: bytes after the length state.json
@@ -593,4 +610,26 @@ fn an_unknown_version_is_set_aside() {
     std::fs::write(dir.path().join(FILE), r#"{"version":99,"sources":[]}"#).unwrap();
     assert!(load(dir.path()).is_none());
     assert!(!dir.path().join(FILE).exists());
+}
+
+/// An eviction storm (an attacker rotating addresses past the cap) evicts more keys between two
+/// checkpoints than a delta lists: the next checkpoint is a full generation, and a restart
+/// still rebuilds the same detectors.
+#[test]
+fn an_eviction_storm_writes_a_generation_instead_of_a_long_delta() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut f = Fake::new(100);
+    let mut c = Checkpointer::default();
+    f.hit(ip(1), "alice", t0());
+    assert!(checkpoint(dir.path(), &mut c, &mut f, 1).full);
+    f.hit(ip(2), "alice", t0());
+    assert!(!checkpoint(dir.path(), &mut c, &mut f, 2).full);
+    let storm = crate::detect::MAX_PENDING_FORGOTTEN as u64 + 200;
+    for i in 0..storm {
+        f.ips.observe_key(ip(1000 + i), None, 1, "exim", "l", t0());
+    }
+    assert_eq!(f.pending_keys(), usize::MAX);
+    let w = checkpoint(dir.path(), &mut c, &mut f, 3);
+    assert!(w.full && w.detector_bytes < 200_000, "{w:?}");
+    assert!(Fake::from_state(load(dir.path()).unwrap(), 100).same_as(&f));
 }
