@@ -4,7 +4,9 @@
 //! [`rules::Hit`] (time, ip, user, service, attempts) → `detect` keeps bounded sliding windows
 //! per IP and decides when an incident opens or an alert is due (cooldown) → `render` fills the
 //! templates from `alert-templates/` → `mail` delivers over SMTP (lettre) or writes `.eml` files
-//! into an outbox folder. `agent` wires these together for `authwatch run`.
+//! into an outbox folder. `agent` wires these together for `authwatch run`; `control` holds the
+//! administrator's decisions (`authwatch silence | allow | ack`) that the agent consults, and
+//! its control socket.
 //!
 //! `cli` (the clap definition) and `cmd` (one function per subcommand, and the exit statuses)
 //! are the command layer on top; nothing else in the library uses the clap types. See the
