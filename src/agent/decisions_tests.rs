@@ -181,3 +181,33 @@ fn incidents_say_what_the_actions_did() {
     assert_eq!(list[0].done, ["fw: exit 0", "mailed"], "{:?}", list[0]);
     assert_eq!(list[0].kind_name, "one IP guessing passwords");
 }
+
+#[test]
+fn a_reload_keeps_the_decisions() {
+    let (mut e, clock, d) = setup();
+    d.lock()
+        .unwrap()
+        .allow(parse_net("203.0.113.7").unwrap(), None, "root", now(&clock))
+        .unwrap();
+    let text = |extra: &str| {
+        Config::from_yaml(
+            &format!("state_dir: /tmp/unused\ntime_zone: UTC\nsources: [{{path: /tmp/unused.log}}]\nhost: {{name: mx1.test, ip: 192.0.2.25}}\nmail: {{to: [admin@example.test]}}\nalerts: {{cooldown: 10m, group_interval: 1m}}\n{extra}"),
+            "test.yaml",
+            Path::new("/"),
+        )
+        .unwrap()
+    };
+    let (old, new) = (
+        text(""),
+        text("detect: {per_ip: {attempts: 3, window: 10m}}\n"),
+    );
+    let host = HostInfo::discover(&old.host);
+    e.reload(&old, &new, &host).unwrap();
+    assert!(
+        Arc::ptr_eq(&e.decisions(), &d),
+        "the socket's copy is the engine's"
+    );
+    for i in 0..10 {
+        assert!(e.line(0, &fail(i, "203.0.113.7")).is_empty(), "line {i}");
+    }
+}
