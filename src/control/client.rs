@@ -59,7 +59,12 @@ fn ask(mut s: UnixStream, req: &Request) -> std::io::Result<Reply> {
             "the request is longer than {MAX_REQUEST_BYTES} bytes (a shorter --reason?)"
         )));
     }
-    s.write_all(&line)?;
+    if let Err(e) = s.write_all(&line) {
+        // The agent may have answered (a refusal) and closed already: read what it said.
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            return Err(e);
+        }
+    }
     let mut reply = String::new();
     // A reply with every incident is bounded by the agent's max_open_incidents; 64 MB is far
     // above that and still stops a runaway peer.
