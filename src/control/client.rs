@@ -45,6 +45,10 @@ pub fn send(state_dir: &Path, req: &Request, tz: &jiff::tz::TimeZone) -> Result<
         {
             offline(state_dir, req, tz)
         }
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Err(format!(
+            "{}: cannot connect: {e} (only root and the user the agent runs as may control it)",
+            path.display()
+        )),
         Err(e) => Err(format!("{}: cannot connect: {e}", path.display())),
     }
 }
