@@ -11,7 +11,10 @@
 //! [`mail`] spools it durably and delivers it over SMTP (lettre) or into an outbox folder.
 //! [`agent`] wires these together for `authwatch run` (its `engine` is the synchronous,
 //! clock-injected part); [`actions`] runs the configured commands for an alert, [`state`]
-//! saves checkpoints, windows and the policy's state, [`text`] makes attacker text inert.
+//! saves checkpoints, windows and the policy's state, [`text`] makes attacker text inert,
+//! [`control`] holds the administrator's decisions (`authwatch silence | allow | ack`) that the
+//! agent consults, and its control socket; [`fleet`] shares detection with other servers
+//! through Redis/Valkey.
 //!
 //! `cli` (the clap definition) and `cmd` (one function per subcommand, and the exit statuses)
 //! are the command layer on top; nothing else in the library uses the clap types. See the

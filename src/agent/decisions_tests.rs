@@ -12,9 +12,13 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 fn setup() -> (Engine, Arc<ManualClock>, Arc<Mutex<Decisions>>) {
+    setup_with("")
+}
+
+fn setup_with(extra: &str) -> (Engine, Arc<ManualClock>, Arc<Mutex<Decisions>>) {
     let clock = Arc::new(ManualClock::new("2026-11-23T12:00:00Z".parse().unwrap()));
     let cfg = Config::from_yaml(
-        "state_dir: /tmp/unused\ntime_zone: UTC\nsources: [{path: /tmp/unused.log}]\nhost: {name: mx1.test, ip: 192.0.2.25}\nmail: {to: [admin@example.test]}\nalerts: {cooldown: 10m, group_interval: 1m}\n",
+        &format!("state_dir: /tmp/unused\ntime_zone: UTC\nsources: [{{path: /tmp/unused.log}}]\nhost: {{name: mx1.test, ip: 192.0.2.25}}\nmail: {{to: [admin@example.test]}}\nalerts: {{cooldown: 10m, group_interval: 1m}}\n{extra}"),
         "test.yaml",
         Path::new("/"),
     )
@@ -158,4 +162,52 @@ fn an_ack_holds_back_repeats_until_the_class_changes() {
     let with = after_first_alert(true);
     assert_eq!(with.len(), 1, "only the urgent alert: {with:?}");
     assert!(with[0].contains("URGENT"), "{with:?}");
+}
+
+#[test]
+fn incidents_say_what_the_actions_did() {
+    let (mut e, _clock, _d) = setup_with(
+        "actions:\n  - {name: fw, program: /bin/echo, args: ['blocked', '{ip}'], on: [ip_burst]}\n",
+    );
+    for i in 0..5 {
+        assert!(
+            e.line(0, &fail(i, "203.0.113.7")).is_empty(),
+            "waits for its action"
+        );
+    }
+    assert_eq!(e.run_pending_blocking().len(), 1);
+    let list = e.incidents();
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0].done, ["fw: exit 0", "mailed"], "{:?}", list[0]);
+    assert_eq!(list[0].kind_name, "one IP guessing passwords");
+}
+
+#[test]
+fn a_reload_keeps_the_decisions() {
+    let (mut e, clock, d) = setup();
+    d.lock()
+        .unwrap()
+        .allow(parse_net("203.0.113.7").unwrap(), None, "root", now(&clock))
+        .unwrap();
+    let text = |extra: &str| {
+        Config::from_yaml(
+            &format!("state_dir: /tmp/unused\ntime_zone: UTC\nsources: [{{path: /tmp/unused.log}}]\nhost: {{name: mx1.test, ip: 192.0.2.25}}\nmail: {{to: [admin@example.test]}}\nalerts: {{cooldown: 10m, group_interval: 1m}}\n{extra}"),
+            "test.yaml",
+            Path::new("/"),
+        )
+        .unwrap()
+    };
+    let (old, new) = (
+        text(""),
+        text("detect: {per_ip: {attempts: 3, window: 10m}}\n"),
+    );
+    let host = HostInfo::discover(&old.host);
+    e.reload(&old, &new, &host).unwrap();
+    assert!(
+        Arc::ptr_eq(&e.decisions(), &d),
+        "the socket's copy is the engine's"
+    );
+    for i in 0..10 {
+        assert!(e.line(0, &fail(i, "203.0.113.7")).is_empty(), "line {i}");
+    }
 }

@@ -66,7 +66,12 @@ pub fn silence(
         let req = Request::Silence {
             target: target.to_string(),
             for_secs,
-            reason,
+            // Kept to its stored length here, so a long text cannot make the request too long.
+            reason: reason.map(|r| {
+                r.chars()
+                    .take(crate::control::decisions::MAX_REASON_CHARS)
+                    .collect()
+            }),
             by: client::user_name(),
         };
         Ok(change(config, "silence", req))

@@ -9,7 +9,8 @@ pub enum Exit {
     /// 0: fine.
     Ok,
     /// 1: a runtime error (an unreadable input, a failed write, the agent stopped on an
-    /// error), or for `status`, something unhealthy.
+    /// error, the agent refused a control command or could not be reached, a `test-mail`
+    /// step failed), or for `status`, something unhealthy.
     Runtime,
     /// 64: the command line is wrong (unknown option, unknown service, a missing argument).
     Usage,

@@ -45,6 +45,10 @@ pub fn send(state_dir: &Path, req: &Request, tz: &jiff::tz::TimeZone) -> Result<
         {
             offline(state_dir, req, tz)
         }
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Err(format!(
+            "{}: cannot connect: {e} (only root and the user the agent runs as may control it)",
+            path.display()
+        )),
         Err(e) => Err(format!("{}: cannot connect: {e}", path.display())),
     }
 }
@@ -59,7 +63,12 @@ fn ask(mut s: UnixStream, req: &Request) -> std::io::Result<Reply> {
             "the request is longer than {MAX_REQUEST_BYTES} bytes (a shorter --reason?)"
         )));
     }
-    s.write_all(&line)?;
+    if let Err(e) = s.write_all(&line) {
+        // The agent may have answered (a refusal) and closed already: read what it said.
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            return Err(e);
+        }
+    }
     let mut reply = String::new();
     // A reply with every incident is bounded by the agent's max_open_incidents; 64 MB is far
     // above that and still stops a runaway peer.

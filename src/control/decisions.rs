@@ -49,8 +49,10 @@ impl Target {
         if let Ok(net) = parse_net(s) {
             return Ok(Target::Net(net));
         }
-        if s.contains('/') && s.chars().next().is_some_and(|c| c.is_ascii_hexdigit()) {
-            // Looks like a network; say what is wrong with it rather than take it as a name.
+        if s.split_once('/')
+            .is_some_and(|(addr, _)| addr.parse::<IpAddr>().is_ok())
+        {
+            // An address with a prefix: say what is wrong with it rather than take it as a name.
             parse_net(s)?;
         }
         check_account(s)?;

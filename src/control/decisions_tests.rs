@@ -20,6 +20,8 @@ fn targets_as_typed() {
             Err("host bits are set; the network is 203.0.113.0/24"),
         ),
         ("alice@example.com", Ok("account alice@example.com")),
+        ("abc/def", Ok("account abc/def")),
+        ("203.0.113.0/33", Err("not an IP address or a CIDR network")),
         ("", Err("empty")),
         (
             "alice smith",

@@ -124,34 +124,46 @@ async fn serve(stream: UnixStream, shared: &Shared) {
         }
     };
     let (read, mut write) = stream.into_split();
-    if !peer_allowed(uid, shared.own_uid) {
+    // The request is read (bounded) before any reply, also from a peer that is refused:
+    // replying first would close the socket under the client's write.
+    let mut line = String::new();
+    let mut limited = BufReader::new(read.take(MAX_REQUEST_BYTES as u64 + 1));
+    let got = tokio::time::timeout(READ_TIMEOUT, limited.read_line(&mut line)).await;
+    let reply = if !peer_allowed(uid, shared.own_uid) {
         warn!(
             peer_uid = uid,
             agent_uid = shared.own_uid,
             "control socket: refused a connection from another user (only root and the agent's user may)"
         );
-        let _ = write_reply(
-            &mut write,
-            &Reply::error("refused: only root and the agent's user may control authwatch"),
-        )
-        .await;
-        return;
-    }
-    let mut line = String::new();
-    let mut limited = BufReader::new(read.take(MAX_REQUEST_BYTES as u64 + 1));
-    let reply = match tokio::time::timeout(READ_TIMEOUT, limited.read_line(&mut line)).await {
-        Err(_) => Reply::error(format!("no request within {}s", READ_TIMEOUT.as_secs())),
-        Ok(Err(e)) => Reply::error(format!("cannot read the request: {e}")),
-        Ok(Ok(_)) if line.len() > MAX_REQUEST_BYTES => {
-            Reply::error(format!("request longer than {MAX_REQUEST_BYTES} bytes"))
+        Reply::error("refused: only root and the agent's user may control authwatch")
+    } else {
+        match got {
+            Err(_) => Reply::error(format!("no request within {}s", READ_TIMEOUT.as_secs())),
+            Ok(Err(e)) => Reply::error(format!("cannot read the request: {e}")),
+            Ok(Ok(_)) if line.len() > MAX_REQUEST_BYTES => {
+                Reply::error(format!("request longer than {MAX_REQUEST_BYTES} bytes"))
+            }
+            Ok(Ok(_)) => match serde_json::from_str::<Request>(line.trim_end()) {
+                Ok(req) => handle(req, uid, shared).await,
+                Err(e) => Reply::error(format!("not a request: {e}")),
+            },
         }
-        Ok(Ok(_)) => match serde_json::from_str::<Request>(line.trim_end()) {
-            Ok(req) => handle(req, uid, shared).await,
-            Err(e) => Reply::error(format!("not a request: {e}")),
-        },
     };
     let _ = write_reply(&mut write, &reply).await;
+    // Read what is left of an over-long request (bounded, briefly) before closing: closing a
+    // socket with unread data resets the connection, and the client would lose the reply.
+    let mut rest = limited.into_inner().into_inner().take(DRAIN_BYTES);
+    let _ = tokio::time::timeout(
+        DRAIN_TIMEOUT,
+        tokio::io::copy(&mut rest, &mut tokio::io::sink()),
+    )
+    .await;
 }
+
+/// Bytes of an over-long request read and dropped after the reply, at most.
+const DRAIN_BYTES: u64 = 64 * 1024;
+/// How long that may take.
+const DRAIN_TIMEOUT: Duration = Duration::from_millis(500);
 
 async fn write_reply(
     w: &mut tokio::net::unix::OwnedWriteHalf,
@@ -219,5 +231,61 @@ mod tests {
         assert!(peer_allowed(105, 105));
         assert!(!peer_allowed(65534, 105));
         assert!(!peer_allowed(105, 0));
+    }
+
+    async fn ask(path: &Path, bytes: &[u8]) -> Reply {
+        let mut s = UnixStream::connect(path).await.unwrap();
+        s.write_all(bytes).await.unwrap();
+        s.shutdown().await.unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        serde_json::from_str(&out).unwrap()
+    }
+
+    #[tokio::test]
+    async fn requests_are_bounded_checked_and_applied_live_and_on_disk() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let (tx, _rx) = mpsc::channel(1);
+        let live = Arc::new(Mutex::new(Decisions::default()));
+        let srv = start(dir.path(), live.clone(), tx, jiff::tz::TimeZone::UTC).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(srv.path()), 0o600);
+
+        let mut long = vec![b'x'; MAX_REQUEST_BYTES + 10];
+        long.push(b'\n');
+        let r = ask(srv.path(), &long).await;
+        assert!(
+            !r.ok && r.message.contains("longer than 4096 bytes"),
+            "{r:?}"
+        );
+        let r = ask(srv.path(), b"{\"cmd\": \"rm -rf\"}\n").await;
+        assert!(!r.ok && r.message.contains("not a request"), "{r:?}");
+        let r = ask(
+            srv.path(),
+            b"{\"cmd\": \"allow\", \"target\": \"10.0.0.1/8\"}\n",
+        )
+        .await;
+        assert!(!r.ok && r.message.contains("host bits are set"), "{r:?}");
+
+        let r = ask(
+            srv.path(),
+            b"{\"cmd\": \"allow\", \"target\": \"192.0.2.0/24\", \"by\": \"ops;rm\"}\n",
+        )
+        .await;
+        assert!(r.ok && r.message.contains("(applied now)"), "{r:?}");
+        let ip: std::net::IpAddr = "192.0.2.9".parse().unwrap();
+        let now = jiff::Timestamp::now();
+        let by = live.lock().unwrap().allows(&ip, now).unwrap().by.clone();
+        assert!(by.starts_with("opsrm (uid "), "{by}");
+        let file = dir.path().join(super::super::decisions::FILE);
+        assert_eq!(mode(&file), 0o600);
+        assert!(Decisions::load(dir.path(), now)
+            .unwrap()
+            .allows(&ip, now)
+            .is_some());
+        let sock = srv.path().to_path_buf();
+        srv.stop();
+        assert!(!sock.exists());
     }
 }

@@ -144,7 +144,18 @@ fn silence_allow_and_ack_act_on_the_running_agent() {
     let out = ok(&cfg, &["ack", &id]);
     assert!(out.contains(&format!("acked {id}")), "{out}");
     log.append(&fails(t + 2, "203.0.113.50", 6));
-    std::thread::sleep(std::time::Duration::from_secs(5));
+    wait_for("the six further attempts counted", || {
+        let list = incidents(&cfg);
+        (incident(&list, "203.0.113.50")?["attempts"].as_u64()? >= 11).then_some(())
+    });
+    // A digest would be due within group_interval (2s) plus the 1s policy tick: give it
+    // that time, and see that none came.
+    std::thread::sleep(std::time::Duration::from_millis(3500));
+    assert_eq!(
+        sink.mails().len(),
+        1,
+        "no digest line for the acked incident"
+    );
     // ... and a login after the failures is a new class: it mails.
     log.append(&[login(t + 8, "203.0.113.50", "alice")]);
     let mails = sink.wait_mails(2);
