@@ -713,6 +713,26 @@ fn agent_runs_actions_for_alerts_with_literal_arguments() {
         "{}",
         m.body
     );
+    // The alert says the action blocked the IP, in the body and in the Subject (issue 15),
+    // and its ack command names the alert the Message-ID names.
+    assert!(m.body.contains("Status: BLOCKED by block\n"), "{}", m.body);
+    assert!(
+        m.subject().contains(": 203.0.113.47 BLOCKED - "),
+        "{}",
+        m.subject()
+    );
+    let id = m
+        .header("Message-ID")
+        .and_then(|v| v.strip_prefix('<'))
+        .and_then(|v| v.split('@').next())
+        .unwrap_or_default()
+        .to_string();
+    assert!(id.starts_with("ip_burst-"), "{id}");
+    assert!(
+        m.body.contains(&format!("authwatch ack {id}\n")),
+        "{}",
+        m.body
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
