@@ -241,7 +241,10 @@ impl Pipeline {
                 .add_lines_read(name, batch.lines.len() as u64);
         }
         self.engine.refresh_clock();
-        let ids = crate::fleet::line_ids(&batch);
+        let ids = match self.engine.fleet() {
+            Some(_) => crate::fleet::line_ids(&batch),
+            None => Vec::new(),
+        };
         for (i, l) in batch.lines.iter().enumerate() {
             self.engine.set_line_id(ids.get(i).copied());
             for r in self.engine.line(batch.source, l) {

@@ -159,7 +159,7 @@ pub struct KeyTotal {
     pub total: u64,
     /// Distinct accounts (IP key) or addresses (subnet, account key) in the window.
     pub distinct: u64,
-    /// Attempts per agent, in the order agents first appear in the window.
+    /// Attempts per agent in the window, by agent name.
     pub per_host: Vec<(String, u64)>,
 }
 

@@ -3,8 +3,9 @@
 //! the fleet totals ([`Store::add`]); `SET NX PX` elects the agent that mails an incident
 //! ([`Store::claim`]); silences and allows live in two hashes ([`Store::put_decision`],
 //! [`Store::decisions`]). Key layout, all under `<prefix>:`: `w:ip:<ip>`, `w:net:<cidr>`,
-//! `w:acct:<account>` (sorted sets), `sent:<kind>:<key>` (strings), `silence` and `allow`
-//! (hashes). Nothing here retries or buffers: that is the caller's job (see `breaker`).
+//! `w:acct:<account>` (sorted sets, each with two hashes `<key>:h`, attempts per agent, and
+//! `<key>:s`, attempts per account or address), `sent:<kind>:<key>` (strings), `silence` and
+//! `allow` (hashes). Nothing here retries or buffers: that is the caller's job (see `breaker`).
 
 use super::{FleetHit, KeyKind, KeyTotal, Windows};
 use crate::config::FleetConfig;
@@ -14,8 +15,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 /// Most members (attempt lines) kept per window key. The fleet total of a key saturates there,
-/// far above any sensible threshold (defaults 5 to 20), while the script's per-batch pass over a
-/// key's members stays short (~1 ms at this size) and a key's memory stays under ~300 KB.
+/// far above any sensible threshold (defaults 5 to 20), and a key's memory stays under ~300 KB.
 pub const MAX_FLEET_MEMBERS_PER_KEY: usize = 2048;
 
 /// Extra life of a window key after its newest hit's window, so an agent whose log lags a
@@ -163,11 +163,12 @@ impl Store {
         let mut out = Vec::with_capacity(order.len());
         for ((kind, key), row) in order.into_iter().zip(rows) {
             let num = |i: usize| row.get(i).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0);
-            let per_host = row[2.min(row.len())..]
+            let mut per_host: Vec<(String, u64)> = row[2.min(row.len())..]
                 .chunks(2)
                 .filter(|c| c.len() == 2)
                 .map(|c| (c[0].clone(), c[1].parse().unwrap_or(0)))
                 .collect();
+            per_host.sort();
             out.push(KeyTotal {
                 kind,
                 key,

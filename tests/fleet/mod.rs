@@ -265,6 +265,24 @@ fn windows_are_trimmed_capped_and_expire() {
             .query(&mut con)
             .unwrap();
         assert_eq!(n, MAX_FLEET_MEMBERS_PER_KEY as u64);
+        // The per-agent and per-account sums kept beside the set follow what left it.
+        let (total, agent, account): (u64, u64, u64) = redis::pipe()
+            .hget("awtest:w:ip:192.0.2.2:h", ":total")
+            .hget("awtest:w:ip:192.0.2.2:h", "mx1")
+            .hget("awtest:w:ip:192.0.2.2:s", "b")
+            .query(&mut con)
+            .unwrap();
+        let cap = MAX_FLEET_MEMBERS_PER_KEY as u64;
+        assert_eq!((total, agent, account), (cap, cap, cap));
+        let old: u64 = redis::cmd("HGET")
+            .arg("awtest:w:ip:192.0.2.1:h")
+            .arg(":total")
+            .query(&mut con)
+            .unwrap();
+        assert_eq!(
+            old, 4,
+            "the hit that left the window was taken out of the sums"
+        );
         let ttl: i64 = redis::cmd("PTTL")
             .arg("awtest:w:ip:192.0.2.2")
             .query(&mut con)
