@@ -179,7 +179,7 @@ fn incidents_say_what_the_actions_did() {
     let list = e.incidents();
     assert_eq!(list.len(), 1);
     assert_eq!(list[0].done, ["fw: exit 0", "mailed"], "{:?}", list[0]);
-    assert_eq!(list[0].kind_name, "one IP guessing passwords");
+    assert_eq!(list[0].kind_name, "IP burst");
 }
 
 #[test]

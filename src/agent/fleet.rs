@@ -247,7 +247,7 @@ impl Engine {
     fn fleet_alert(&mut self, c: Candidate, now: Timestamp) -> Option<crate::policy::Notice> {
         let t = &c.total;
         let a = key_alert(t.key.clone(), t, "fleet", now);
-        let (kind, context) = match t.kind {
+        let (kind, mut context) = match t.kind {
             KeyKind::Ip => {
                 let ip: IpAddr = t.key.parse().ok()?;
                 let service = self
@@ -274,6 +274,10 @@ impl Engine {
         for (host, n) in &t.per_host {
             lines.push_str(&format!("  {}: {n}\n", crate::text::inert(host)));
         }
+        if let serde_json::Value::Object(m) = &mut context {
+            m.entry("actions")
+                .or_insert(serde_json::Value::Array(Vec::new()));
+        }
         let mut notes = vec![lines.trim_end().to_string()];
         if c.store_unavailable {
             notes.push(FLEET_UNAVAILABLE_NOTE.into());
@@ -286,6 +290,13 @@ impl Engine {
         };
         // Its own id: not the local alert's id for the same key and second.
         let id = alert_id(kind, &format!("fleet {key}"), 1, now);
+        if let serde_json::Value::Object(m) = &mut context {
+            // For `authwatch ack` (the same incident as a local alert about the key).
+            m.insert(
+                "incident_id".into(),
+                crate::control::incident_id(kind.as_str(), &key).into(),
+            );
+        }
         let mut n = notice(kind, key, false, t.total, t.total, id, context);
         n.notes = notes;
         Some(n)

@@ -337,7 +337,8 @@ fn block_status(
 }
 
 /// Add `commands`, `blocked`, `block_tag`, `block_status`, `service_name`, `advice` and
-/// `alert_id` (empty when the caller gave none) to the context of an alert about an attacker.
+/// `alert_id` (empty when the caller gave none; `commands.ack` names the `incident_id` when
+/// the context has one) to the context of an alert about an attacker.
 /// Other kinds are left as they are.
 pub fn augment(kind: &str, ctx: &mut Value, actions: &[BlockAction]) {
     let Value::Object(m) = ctx else {
@@ -351,6 +352,12 @@ pub fn augment(kind: &str, ctx: &mut Value, actions: &[BlockAction]) {
     }
     let t = target_of(kind, m);
     let alert_id = str_of(m, "alert_id").to_string();
+    // `authwatch ack` takes the incident (kind and key, see `crate::control::incident_id`):
+    // an ack holds for the incident's later alerts, which have ids of their own.
+    let ack_id = match str_of(m, "incident_id") {
+        "" => alert_id.clone(),
+        id => id.to_string(),
+    };
     let silence_target = match kind {
         "account_attack" => shell_quote(&t.account),
         _ => shell_quote(&t.address().unwrap_or_default()),
@@ -363,7 +370,7 @@ pub fn augment(kind: &str, ctx: &mut Value, actions: &[BlockAction]) {
         "allow": addr.as_ref().map(|a| format!("authwatch allow {a}")).unwrap_or_default(),
         "block": if addr.is_some() { block_command(kind, &t, actions) } else { String::new() },
         "unblock": addr.as_ref().map(|a| format!("authwatch unblock {a}")).unwrap_or_default(),
-        "ack": if alert_id.is_empty() { String::new() } else { format!("authwatch ack {}", shell_quote(&alert_id)) },
+        "ack": if ack_id.is_empty() { String::new() } else { format!("authwatch ack {}", shell_quote(&ack_id)) },
     });
     let account = match kind {
         "compromised" => t.account.clone(),

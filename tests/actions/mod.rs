@@ -714,7 +714,8 @@ fn agent_runs_actions_for_alerts_with_literal_arguments() {
         m.body
     );
     // The alert says the action blocked the IP, in the body and in the Subject (issue 15),
-    // and its ack command names the alert the Message-ID names.
+    // and its ack command names the incident (`authwatch ack` takes it; the Message-ID names
+    // the alert).
     assert!(m.body.contains("Status: BLOCKED by block\n"), "{}", m.body);
     assert!(
         m.subject().contains(": 203.0.113.47 BLOCKED - "),
@@ -727,9 +728,10 @@ fn agent_runs_actions_for_alerts_with_literal_arguments() {
         .and_then(|v| v.split('@').next())
         .unwrap_or_default()
         .to_string();
-    assert!(id.starts_with("ip_burst-"), "{id}");
+    assert!(id.starts_with("ip_burst-v2-"), "{id}");
+    let incident = authwatch::control::incident_id("ip_burst", "203.0.113.47");
     assert!(
-        m.body.contains(&format!("authwatch ack {id}\n")),
+        m.body.contains(&format!("authwatch ack {incident}\n")),
         "{}",
         m.body
     );
