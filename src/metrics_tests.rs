@@ -88,6 +88,8 @@ fn status_round_trips_and_formats() {
                 attempts: 48,
                 since: t,
                 last_seen: t,
+                first_attempt: "2026-11-23 03:14:00 UTC".into(),
+                last_attempt: "2026-11-23 03:59:41 UTC".into(),
                 alerts: 1,
             },
             IncidentLine {
@@ -97,6 +99,8 @@ fn status_round_trips_and_formats() {
                 attempts: 30,
                 since: t,
                 last_seen: t,
+                first_attempt: String::new(),
+                last_attempt: String::new(),
                 alerts: 1,
             },
             IncidentLine {
@@ -106,6 +110,8 @@ fn status_round_trips_and_formats() {
                 attempts: 20,
                 since: t,
                 last_seen: t,
+                first_attempt: String::new(),
+                last_attempt: String::new(),
                 alerts: 1,
             },
         ],
@@ -151,6 +157,11 @@ fn status_round_trips_and_formats() {
     assert!(rows[0].trim_start().starts_with("203.0.113.47 "), "{text}");
     assert!(rows[0].contains(" 48  exim "), "{text}");
     assert!(rows[0].contains(" IP burst "), "{text}");
+    // Log times of the attempts when the agent knows them (issue 15).
+    assert!(
+        rows[0].contains("2026-11-23 03:14:00 UTC  2026-11-23 03:59:41 UTC"),
+        "{text}"
+    );
     assert!(
         rows[1].contains("2001:db8:7::/64 ") && rows[1].contains(" network burst "),
         "{text}"

@@ -117,14 +117,21 @@ impl Engine {
             new_attempts: incidents.iter().map(|i| i.new_attempts).sum(),
             incidents: incidents
                 .into_iter()
-                .map(|i| crate::render::DigestIncident {
-                    kind: i.kind.to_string(),
-                    key: i.key,
-                    new_attempts: i.new_attempts,
-                    total: i.total,
-                    opened: crate::text::human_time(i.opened, tz),
-                    last_activity: crate::text::human_time(i.last_activity, tz),
-                    repeated: i.repeated,
+                .map(|i| {
+                    let (service, first_attempt, last_attempt) =
+                        self.incident_log_view(i.kind, &i.key);
+                    crate::render::DigestIncident {
+                        kind: i.kind.to_string(),
+                        service,
+                        first_attempt,
+                        last_attempt,
+                        key: i.key,
+                        new_attempts: i.new_attempts,
+                        total: i.total,
+                        opened: crate::text::human_time(i.opened, tz),
+                        last_activity: crate::text::human_time(i.last_activity, tz),
+                        repeated: i.repeated,
+                    }
                 })
                 .collect(),
             new_alerts,

@@ -216,6 +216,22 @@ impl Engine {
             .expect("inserted just above")
     }
 
+    /// An incident's service and first and last attempt in log time (as the alerts show them;
+    /// empty when not known, e.g. after a restart from state of an older version).
+    pub(super) fn incident_log_view(&self, kind: AlertKind, key: &str) -> (String, String, String) {
+        let id = incident_id(kind.as_str(), key);
+        match self.incident_info.peek(&id) {
+            Some(info) => (
+                info.service.clone(),
+                info.first_attempt.clone(),
+                info.last_attempt
+                    .map(|t| crate::text::human_time(t, &self.env.tz))
+                    .unwrap_or_else(|| info.last_attempt_text.clone()),
+            ),
+            None => Default::default(),
+        }
+    }
+
     /// The open incidents for `authwatch incidents`: log times, service, attempts, kind, and
     /// what was done (actions' results, silenced, acked).
     pub fn incidents(&self) -> Vec<IncidentView> {

@@ -194,14 +194,20 @@ pub(super) fn write_status(
         },
         incidents: incidents
             .into_iter()
-            .map(|i| IncidentLine {
-                key: i.key.clone(),
-                kind: i.kind.to_string(),
-                service: String::new(),
-                attempts: i.total,
-                since: i.opened,
-                last_seen: i.last_activity,
-                alerts: 1,
+            .map(|i| {
+                let (service, first_attempt, last_attempt) =
+                    engine.incident_log_view(i.kind, &i.key);
+                IncidentLine {
+                    key: i.key.clone(),
+                    kind: i.kind.to_string(),
+                    service,
+                    first_attempt,
+                    last_attempt,
+                    attempts: i.total,
+                    since: i.opened,
+                    last_seen: i.last_activity,
+                    alerts: 1,
+                }
             })
             .collect(),
         tracking: Some(engine.tracking(cfg.detect.max_tracked_ips)),

@@ -106,6 +106,12 @@ pub struct IncidentLine {
     pub attempts: u64,
     pub since: Timestamp,
     pub last_seen: Timestamp,
+    /// First and last attempt in log time, as the alerts show them (empty when not known,
+    /// and in files from before): `status` shows them rather than the agent's clock.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub first_attempt: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub last_attempt: String,
     #[serde(default)]
     pub alerts: u32,
 }
@@ -269,8 +275,8 @@ pub fn format_status_with(
             .max(8);
         let _ = writeln!(
             out,
-            "  {:<kw$}  {:<19}  {:>8}  {:<10}  {:<23}  LAST SEEN",
-            "INCIDENT", "KIND", "ATTEMPTS", "SERVICE", "SINCE"
+            "  {:<kw$}  {:<19}  {:>8}  {:<10}  {:<23}  LAST ATTEMPT",
+            "INCIDENT", "KIND", "ATTEMPTS", "SERVICE", "FIRST ATTEMPT"
         );
         for (i, key) in list.iter().zip(&shown) {
             let _ = writeln!(
@@ -284,8 +290,16 @@ pub fn format_status_with(
                 },
                 i.attempts,
                 inert(&i.service),
-                time(i.since, tz),
-                time(i.last_seen, tz),
+                if i.first_attempt.is_empty() {
+                    time(i.since, tz)
+                } else {
+                    inert(&i.first_attempt)
+                },
+                if i.last_attempt.is_empty() {
+                    time(i.last_seen, tz)
+                } else {
+                    inert(&i.last_attempt)
+                },
             );
         }
         if list.len() > MAX_INCIDENT_LINES {

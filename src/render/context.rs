@@ -67,6 +67,11 @@ pub struct DigestContext {
 pub struct DigestIncident {
     pub kind: String,
     pub key: String,
+    /// The rule that matched, and the first and last attempt in log time (as the alerts
+    /// show them); empty when not known.
+    pub service: String,
+    pub first_attempt: String,
+    pub last_attempt: String,
     pub new_attempts: u64,
     pub total: u64,
     pub opened: String,
@@ -274,6 +279,9 @@ pub fn sample_context(kind: &str) -> Option<serde_json::Value> {
             incidents: vec![DigestIncident {
                 kind: AlertKind::IpBurst.to_string(),
                 key: "203.0.113.47".into(),
+                service: "exim".into(),
+                first_attempt: "2026-11-23 03:13:58 UTC".into(),
+                last_attempt: "2026-11-23 04:09:57 UTC".into(),
                 new_attempts: 43,
                 total: 48,
                 opened: "2026-11-23 03:14:00 UTC".into(),

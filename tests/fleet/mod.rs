@@ -489,12 +489,13 @@ fleet: {{redis: '{redis}', name: {name}, key_prefix: aw3}}
 fn assert_fleet_alert(m: &Mail, ip: &str) {
     let subject = m.subject();
     let total: u64 = subject
-        .strip_prefix(&format!("[authwatch] {ip} made "))
-        .and_then(|s| s.split(' ').next())
+        .strip_prefix("[authwatch] mx")
+        .and_then(|s| s.split_once(&format!(".test: {ip} ")))
+        .and_then(|(_, s)| s.split(' ').next())
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("subject: {subject}"));
     assert!((5..=6).contains(&total), "{subject}");
-    assert!(subject.contains(" failed logins in 10m on mx"), "{subject}");
+    assert!(subject.contains(" failed Exim logins in 10m"), "{subject}");
     let lines = per_host_lines(&m.body);
     let mut sum = 0;
     for (l, host) in lines.iter().zip(["mx1", "mx2", "mx3"]) {
@@ -618,7 +619,7 @@ fn store_unreachable_from_the_start_alerts_locally_and_says_so() {
     let m = &mails[0].mail;
     assert!(
         m.subject()
-            .starts_with("[authwatch] 203.0.113.70 made 5 failed logins in 10m on mx1.test"),
+            .starts_with("[authwatch] mx1.test: 203.0.113.70 5 failed Exim logins in 10m"),
         "{}",
         m.subject()
     );

@@ -224,6 +224,8 @@ fn status_file_round_trip_and_text() {
             attempts: 9,
             since: t,
             last_seen: t,
+            first_attempt: String::new(),
+            last_attempt: String::new(),
             alerts: 1,
         }],
         tracking: None,
