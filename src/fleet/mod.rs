@@ -422,3 +422,89 @@ impl FleetHandle {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::{Batch, Checkpoint, LineBatch, Position};
+
+    fn batch(lines: &[&str], position: Position) -> Batch {
+        let mut lb = LineBatch::default();
+        for l in lines {
+            lb.push(l);
+        }
+        Batch {
+            source: 0,
+            lines: lb,
+            position,
+            problem: None,
+            done: false,
+        }
+    }
+
+    #[test]
+    fn file_lines_are_named_by_inode_and_start_offset() {
+        // "ab\n" at 100, "cde\n" at 103, "" at 107; the checkpoint is after the last newline.
+        let cp = Checkpoint {
+            dev: 1,
+            inode: 42,
+            fingerprint: Vec::new(),
+            offset: 108,
+        };
+        let b = batch(&["ab", "cde", ""], Position::File(cp));
+        assert_eq!(line_ids(&b), vec![(42, 100), (42, 103), (42, 107)]);
+        // The same lines read again in two batches get the same names.
+        let cp1 = Checkpoint {
+            dev: 1,
+            inode: 42,
+            fingerprint: Vec::new(),
+            offset: 103,
+        };
+        assert_eq!(
+            line_ids(&batch(&["ab"], Position::File(cp1))),
+            vec![(42, 100)]
+        );
+    }
+
+    #[test]
+    fn journal_lines_are_named_by_cursor_and_stdin_not_at_all() {
+        let b = batch(&["x", "y"], Position::Cursor("s=abc;i=1".into()));
+        let ids = line_ids(&b);
+        assert_eq!(ids.len(), 2);
+        assert_eq!(ids[0].0, ids[1].0);
+        assert_eq!((ids[0].1, ids[1].1), (0, 1));
+        assert!(line_ids(&batch(&["x"], Position::None)).is_empty());
+    }
+
+    #[test]
+    fn a_hit_counts_in_ip_subnet_and_account_windows() {
+        let h = FleetHit {
+            time_ms: 1,
+            ip: "2001:db8::7".parse().unwrap(),
+            subnet: Some("2001:db8::/64".parse().unwrap()),
+            account: Some("alice".into()),
+            inode: 1,
+            offset: 2,
+            attempts: 3,
+        };
+        let w = Windows {
+            ip: Duration::from_secs(600),
+            subnet: Some(Duration::from_secs(600)),
+            account: None,
+        };
+        let keys = h.keys(&w);
+        assert_eq!(
+            keys,
+            vec![
+                (KeyKind::Ip, "2001:db8::7".into(), "alice".into()),
+                (
+                    KeyKind::Subnet,
+                    "2001:db8::/64".into(),
+                    "2001:db8::7".into()
+                ),
+            ],
+            "account windows are off"
+        );
+        assert_eq!(w.of(KeyKind::Subnet), Duration::from_secs(600));
+    }
+}

@@ -45,16 +45,22 @@ for i, key in ipairs(KEYS) do
   local window = tonumber(ARGV[pos])
   local n = tonumber(ARGV[pos + 1])
   pos = pos + 2
+  local newest = nil
   for _ = 1, n do
+    local score = tonumber(ARGV[pos])
+    if not newest or score > newest then
+      newest = score
+    end
     local m = ARGV[pos + 1]
     if redis.call('ZADD', key, 'NX', ARGV[pos], m) == 1 then
       account(hk, sk, m, 1)
     end
     pos = pos + 2
   end
-  local newest = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
-  if newest[2] then
-    local floor = '(' .. (tonumber(newest[2]) - window)
+  -- The window ends at the newest log time of this batch's hits for the key (a batch read
+  -- again from far back trims less, never more).
+  if newest then
+    local floor = '(' .. (newest - window)
     local old = redis.call('ZRANGEBYSCORE', key, '-inf', floor)
     for _, m in ipairs(old) do
       account(hk, sk, m, -1)
