@@ -439,6 +439,7 @@ mod tests {
             position,
             problem: None,
             done: false,
+            caught_up: false,
         }
     }
 
