@@ -388,12 +388,23 @@ impl<K: Hash + Eq + Clone> KeyDetector<K> {
         if self.forgotten_overflow.get() {
             return usize::MAX;
         }
+        // Changed keys too old to keep cost a forgotten entry at most: not counted.
+        let keep = self.worth_saving();
         let changed = self
             .ips
             .iter_oldest_first()
-            .filter(|(_, st)| st.dirty())
+            .filter(|(_, st)| st.dirty() && keep(st))
             .count();
         changed + self.forgotten.borrow().len()
+    }
+
+    /// Keys a snapshot written now would hold (see [`KeyDetector::view`]).
+    pub fn snapshot_keys(&self) -> usize {
+        let keep = self.worth_saving();
+        self.ips
+            .iter_oldest_first()
+            .filter(|(_, st)| keep(st))
+            .count()
     }
 
     /// A full snapshot was written: nothing is pending for the next delta.

@@ -105,8 +105,8 @@ pub trait Checkpointed {
     fn delta(&self) -> DetectorsDeltaView<'_>;
     /// Keys the next delta would hold (changed or forgotten), for its size estimate.
     fn pending_keys(&self) -> usize;
-    /// Keys tracked in all detectors.
-    fn tracked_keys(&self) -> usize;
+    /// Keys a snapshot written now would hold, in all detectors (for the bytes per key).
+    fn snapshot_keys(&self) -> usize;
     /// A snapshot was written: nothing is pending.
     fn mark_written(&mut self);
     fn policy(&self) -> &PolicyState;
@@ -136,7 +136,7 @@ pub struct Checkpointer {
     /// On the first open of a resumed journal: cut it to this length (the bytes the loaded
     /// state named; more would belong to a state never saved).
     cut_to: Option<u64>,
-    /// Size of the current generation's snapshot, and the keys tracked when it was written.
+    /// Size of the current generation's snapshot, and the keys it holds.
     snapshot_bytes: u64,
     snapshot_keys: u64,
     /// The next checkpoint writes a new generation.
@@ -258,7 +258,7 @@ impl Checkpointer {
         *self = Checkpointer {
             generation,
             snapshot_bytes: bytes,
-            snapshot_keys: det.tracked_keys() as u64,
+            snapshot_keys: det.snapshot_keys() as u64,
             ..Checkpointer::default()
         };
         Ok(bytes)

@@ -92,8 +92,8 @@ impl Checkpointed for Fake {
         self.ips.pending_keys() + self.accounts.pending_keys()
     }
 
-    fn tracked_keys(&self) -> usize {
-        self.ips.tracked() + self.accounts.tracked()
+    fn snapshot_keys(&self) -> usize {
+        self.ips.snapshot_keys() + self.accounts.snapshot_keys()
     }
 
     fn mark_written(&mut self) {
