@@ -9,8 +9,9 @@
 //! cut off when the journal continues. A torn last line is ignored with a warning.
 //!
 //! At each checkpoint the checkpointer writes a delta while the journal plus the estimated
-//! delta stays within the snapshot's size (at least [`MIN_COMPACT_BYTES`]); beyond that, or
-//! after a failed write, a reload, or a start from an older state, it writes a new generation.
+//! delta stays within the snapshot's size (at least [`MIN_COMPACT_BYTES`]) and the delta is
+//! under half of that; beyond, or after a failed write, a reload, or a start from an older
+//! state, it writes a new generation.
 //! After a new generation is named by `state.json`, the generations named neither by
 //! `state.json` nor by `state.json.1` (the previous save, kept for corruption recovery) are
 //! deleted.
@@ -196,7 +197,11 @@ impl Checkpointer {
                 n => (self.snapshot_bytes / n).max(1),
             };
             let estimate = per_key.saturating_mul(det.pending_keys() as u64);
-            self.journal_bytes.saturating_add(estimate) > self.snapshot_bytes.max(MIN_COMPACT_BYTES)
+            let limit = self.snapshot_bytes.max(MIN_COMPACT_BYTES);
+            // A delta of half a snapshot or more saves little over the snapshot, and would
+            // make the next checkpoint compact anyway (a burst that replaces most keys).
+            self.journal_bytes.saturating_add(estimate) > limit
+                || estimate.saturating_mul(2) > limit
         };
         let detector_bytes = if full {
             self.write_generation(state_dir, det)?
