@@ -319,7 +319,7 @@ impl<K: Hash + Eq + Clone> KeyDetector<K> {
                 push_cut(&mut buf, l, MAX_QUOTED_LINE_CHARS);
                 st.lines = self.lines.push(st.lines, &buf);
             }
-            st.dirty.set(false);
+            st.written(true);
             if self.ips.push(k, st).is_some() {
                 self.evictions += 1;
             }
@@ -367,7 +367,9 @@ impl<K: Hash + Eq + Clone> KeyDetector<K> {
 
     /// Forget a key (for example after a successful login, when configured).
     pub fn forget(&mut self, key: &K) {
-        if self.ips.remove(key).is_some() {
+        // A key not in the saved state (counted and forgotten between two checkpoints, or
+        // too old for the last snapshot) is not written at all.
+        if self.ips.remove(key).is_some_and(|st| st.on_disk()) {
             note_forgotten(&mut self.forgotten, &self.forgotten_overflow, key.clone());
         }
     }
@@ -386,18 +388,30 @@ impl<K: Hash + Eq + Clone> KeyDetector<K> {
         if self.forgotten_overflow.get() {
             return usize::MAX;
         }
+        // Changed keys too old to keep cost a forgotten entry at most: not counted.
+        let keep = self.worth_saving();
         let changed = self
             .ips
             .iter_oldest_first()
-            .filter(|(_, st)| st.dirty.get())
+            .filter(|(_, st)| st.dirty() && keep(st))
             .count();
         changed + self.forgotten.borrow().len()
     }
 
+    /// Keys a snapshot written now would hold (see [`KeyDetector::view`]).
+    pub fn snapshot_keys(&self) -> usize {
+        let keep = self.worth_saving();
+        self.ips
+            .iter_oldest_first()
+            .filter(|(_, st)| keep(st))
+            .count()
+    }
+
     /// A full snapshot was written: nothing is pending for the next delta.
     pub fn mark_written(&mut self) {
+        let keep = self.worth_saving();
         for (_, st) in self.ips.iter_oldest_first() {
-            st.dirty.set(false);
+            st.written(keep(st));
         }
         self.forgotten.get_mut().clear();
         self.forgotten_overflow.set(false);
@@ -443,11 +457,13 @@ impl<K: Hash + Eq + Clone> KeyDetector<K> {
         let (st, evicted) = self
             .ips
             .get_or_insert_evicting(key.clone(), || KeyState::new(sec, service));
-        if let Some(old) = evicted {
+        if let Some((old, old_st)) = evicted {
             self.evictions += 1;
-            note_forgotten(&mut self.forgotten, &self.forgotten_overflow, old);
+            if old_st.on_disk() {
+                note_forgotten(&mut self.forgotten, &self.forgotten_overflow, old);
+            }
         }
-        st.dirty.set(true);
+        st.touch();
         let s = &self.s;
         let window = s.window.as_secs() as i64;
         st.window.add(sec, attempts, window);

@@ -597,10 +597,10 @@ impl crate::state::Checkpointed for Engine {
             + self.accounts.as_ref().map_or(0, |(d, _)| d.pending_keys())
     }
 
-    fn tracked_keys(&self) -> usize {
-        self.detector.tracked()
-            + self.subnets.as_ref().map_or(0, |(d, _)| d.tracked())
-            + self.accounts.as_ref().map_or(0, |(d, _)| d.tracked())
+    fn snapshot_keys(&self) -> usize {
+        self.detector.snapshot_keys()
+            + self.subnets.as_ref().map_or(0, |(d, _)| d.snapshot_keys())
+            + self.accounts.as_ref().map_or(0, |(d, _)| d.snapshot_keys())
     }
 
     fn mark_written(&mut self) {

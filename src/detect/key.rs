@@ -47,8 +47,8 @@ pub(super) struct KeyState {
     pub service: u16,
     /// Quoted lines the key has (at most `log_lines`).
     pub line_count: u8,
-    /// Changed since the last checkpoint wrote it (see `KeyDetector::delta`).
-    pub dirty: std::cell::Cell<bool>,
+    /// [`DIRTY`] and [`ON_DISK`] (see `KeyDetector::delta`).
+    pub flags: std::cell::Cell<u8>,
     pub cold: Option<Box<Cold>>,
 }
 
@@ -73,7 +73,30 @@ static NO_COLD: Cold = Cold {
     earlier_alerts: VecDeque::new(),
 };
 
+/// Changed since the last checkpoint wrote it.
+pub(super) const DIRTY: u8 = 1;
+/// In the saved state (a snapshot or a journal line): forgetting it must be written too.
+pub(super) const ON_DISK: u8 = 2;
+
 impl KeyState {
+    pub fn dirty(&self) -> bool {
+        self.flags.get() & DIRTY != 0
+    }
+
+    pub fn on_disk(&self) -> bool {
+        self.flags.get() & ON_DISK != 0
+    }
+
+    /// Mark the key changed (a hit).
+    pub fn touch(&self) {
+        self.flags.set(self.flags.get() | DIRTY);
+    }
+
+    /// The key was written (`true`) or is not in the saved state (`false`); not changed since.
+    pub fn written(&self, on_disk: bool) {
+        self.flags.set(if on_disk { ON_DISK } else { 0 });
+    }
+
     pub fn new(sec: i64, service: u16) -> KeyState {
         KeyState {
             lines: NONE,
@@ -85,7 +108,7 @@ impl KeyState {
             no_member: 0,
             service,
             line_count: 0,
-            dirty: std::cell::Cell::new(true),
+            flags: std::cell::Cell::new(DIRTY),
             cold: None,
         }
     }

@@ -109,13 +109,13 @@ impl<K: Hash + Eq, V> KeyMap<K, V> {
         (v, evicted.is_some())
     }
 
-    /// As [`KeyMap::get_or_insert_mut`], returning the evicted key (the checkpoint journal
-    /// lists it, see `detect::wire`).
+    /// As [`KeyMap::get_or_insert_mut`], returning the evicted entry (the checkpoint journal
+    /// lists its key, see `detect::wire`).
     pub fn get_or_insert_evicting(
         &mut self,
         k: K,
         make: impl FnOnce() -> V,
-    ) -> (&mut V, Option<K>) {
+    ) -> (&mut V, Option<(K, V)>) {
         if let Some(i) = self.position(&k) {
             if self.newest != i {
                 self.unlink(i);
@@ -124,7 +124,7 @@ impl<K: Hash + Eq, V> KeyMap<K, V> {
             return (&mut self.entries[i as usize].val, None);
         }
         let evicted = if self.entries.len() >= self.cap {
-            self.pop_oldest().map(|(k, _)| k)
+            self.pop_oldest()
         } else {
             None
         };

@@ -19,8 +19,9 @@
 //! A delta (one line of the checkpoint journal) is `{"base": B, "evictions": N, "keys": [...],
 //! "forgotten": [key, ...]}`: the keys that changed since the last checkpoint, in the same
 //! layout (only those a snapshot would keep: a changed key already too old to keep is listed
-//! as forgotten), and the keys forgotten or evicted since (at most `MAX_PENDING_FORGOTTEN`;
-//! beyond, the checkpointer writes a snapshot instead). Writing it marks its keys written.
+//! as forgotten), and the saved keys forgotten or evicted since (at most
+//! `MAX_PENDING_FORGOTTEN`; beyond, the checkpointer writes a snapshot instead; a key never
+//! saved is not listed). Writing it marks its keys written.
 //!
 //! Keys are written as text (`"2001:db8::7"`, `"2001:db8:1::/64"`, an account name). Version 2
 //! wrote each state as an object with field names and RFC 3339 times: about four times the
@@ -60,9 +61,9 @@ impl<K: Hash + Eq + Clone + Serialize> Serialize for DeltaView<'_, K> {
         let keys = || {
             d.ips
                 .iter_oldest_first()
-                .filter(|(_, st)| st.dirty.get() && keep(st))
+                .filter(|(_, st)| st.dirty() && keep(st))
                 .map(|(k, st)| {
-                    st.dirty.set(false);
+                    st.written(true);
                     let out = KeyOut {
                         st,
                         service: d.service_name(st),
@@ -75,15 +76,18 @@ impl<K: Hash + Eq + Clone + Serialize> Serialize for DeltaView<'_, K> {
         d.forgotten_overflow.set(false);
         let mut m = s.serialize_map(Some(4))?;
         write_fields(&mut m, d.latest.unwrap_or(0), d.evictions, keys)?;
-        // After the keys: the changed keys still marked are the ones not kept.
+        // After the keys: the changed keys still marked are the ones not kept; listed when
+        // the saved state has them.
         let stale = || {
             d.ips
                 .iter_oldest_first()
-                .filter(|(_, st)| st.dirty.get())
-                .map(|(k, st)| {
-                    st.dirty.set(false);
-                    k
+                .filter(|(_, st)| st.dirty())
+                .filter(|(_, st)| {
+                    let listed = st.on_disk();
+                    st.written(false);
+                    listed
                 })
+                .map(|(k, _)| k)
         };
         m.serialize_entry("forgotten", &Forgotten(&forgotten, stale))?;
         m.end()

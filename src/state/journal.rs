@@ -9,8 +9,9 @@
 //! cut off when the journal continues. A torn last line is ignored with a warning.
 //!
 //! At each checkpoint the checkpointer writes a delta while the journal plus the estimated
-//! delta stays within the snapshot's size (at least [`MIN_COMPACT_BYTES`]); beyond that, or
-//! after a failed write, a reload, or a start from an older state, it writes a new generation.
+//! delta stays within the snapshot's size (at least [`MIN_COMPACT_BYTES`]) and the delta is
+//! under half of that; beyond, or after a failed write, a reload, or a start from an older
+//! state, it writes a new generation.
 //! After a new generation is named by `state.json`, the generations named neither by
 //! `state.json` nor by `state.json.1` (the previous save, kept for corruption recovery) are
 //! deleted.
@@ -105,8 +106,8 @@ pub trait Checkpointed {
     fn delta(&self) -> DetectorsDeltaView<'_>;
     /// Keys the next delta would hold (changed or forgotten), for its size estimate.
     fn pending_keys(&self) -> usize;
-    /// Keys tracked in all detectors.
-    fn tracked_keys(&self) -> usize;
+    /// Keys a snapshot written now would hold, in all detectors (for the bytes per key).
+    fn snapshot_keys(&self) -> usize;
     /// A snapshot was written: nothing is pending.
     fn mark_written(&mut self);
     fn policy(&self) -> &PolicyState;
@@ -136,7 +137,7 @@ pub struct Checkpointer {
     /// On the first open of a resumed journal: cut it to this length (the bytes the loaded
     /// state named; more would belong to a state never saved).
     cut_to: Option<u64>,
-    /// Size of the current generation's snapshot, and the keys tracked when it was written.
+    /// Size of the current generation's snapshot, and the keys it holds.
     snapshot_bytes: u64,
     snapshot_keys: u64,
     /// The next checkpoint writes a new generation.
@@ -196,7 +197,11 @@ impl Checkpointer {
                 n => (self.snapshot_bytes / n).max(1),
             };
             let estimate = per_key.saturating_mul(det.pending_keys() as u64);
-            self.journal_bytes.saturating_add(estimate) > self.snapshot_bytes.max(MIN_COMPACT_BYTES)
+            let limit = self.snapshot_bytes.max(MIN_COMPACT_BYTES);
+            // A delta of half a snapshot or more saves little over the snapshot, and would
+            // make the next checkpoint compact anyway (a burst that replaces most keys).
+            self.journal_bytes.saturating_add(estimate) > limit
+                || estimate.saturating_mul(2) > limit
         };
         let detector_bytes = if full {
             self.write_generation(state_dir, det)?
@@ -258,7 +263,7 @@ impl Checkpointer {
         *self = Checkpointer {
             generation,
             snapshot_bytes: bytes,
-            snapshot_keys: det.tracked_keys() as u64,
+            snapshot_keys: det.snapshot_keys() as u64,
             ..Checkpointer::default()
         };
         Ok(bytes)

@@ -5,10 +5,13 @@
 //! `helo_accept_junk_hosts = *` (`tests/support/exim_ctl.py --helo-accept-junk`). Each test makes the server log failed (and successful)
 //! logins, then runs the built-in rules over the server's own log file and checks address,
 //! users and attempt counts. Hostile usernames travel through the real servers, so the test
-//! also proves what they look like in the log. Without the servers the tests are skipped,
-//! except when `CI` is set: then they fail.
+//! also proves what they look like in the log. The Postfix and Dovecot tests then feed that
+//! log to the real agent (`authwatch run --stdin`) and read the alert it writes: the Subject
+//! names the service and the body carries that service's advice, never Exim's (issue 15).
+//! Without the servers the tests are skipped, except when `CI` is set: then they fail.
 
 use crate::harness::*;
+use crate::stdin::run_stdin;
 use authwatch::rules::{builtin, Hit, HitKind, ParseCtx, RuleSet};
 use jiff::{tz::TimeZone, Timestamp};
 use std::fs;
@@ -94,6 +97,166 @@ fn assert_all_local(hits: &[Hit], service: &str, log: &Path) {
             .unwrap_or_else(|| panic!("no time in {h:?}"))
             .as_second();
         assert!((now - t).abs() < 600, "time of {h:?} is not now (zone?)");
+    }
+}
+
+/// Text that only the advice of another service has: (service, what must not show in its
+/// alerts). Exim's words come from `src/render/advice.rs` (`server_advertise_condition`,
+/// `$received_port`, `exiqgrep`) plus the ACL an Exim admin would reach for.
+const FOREIGN_ADVICE: &[(&str, &[&str])] = &[
+    (
+        "postfix",
+        &[
+            "exim",
+            "server_advertise_condition",
+            "received_port",
+            "acl_smtp_auth",
+            "exiqgrep",
+            "auth_failure_delay",
+            "doveadm",
+        ],
+    ),
+    (
+        "dovecot",
+        &[
+            "exim",
+            "server_advertise_condition",
+            "received_port",
+            "acl_smtp_auth",
+            "exiqgrep",
+            "smtpd_sasl_auth_enable",
+            "master.cf",
+            "postfix reload",
+            "postqueue",
+        ],
+    ),
+];
+
+/// What one alert of the agent must say: its Subject, the heading its commands follow, lines
+/// of its service's advice, and the ready commands (each a line of its own).
+struct Expected<'a> {
+    subject: String,
+    heading: &'a str,
+    advice: &'a [&'a str],
+    commands: Vec<String>,
+}
+
+/// Issue 15 end to end: run the real agent (`authwatch run --stdin --service SERVICE`) over
+/// the log a real server wrote, with a per-IP threshold of 3 in 1h and an empty allowlist
+/// (the attacks come from 127.0.0.1), and read the alerts from its outbox. Both logs hold five
+/// failures from 127.0.0.1 (the third crosses the threshold), then alice's login from there,
+/// so exactly two alerts come, in this order: the burst (`name`, e.g. `Postfix`, in its
+/// Subject, `burst_advice` in its body) and the urgent login after failures
+/// (`login_advice`). Each ends with the commands for 127.0.0.1 and its incident's ack, and no
+/// alert shows another service's advice or any Exim text (`FOREIGN_ADVICE`).
+fn assert_agent_alerts_with_service_advice(
+    dir: &Path,
+    service: &str,
+    name: &str,
+    server_log: &Path,
+    burst_advice: &[&str],
+    login_advice: &[&str],
+) {
+    let foreign = FOREIGN_ADVICE
+        .iter()
+        .find(|(s, _)| *s == service)
+        .map(|(_, words)| *words)
+        .unwrap_or_else(|| panic!("no foreign advice listed for {service}"));
+    fs::create_dir_all(dir).unwrap();
+    // No `time_zone`: the agent reads the syslog stamps in the system zone, as the servers
+    // wrote them. The source is never read (`--stdin`).
+    let cfg = write_file(
+        dir,
+        "authwatch.yaml",
+        &format!(
+            "state_dir: '{state}'\nhost: {{name: mx1.test, ip: 192.0.2.25}}\nsources: [{{path: '{unused}'}}]\ndetect: {{per_ip: {{attempts: 3, window: 1h}}}}\nallowlist: {{addresses: []}}\nmail: {{to: [admin@example.test]}}\n",
+            state = dir.join("state").display(),
+            unused = dir.join("unused.log").display(),
+        ),
+    );
+    let log_text = fs::read(server_log).expect("reading the server's log");
+    let out = run_stdin(&cfg, &["--service", service], &log_text);
+    let err = strip_ansi(&String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "authwatch run --stdin: {}\n{err}",
+        out.status
+    );
+    let mails: Vec<Mail> = eml_files(&dir.join("state/outbox"))
+        .iter()
+        .map(|p| Mail::read(p))
+        .collect();
+
+    let ip_cmds = |kind: &str, key: &str, silence: bool| {
+        let mut v = Vec::new();
+        if silence {
+            v.push("authwatch silence 127.0.0.1 --for 24h".to_string());
+        }
+        v.push("authwatch allow 127.0.0.1".to_string());
+        v.push("authwatch unblock 127.0.0.1".to_string());
+        v.push(format!(
+            "authwatch ack {}",
+            authwatch::control::incident_id(kind, key)
+        ));
+        v
+    };
+    let expected = [
+        Expected {
+            subject: format!("[authwatch] mx1.test: 127.0.0.1 3 failed {name} logins in 1h"),
+            heading: "What you can do",
+            advice: burst_advice,
+            commands: ip_cmds("ip_burst", "127.0.0.1", true),
+        },
+        Expected {
+            subject: format!(
+                "[authwatch] mx1.test: URGENT: 127.0.0.1 logged in as alice via {name} after 5 failed attempts"
+            ),
+            heading: "What to do now",
+            advice: login_advice,
+            commands: ip_cmds("compromised", "127.0.0.1 alice", false),
+        },
+    ];
+    let subjects: Vec<&str> = mails.iter().map(Mail::subject).collect();
+    assert_eq!(
+        subjects,
+        expected
+            .iter()
+            .map(|e| e.subject.as_str())
+            .collect::<Vec<_>>(),
+        "{err}"
+    );
+    for (m, e) in mails.iter().zip(&expected) {
+        assert_eq!(m.body_field("Service:"), Some(service), "{}", m.body);
+        // The advice and the commands come in the section after the heading.
+        let (_, todo) = m
+            .body
+            .split_once(e.heading)
+            .unwrap_or_else(|| panic!("no {:?} in {}:\n{}", e.heading, e.subject, m.body));
+        for line in e.advice {
+            assert!(
+                todo.lines().any(|l| l.trim() == *line),
+                "{service} advice {line:?} missing from {}:\n{}",
+                e.subject,
+                m.body
+            );
+        }
+        for cmd in &e.commands {
+            assert!(
+                todo.lines().any(|l| l.trim() == cmd),
+                "command {cmd:?} missing from {}:\n{}",
+                e.subject,
+                m.body
+            );
+        }
+        let whole = format!("{}\n{}", m.subject(), m.body).to_lowercase();
+        for word in foreign {
+            assert!(
+                !whole.contains(&word.to_lowercase()),
+                "{word:?} in a {service} alert ({}):\n{}",
+                e.subject,
+                m.body
+            );
+        }
     }
 }
 
@@ -360,6 +523,19 @@ fn real_dovecot_summary_lines() {
         "log:\n{}",
         read_text(&log)
     );
+
+    // Issue 15: the agent's alert about this log is a Dovecot alert with Dovecot's advice.
+    assert_agent_alerts_with_service_advice(
+        &tmp.path().join("agent"),
+        "dovecot",
+        "Dovecot",
+        &log,
+        &[
+            "auth_failure_delay = 5 secs",
+            "(default 2 secs) and run: doveadm reload",
+        ],
+        &["Reset the password of alice now.", "doveadm kick alice"],
+    );
     eprintln!("real_dovecot_summary_lines: {:?}", started.elapsed());
 }
 
@@ -477,6 +653,20 @@ fn real_postfix_with_dovecot_sasl() {
     let all = parse_file(&["postfix", "dovecot"], &shared);
     let total: u32 = failures(&all).iter().map(|h| h.attempts).sum();
     assert_eq!(total, 5, "{all:#?}");
+
+    // Issue 15: the agent's alert about Postfix's log is a Postfix alert with Postfix's advice.
+    assert_agent_alerts_with_service_advice(
+        &tmp.path().join("agent"),
+        "postfix",
+        "Postfix",
+        &log,
+        &[
+            "and in /etc/postfix/master.cf, only under the submission and smtps services:",
+            "smtpd_sasl_auth_enable = no",
+            "-o smtpd_sasl_auth_enable=yes",
+        ],
+        &["Reset the password of alice now.", "postqueue -p"],
+    );
     eprintln!("real_postfix_with_dovecot_sasl: {:?}", started.elapsed());
 }
 
