@@ -430,11 +430,23 @@ pub async fn run(
     };
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<ActionsDone>();
     let (query_tx, mut query_rx) = mpsc::channel::<crate::control::server::IncidentsQuery>(8);
+    // Fleet mode: silences and allows taken here go to the store, and the fleet's are merged
+    // into this agent's (off the tailing path: a task of the fleet module).
+    let on_change = engine.fleet().map(|f| {
+        let sync = crate::fleet::DecisionSync::start(f, engine.decisions());
+        let hook: crate::control::server::OnChange = Arc::new(move |req, d| {
+            if let Some(c) = crate::fleet::shared::change_of(req, d) {
+                sync.publish(c);
+            }
+        });
+        hook
+    });
     let control = match crate::control::server::start(
         &cfg.state_dir,
         engine.decisions(),
         query_tx,
         cfg.time_zone.clone(),
+        on_change,
     ) {
         Ok(srv) => Some(srv),
         Err(e) => {

@@ -5,7 +5,8 @@
 //!
 //! Changes go through [`super::apply`] on a copy of the shared [`Decisions`], are saved to
 //! `decisions.json`, and only then replace the live copy the engine reads: what the agent does
-//! and what the next start loads always agree. `incidents` is asked of the engine's loop over a
+//! and what the next start loads always agree (in fleet mode they are also handed to the
+//! fleet, [`OnChange`]). `incidents` is asked of the engine's loop over a
 //! channel ([`IncidentsQuery`]).
 
 use super::{apply, Decisions, IncidentView, Reply, Request, MAX_REQUEST_BYTES, SOCKET};
@@ -28,6 +29,10 @@ pub const MAX_CLIENTS: usize = 8;
 pub struct IncidentsQuery {
     pub reply: oneshot::Sender<Vec<IncidentView>>,
 }
+
+/// Called with each change applied (and saved), before it replaces the live decisions: fleet
+/// mode shares silences and allows through it (`crate::fleet::shared`).
+pub type OnChange = Arc<dyn Fn(&Request, &Decisions) + Send + Sync>;
 
 /// Whether a peer may use the socket: the agent's own user, and root.
 pub fn peer_allowed(peer_uid: u32, own_uid: u32) -> bool {
@@ -61,6 +66,7 @@ struct Shared {
     queries: mpsc::Sender<IncidentsQuery>,
     own_uid: u32,
     tz: jiff::tz::TimeZone,
+    on_change: Option<OnChange>,
 }
 
 /// Listen on `state_dir/control.sock` (a stale socket from a previous run is replaced: the
@@ -70,6 +76,7 @@ pub fn start(
     decisions: Arc<Mutex<Decisions>>,
     queries: mpsc::Sender<IncidentsQuery>,
     tz: jiff::tz::TimeZone,
+    on_change: Option<OnChange>,
 ) -> std::io::Result<Server> {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
     let path = state_dir.join(SOCKET);
@@ -88,6 +95,7 @@ pub fn start(
         queries,
         own_uid,
         tz,
+        on_change,
     });
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CLIENTS));
     let task = tokio::spawn(async move {
@@ -215,6 +223,9 @@ async fn handle(req: Request, uid: u32, shared: &Shared) -> Reply {
         Ok(Err(e)) => return Reply::error(format!("not applied: {e}")),
         Err(e) => return Reply::error(format!("not applied: {e}")),
     }
+    if let Some(f) = &shared.on_change {
+        f(&req, &copy);
+    }
     *shared.decisions.lock().unwrap_or_else(|e| e.into_inner()) = copy;
     info!(uid, change = %message, "control: decision applied");
     Reply::ok(format!("{message} (applied now)"))
@@ -248,7 +259,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (tx, _rx) = mpsc::channel(1);
         let live = Arc::new(Mutex::new(Decisions::default()));
-        let srv = start(dir.path(), live.clone(), tx, jiff::tz::TimeZone::UTC).unwrap();
+        let srv = start(dir.path(), live.clone(), tx, jiff::tz::TimeZone::UTC, None).unwrap();
         let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(srv.path()), 0o600);
 

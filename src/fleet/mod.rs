@@ -8,12 +8,15 @@
 //! [`FleetHandle::take_totals`]. A circuit breaker (`breaker`) stops calling a failing store;
 //! [`FleetHandle::available`] tells the agent when to fall back to its local thresholds, and
 //! [`FleetHandle::down_for`] feeds the health alert. Members are `agent:inode:offset`, so a line
-//! read again after a restart counts nothing twice.
+//! read again after a restart counts nothing twice. Silences and allows are shared through
+//! the store too (`shared`).
 
 pub mod breaker;
+pub mod shared;
 pub mod store;
 
 pub use breaker::{Breaker, Buffer, BREAKER_FAILURES, BREAKER_OPEN_FOR};
+pub use shared::{Change, DecisionSync, DECISIONS_SYNC_INTERVAL};
 pub use store::{DecisionKind, Store, KEY_EXPIRY_SLACK, MAX_BATCH_HITS, MAX_FLEET_MEMBERS_PER_KEY};
 
 use crate::config::{DetectConfig, FleetConfig};
@@ -345,7 +348,12 @@ impl FleetHandle {
         }
     }
 
-    /// Stop the task (hits still queued are not sent).
+    /// Has [`FleetHandle::stop`] been called?
+    pub fn stopped(&self) -> bool {
+        self.shared.stop.load(Ordering::Relaxed)
+    }
+
+    /// Stop the task, and the shared decisions' task (hits still queued are not sent).
     pub fn stop(&self) {
         self.shared.stop.store(true, Ordering::Relaxed);
         self.shared.wake.notify_one();

@@ -34,7 +34,7 @@ pub const MAX_KEY_ACCOUNT_BYTES: usize = 256;
 pub const MAX_BATCH_HITS: usize = 100;
 
 /// Shared decisions kept in the store (the decisions module maps its own types onto these).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DecisionKind {
     /// Alerts about the key are not mailed until the end time.
     Silence,

@@ -2,7 +2,9 @@
 //! `.ci/install-test-deps`) that each test starts on a loopback port it picks, with its own temp
 //! folder, and stops by PID: the store layer's script (shared totals, per-agent counts,
 //! idempotent members, window trim, member cap, expiry), the one-sender claim, shared
-//! decisions, and the agent side's buffer replay across a store killed and restarted.
+//! decisions (in the store, and between two running agents: a silence or allow taken on one
+//! applies on the other), and the agent side's buffer replay across a store killed and
+//! restarted.
 
 use crate::harness::*;
 use authwatch::config::{FleetConfig, StoreUrl};
@@ -630,4 +632,120 @@ fn store_unreachable_from_the_start_alerts_locally_and_says_so() {
     );
     assert!(per_host_lines(&m.body).is_empty(), "{}", m.body);
     agent.assert_running();
+}
+
+/// `authwatch ARGS -c CFG` to completion; panics unless it exits 0.
+fn control_ok(cfg: &Path, args: &[&str]) -> String {
+    let mut all: Vec<&str> = args.to_vec();
+    all.extend(["-c", cfg.to_str().expect("utf-8 path")]);
+    let (code, out, err) = run_to_end(&all, cfg.parent().expect("config in a folder"));
+    assert_eq!(code, Some(0), "authwatch {args:?}: {out}{err}");
+    out
+}
+
+/// Wait until `a`'s log holds `needle` at least `n` times.
+fn wait_log(a: &Agent, needle: &str, n: usize) {
+    wait_for(&format!("{n}× {needle:?} in the agent's log"), || {
+        (a.stderr_text().matches(needle).count() >= n).then_some(())
+    });
+}
+
+fn subjects(sink: &Sink) -> Vec<String> {
+    sink.mails()
+        .iter()
+        .map(|m| m.mail.subject().to_string())
+        .collect()
+}
+
+#[test]
+fn silences_and_allows_taken_on_one_agent_apply_on_the_other() {
+    use redis::Commands;
+    need_redis!();
+    let tmp = tempdir();
+    let dir = tmp.path();
+    let r = Redis::start(dir);
+    let sink = Sink::start(dir, &["--tls", "none"]);
+    let mut agents = Vec::new();
+    let mut logs = Vec::new();
+    let mut cfgs = Vec::new();
+    for name in ["mx1", "mx2"] {
+        let d = dir.join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        let log = LogWriter::new(d.join("mainlog"));
+        log.append(&exim_noise(now_unix() - 60));
+        let cfg = write_file(
+            &d,
+            "authwatch.yaml",
+            &agent_yaml(&d, &log.path, name, sink.port, &r.url()),
+        );
+        let mut a = Agent::run(&cfg);
+        a.wait_following(&log);
+        agents.push(a);
+        logs.push(log);
+        cfgs.push(cfg);
+    }
+
+    // Silenced on mx1: mx2 learns it from the store, and whoever wins the claim sends nothing.
+    let out = control_ok(&cfgs[0], &["silence", "203.0.113.80", "--for", "1h"]);
+    assert!(out.contains("applied now"), "{out}");
+    wait_log(&agents[1], "fleet decisions merged", 1);
+    assert!(
+        r.con()
+            .hexists::<_, _, bool>("aw3:silence", "203.0.113.80")
+            .unwrap(),
+        "the silence is in the store"
+    );
+    let t = now_unix() - 30;
+    for log in &logs {
+        // 3 + 3 in the fleet for each address: over the threshold (5), under it on each host.
+        let mut lines = Vec::new();
+        for k in 0..3 {
+            lines.push(exim_fail(t + k, "203.0.113.80", "alice"));
+            lines.push(exim_fail(t + k, "203.0.113.81", "alice"));
+        }
+        log.append(&lines);
+    }
+    // The address that is not silenced alerts: its burst went through the same path.
+    let mails = sink.wait_mails(1);
+    assert!(
+        mails[0].mail.subject().contains(" 203.0.113.81 "),
+        "{}",
+        mails[0].mail.subject()
+    );
+    // A negative can only be shown by waiting: several claim round trips and mail retries.
+    std::thread::sleep(Duration::from_secs(3));
+    let all = subjects(&sink);
+    assert_eq!(all.len(), 1, "no mail about the silenced address: {all:?}");
+
+    // Allowed on mx2: mx1 stops counting the address (5 lines there alone would alert).
+    control_ok(&cfgs[1], &["allow", "203.0.113.90"]);
+    wait_log(&agents[0], "fleet decisions merged", 1);
+    let t = now_unix() - 20;
+    let mut lines: Vec<String> = (0..5)
+        .map(|k| exim_fail(t + k, "203.0.113.90", "bob"))
+        .collect();
+    lines.extend((0..5).map(|k| exim_fail(t + k, "203.0.113.91", "bob")));
+    logs[0].append(&lines);
+    let mails = sink.wait_mails(2);
+    assert!(
+        mails[1].mail.subject().contains(" 203.0.113.91 "),
+        "{}",
+        mails[1].mail.subject()
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    let all = subjects(&sink);
+    assert_eq!(all.len(), 2, "no mail about the allowed address: {all:?}");
+    assert!(
+        agents[0]
+            .stderr_text()
+            .contains("allowed by `authwatch allow`; not counted"),
+        "mx1 did not count the allowed address"
+    );
+
+    // Lifted on mx2 (which had the silence from the store): lifted on mx1 too.
+    control_ok(&cfgs[1], &["unsilence", "203.0.113.80"]);
+    wait_log(&agents[0], "lifted on another agent", 1);
+    for a in &mut agents {
+        a.assert_running();
+    }
 }
