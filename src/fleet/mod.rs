@@ -359,11 +359,13 @@ impl FleetHandle {
         self.shared.wake.notify_one();
     }
 
-    fn set_up(&self, b: &Breaker) {
+    fn set_up(&self, b: &Breaker, last_error: &str) {
         let up = !b.is_open();
         let was = self.shared.up.swap(up, Ordering::Relaxed);
         if was && !up {
             tracing::warn!(
+                store = %self.url,
+                error = %last_error,
                 "fleet store unavailable: detecting with local thresholds, hits are kept for replay"
             );
         } else if !was && up {
@@ -378,6 +380,7 @@ impl FleetHandle {
 
     async fn run(self) {
         let mut breaker = Breaker::new();
+        let mut last_error = String::new();
         while !self.shared.stop.load(Ordering::Relaxed) {
             let _ = tokio::time::timeout(FLUSH_INTERVAL, self.shared.wake.notified()).await;
             loop {
@@ -390,9 +393,15 @@ impl FleetHandle {
                 };
                 if batch.is_empty() {
                     if breaker.is_open() {
-                        let ok = self.store.ping().await.is_ok();
+                        let ok = match self.store.ping().await {
+                            Ok(()) => true,
+                            Err(e) => {
+                                last_error = describe_error(&e);
+                                false
+                            }
+                        };
                         breaker.record(ok, Instant::now());
-                        self.set_up(&breaker);
+                        self.set_up(&breaker, &last_error);
                     }
                     break;
                 }
@@ -417,17 +426,32 @@ impl FleetHandle {
                         drop(t);
                         self.shared.ready.notify_one();
                         breaker.record(true, Instant::now());
-                        self.set_up(&breaker);
+                        self.set_up(&breaker, &last_error);
                     }
                     Err(e) => {
-                        tracing::debug!("fleet store call failed: {e}");
+                        last_error = describe_error(&e);
+                        tracing::debug!(error = %last_error, "fleet store call failed");
                         breaker.record(false, Instant::now());
-                        self.set_up(&breaker);
+                        self.set_up(&breaker, &last_error);
                         break;
                     }
                 }
             }
         }
+    }
+}
+
+/// A store error for the log, with what to do about a refused login or a missing permission
+/// (the URL is never part of it: the caller names the store by its masked URL).
+pub fn describe_error(e: &redis::RedisError) -> String {
+    let code = e.code().unwrap_or("");
+    if e.kind() == redis::ErrorKind::AuthenticationFailed || matches!(code, "WRONGPASS" | "NOAUTH")
+    {
+        format!("{e} (the store refused the login: check the user and password in fleet.redis)")
+    } else if code == "NOPERM" {
+        format!("{e} (the store's ACL user may not use these keys or commands: allow ~<key_prefix>:* and +@all -@dangerous)")
+    } else {
+        e.to_string()
     }
 }
 

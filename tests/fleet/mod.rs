@@ -22,6 +22,8 @@ pub struct Redis {
     child: Option<Child>,
     pub port: u16,
     dir: PathBuf,
+    /// `user:password@` (or `:password@`) for the test's own connections; empty without AUTH.
+    login: String,
 }
 
 fn free_port() -> u16 {
@@ -43,6 +45,12 @@ impl Redis {
 
     /// Start on `port` (used to restart a killed store at the same address).
     pub fn start_on(dir: &Path, port: u16) -> Redis {
+        Redis::start_with(dir, port, &[], "")
+    }
+
+    /// Start on `port` with more `redis-server` arguments; `login` (`user:password@`) is what
+    /// the test's own connections use.
+    pub fn start_with(dir: &Path, port: u16, extra: &[&str], login: &str) -> Redis {
         let dir = dir.join("redis");
         std::fs::create_dir_all(&dir).unwrap();
         let child = Command::new("redis-server")
@@ -52,6 +60,7 @@ impl Redis {
             .arg(&dir)
             .arg("--logfile")
             .arg(dir.join("redis.log"))
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -61,6 +70,7 @@ impl Redis {
             child: Some(child),
             port,
             dir,
+            login: login.to_string(),
         };
         wait_for("redis-server to answer PING", || {
             let c = redis::Client::open(r.url()).ok()?;
@@ -71,7 +81,7 @@ impl Redis {
     }
 
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        format!("redis://{}127.0.0.1:{}", self.login, self.port)
     }
 
     /// Kill the server (SIGKILL: a crash) and wait for it.
@@ -745,6 +755,162 @@ fn silences_and_allows_taken_on_one_agent_apply_on_the_other() {
     // Lifted on mx2 (which had the silence from the store): lifted on mx1 too.
     control_ok(&cfgs[1], &["unsilence", "203.0.113.80"]);
     wait_log(&agents[0], "lifted on another agent", 1);
+    for a in &mut agents {
+        a.assert_running();
+    }
+}
+
+/// `redis-server` arguments: the default user needs `PASSWORD`, and the ACL user `fleet`
+/// (password `fleetpw`) may use only authwatch's keys, as the README advises.
+const AUTH_ARGS: &[&str] = &[
+    "--requirepass",
+    "s3cret-default",
+    // One config line, one argument per word (as in redis.conf).
+    "--user",
+    "fleet",
+    "on",
+    ">fleetpw",
+    "~awtest:*",
+    "~aw3:*",
+    "+@all",
+    "-@dangerous",
+];
+
+#[test]
+fn store_with_auth_takes_the_password_and_an_acl_user_and_refuses_a_wrong_one() {
+    need_redis!();
+    let dir = tempdir();
+    let r = Redis::start_with(dir.path(), free_port(), AUTH_ARGS, ":s3cret-default@");
+    let at = |login: &str| format!("redis://{login}127.0.0.1:{}", r.port);
+    rt().block_on(async {
+        let t0 = 1_800_000_000;
+        let old = Store::open(&cfg(&at(":s3cret-default@"), "mx1")).unwrap();
+        old.add(&[hit("198.51.100.30", "alice", t0, 1, 0)], &windows())
+            .await
+            .expect("requirepass login");
+        let acl = Store::open(&cfg(&at("fleet:fleetpw@"), "mx2")).unwrap();
+        let t = acl
+            .add(&[hit("198.51.100.30", "alice", t0 + 1, 2, 0)], &windows())
+            .await
+            .expect("ACL user login");
+        assert_eq!(total_of(&t, KeyKind::Ip, "198.51.100.30").total, 2);
+        assert_eq!(
+            acl.claim("ip", "198.51.100.30", Duration::from_secs(60))
+                .await
+                .unwrap(),
+            None
+        );
+        acl.put_decision(DecisionKind::Allow, "192.0.2.0/24", None)
+            .await
+            .expect("the ACL user writes the decisions");
+
+        for (login, what) in [
+            ("fleet:wrongpw@", "wrong password"),
+            (":wrongpw@", "wrong default password"),
+            ("", "no password"),
+        ] {
+            let s = Store::open(&cfg(&at(login), "mx3")).unwrap();
+            let e = s.ping().await.expect_err(what);
+            let text = authwatch::fleet::describe_error(&e);
+            assert!(
+                text.contains("the store refused the login"),
+                "{what}: {text} ({:?} {:?})",
+                e.kind(),
+                e.code()
+            );
+            assert!(!text.contains("wrongpw"), "{text}");
+        }
+        // The ACL user may not touch other keys: named as such.
+        let mut con = redis::Client::open(at("fleet:fleetpw@"))
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        let e = redis::cmd("SET")
+            .arg("other:key")
+            .arg(1)
+            .query_async::<()>(&mut con)
+            .await
+            .expect_err("outside ~aw*");
+        assert!(
+            authwatch::fleet::describe_error(&e).contains("ACL user may not"),
+            "{e}"
+        );
+    });
+}
+
+#[test]
+fn agent_logs_in_with_an_acl_user_and_a_wrong_password_is_a_clear_masked_error() {
+    need_redis!();
+    let tmp = tempdir();
+    let dir = tmp.path();
+    let r = Redis::start_with(dir, free_port(), AUTH_ARGS, ":s3cret-default@");
+    let sink = Sink::start(dir, &["--tls", "none"]);
+    let mut agents = Vec::new();
+    let mut logs = Vec::new();
+    for (name, login) in [("mx1", "fleet:fleetpw@"), ("mx2", "fleet:wrongpw@")] {
+        let d = dir.join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        let log = LogWriter::new(d.join("mainlog"));
+        log.append(&exim_noise(now_unix() - 60));
+        let url = format!("redis://{login}127.0.0.1:{}", r.port);
+        let cfg = write_file(
+            &d,
+            "authwatch.yaml",
+            &agent_yaml(&d, &log.path, name, sink.port, &url),
+        );
+        let mut a = Agent::run(&cfg);
+        a.wait_following(&log);
+        agents.push(a);
+        logs.push(log);
+    }
+    let bad = &agents[1];
+    wait_for("mx2 to report the refused login", || {
+        bad.stderr_text()
+            .contains("fleet store unavailable: detecting with local thresholds")
+            .then_some(())
+    });
+    let err = bad.stderr_text();
+    let line = err
+        .lines()
+        .find(|l| l.contains("fleet store unavailable: detecting"))
+        .unwrap();
+    assert!(
+        line.contains(&format!("redis://fleet:MASKED@127.0.0.1:{}", r.port)),
+        "the line names the store: {line}"
+    );
+    assert!(
+        line.contains("the store refused the login: check the user and password in fleet.redis"),
+        "{line}"
+    );
+    assert!(!err.contains("wrongpw"), "the password is never logged");
+
+    let t = now_unix() - 20;
+    for (log, ip) in logs.iter().zip(["203.0.113.100", "203.0.113.101"]) {
+        let burst: Vec<String> = (0..5).map(|k| exim_fail(t + k, ip, "alice")).collect();
+        log.append(&burst);
+    }
+    let mails = sink.wait_mails(2);
+    let by_ip = |ip: &str| {
+        mails
+            .iter()
+            .map(|m| &m.mail)
+            .find(|m| m.subject().contains(&format!(" {ip} ")))
+            .unwrap_or_else(|| panic!("no mail about {ip}"))
+    };
+    // mx1 logged in as the ACL user: a fleet alert.
+    let m = by_ip("203.0.113.100");
+    assert_eq!(
+        per_host_lines(&m.body),
+        vec!["mx1: 5".to_string()],
+        "{}",
+        m.body
+    );
+    assert!(!m.body.contains("fleet store unavailable"), "{}", m.body);
+    // mx2 was refused: it alerts on its own, and says so.
+    let m = by_ip("203.0.113.101");
+    assert!(m.body.contains("fleet store unavailable"), "{}", m.body);
+    assert!(!m.body.contains("wrongpw"), "{}", m.body);
     for a in &mut agents {
         a.assert_running();
     }
