@@ -4,7 +4,8 @@
 //! idempotent members, window trim, member cap, expiry), the one-sender claim, shared
 //! decisions (in the store, and between two running agents: a silence or allow taken on one
 //! applies on the other), and the agent side's buffer replay across a store killed and
-//! restarted.
+//! restarted; a store with AUTH (password, ACL user) and one over TLS (a test CA made with
+//! `openssl`).
 
 use crate::harness::*;
 use authwatch::config::{FleetConfig, StoreUrl};
@@ -914,4 +915,196 @@ fn agent_logs_in_with_an_acl_user_and_a_wrong_password_is_a_clear_masked_error()
     for a in &mut agents {
         a.assert_running();
     }
+}
+
+/// Make a test CA and a server certificate for 127.0.0.1 with `openssl` in `dir`: (CA file,
+/// certificate, key).
+fn tls_files(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("running openssl");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=authwatch test CA",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "srv.key",
+        "-out",
+        "srv.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    std::fs::write(
+        dir.join("ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "srv.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "srv.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "ext",
+    ]);
+    (dir.join("ca.pem"), dir.join("srv.pem"), dir.join("srv.key"))
+}
+
+/// `authwatch run` with one more environment variable (the harness's `Agent` takes none),
+/// killed (by PID) on drop; its stderr goes to `stderr`.
+struct EnvAgent {
+    child: Child,
+    stderr: PathBuf,
+}
+
+impl EnvAgent {
+    fn run(cfg: &Path, env: Option<(&str, &Path)>) -> EnvAgent {
+        let dir = cfg.parent().unwrap();
+        let stderr = dir.join("agent.stderr");
+        let mut c = Command::new(bin());
+        c.args([
+            "run",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--log-level",
+            "debug",
+        ])
+        .current_dir(dir)
+        .env_remove("RUST_LOG")
+        .env_remove("SSL_CERT_FILE")
+        .env_remove("SSL_CERT_DIR")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&stderr).unwrap());
+        if let Some((k, v)) = env {
+            c.env(k, v);
+        }
+        EnvAgent {
+            child: c.spawn().expect("starting authwatch"),
+            stderr,
+        }
+    }
+
+    fn stderr_text(&self) -> String {
+        strip_ansi(&String::from_utf8_lossy(
+            &std::fs::read(&self.stderr).unwrap_or_default(),
+        ))
+    }
+}
+
+impl Drop for EnvAgent {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("--- agent stderr ---\n{}", self.stderr_text());
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn agent_reaches_a_tls_store_that_its_ca_signed_and_refuses_one_it_cannot_verify() {
+    need_redis!();
+    let tmp = tempdir();
+    let dir = tmp.path();
+    let (ca, cert, key) = tls_files(dir);
+    let port = free_port();
+    let tls_args: Vec<String> = vec![
+        "--tls-port".into(),
+        port.to_string(),
+        "--tls-cert-file".into(),
+        cert.display().to_string(),
+        "--tls-key-file".into(),
+        key.display().to_string(),
+        "--tls-ca-cert-file".into(),
+        ca.display().to_string(),
+        "--tls-auth-clients".into(),
+        "no".into(),
+    ];
+    let args: Vec<&str> = tls_args.iter().map(String::as_str).collect();
+    // The plain port is only for the harness's readiness check.
+    let _r = Redis::start_with(dir, free_port(), &args, "");
+    let url = format!("rediss://127.0.0.1:{port}");
+    let sink = Sink::start(dir, &["--tls", "none"]);
+    let t = now_unix() - 20;
+    let mut agents = Vec::new();
+    for (name, ip, trust) in [
+        ("mx1", "203.0.113.110", Some(ca.as_path())),
+        ("mx2", "203.0.113.111", None),
+    ] {
+        let d = dir.join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        let log = LogWriter::new(d.join("mainlog"));
+        let burst: Vec<String> = (0..5).map(|k| exim_fail(t + k, ip, "alice")).collect();
+        log.append(&burst);
+        let yaml = agent_yaml(&d, &log.path, name, sink.port, &url)
+            .replace("start: end", "start: beginning");
+        let cfg = write_file(&d, "authwatch.yaml", &yaml);
+        agents.push(EnvAgent::run(&cfg, trust.map(|p| ("SSL_CERT_FILE", p))));
+    }
+    let mails = sink.wait_mails(2);
+    let by_ip = |ip: &str| {
+        mails
+            .iter()
+            .map(|m| &m.mail)
+            .find(|m| m.subject().contains(&format!(" {ip} ")))
+            .unwrap_or_else(|| panic!("no mail about {ip}"))
+    };
+    // mx1 trusts the CA (SSL_CERT_FILE): its hits went through the TLS store.
+    let m = by_ip("203.0.113.110");
+    assert_eq!(
+        per_host_lines(&m.body),
+        vec!["mx1: 5".to_string()],
+        "{}",
+        m.body
+    );
+    assert!(!m.body.contains("fleet store unavailable"), "{}", m.body);
+    // mx2 does not: the store is unavailable to it, and it says why.
+    let m = by_ip("203.0.113.111");
+    assert!(m.body.contains("fleet store unavailable"), "{}", m.body);
+    let err = agents[1].stderr_text();
+    let line = err
+        .lines()
+        .find(|l| l.contains("fleet store unavailable: detecting"))
+        .unwrap_or_else(|| panic!("{err}"));
+    assert!(line.contains(&url), "{line}");
+    assert!(line.contains("certificate"), "{line}");
 }
