@@ -14,7 +14,7 @@
 //! decision stay on the agent where it was taken; others show [`FLEET_BY`].
 
 use super::{DecisionKind, FleetHandle, Store};
-use crate::control::decisions::{net_text, parse_net};
+use crate::control::decisions::{net_text, parse_net, MAX_ENTRIES};
 use crate::control::{Decisions, Request, Target};
 use jiff::Timestamp;
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -90,8 +90,8 @@ pub fn change_of(req: &Request, d: &Decisions) -> Option<Change> {
     }
 }
 
-/// Merge the store's decisions into `d`. `known`: the keys this agent saw in the store at its
-/// last read (updated). An entry of the store that `d` lacks, or has with another end, is set;
+/// Merge the store's decisions into `d`. `known`: the keys this agent held from the store after
+/// its last read (updated; bounded by the decisions' cap, [`MAX_ENTRIES`]). An entry of the store that `d` lacks, or has with another end, is set;
 /// an entry of `d` missing from the store is removed when it was known there or came from the
 /// store ([`FLEET_BY`]); other local entries (taken here, not yet in the store) stay. Entries
 /// the store holds that do not parse are skipped (the store is shared: never trusted blindly).
@@ -104,6 +104,7 @@ pub fn merge(
     now: Timestamp,
 ) -> Vec<String> {
     let mut changed = Vec::new();
+    let mut refused = 0usize;
     for (key, until) in silences {
         let (Ok(t), Some(Ok(u))) = (Target::parse(key), until.map(Timestamp::from_millisecond))
         else {
@@ -116,8 +117,9 @@ pub fn merge(
         let (reason, by) = mine
             .map(|s| (s.reason.clone(), s.by.clone()))
             .unwrap_or((None, FLEET_BY.to_string()));
-        if d.silence(t.clone(), u, reason, &by, now).is_ok() {
-            changed.push(format!("silence of {t}"));
+        match d.silence(t.clone(), u, reason, &by, now) {
+            Ok(()) => changed.push(format!("silence of {t}")),
+            Err(_) => refused += 1,
         }
     }
     for (key, until) in allows {
@@ -132,8 +134,9 @@ pub fn merge(
             continue;
         }
         let by = mine.map_or(FLEET_BY.to_string(), |a| a.by.clone());
-        if d.allow(net, u, &by, now).is_ok() {
-            changed.push(format!("allow of {}", net_text(&net)));
+        match d.allow(net, u, &by, now) {
+            Ok(()) => changed.push(format!("allow of {}", net_text(&net))),
+            Err(_) => refused += 1,
         }
     }
     let gone = |kind: DecisionKind, key: String, by: &str, known: &HashSet<_>| {
@@ -154,9 +157,27 @@ pub fn merge(
     if lifted > 0 {
         changed.push(format!("{lifted} lifted on another agent"));
     }
+    if refused > 0 {
+        changed.push(format!(
+            "{refused} not taken: this agent keeps {MAX_ENTRIES} decisions at most"
+        ));
+    }
+    // Known: what this agent now holds from the store (so at most MAX_ENTRIES keys).
     known.clear();
-    known.extend(silences.keys().map(|k| (DecisionKind::Silence, k.clone())));
-    known.extend(allows.keys().map(|k| (DecisionKind::Allow, k.clone())));
+    known.extend(
+        d.silences
+            .iter()
+            .map(|s| target_key(&s.target))
+            .filter(|k| silences.contains_key(k))
+            .map(|k| (DecisionKind::Silence, k)),
+    );
+    known.extend(
+        d.allows
+            .iter()
+            .map(|a| net_text(&a.net))
+            .filter(|k| allows.contains_key(k))
+            .map(|k| (DecisionKind::Allow, k)),
+    );
     changed
 }
 
