@@ -248,12 +248,16 @@ fn staged_name(name: &str, id: Option<&str>) -> String {
 }
 
 /// The final name and the id of a file named by [`staged_name`]; None for other files (and for
-/// an id that does not decode).
+/// an id that does not decode). The id is None when the final name is not one the spool gives
+/// (a visible `.eml` name), so nothing is ever renamed to another kind of name.
 fn parse_staged(file: &str) -> Option<(String, Option<String>)> {
     let inner = file.strip_prefix('.')?.strip_suffix(STAGED_SUFFIX)?;
     let Some((name, esc)) = inner.split_once('+') else {
         return Some((inner.to_string(), None));
     };
+    if name.starts_with('.') || !name.ends_with(".eml") {
+        return Some((name.to_string(), None));
+    }
     let mut id = Vec::with_capacity(esc.len());
     let mut bytes = esc.bytes();
     while let Some(b) = bytes.next() {
@@ -400,5 +404,36 @@ impl SpoolWriter {
         let _ = std::fs::remove_file(&st.tmp);
         error!(dir = %self.spool.dir.display(), error = %e, subject = %st.subject,
             body = %st.text, "cannot write the alert to the spool");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{parse_staged, staged_name};
+
+    #[test]
+    fn staged_names_give_back_name_and_id() {
+        let name = "20261205T235809.098734Z-0000032426-alert-000005.eml";
+        for id in ["ip_burst-v2-1bc2822254a33561", "odd id/+%.\u{e9}", ""] {
+            let staged = staged_name(name, Some(id));
+            assert!(!staged.contains('/') && staged.starts_with('.'), "{staged}");
+            assert_eq!(
+                parse_staged(&staged),
+                Some((name.to_string(), Some(id.to_string())))
+            );
+        }
+        assert_eq!(
+            parse_staged(&staged_name(name, None)),
+            Some((name.to_string(), None))
+        );
+        // Not ours, or not a name to rename to: never a rename target.
+        assert_eq!(parse_staged(".x.eml.tmp"), None);
+        assert_eq!(parse_staged("x.eml"), None);
+        assert_eq!(parse_staged(".x.eml+a%zz.staged"), None);
+        assert_eq!(parse_staged("..+a.staged"), Some((".".into(), None)));
+        assert_eq!(
+            parse_staged(".x.txt+a.staged"),
+            Some(("x.txt".into(), None))
+        );
     }
 }
