@@ -1,13 +1,14 @@
 //! The durable spool (`<state_dir>/spool`, `failed/`), the ids of alerts already spooled
 //! (`alert-ids`) so a restart sends no alert twice, and the batch writer that makes a batch's
-//! alerts durable before the checkpoint passes their lines.
+//! alerts durable before the checkpoint passes their lines, recording their ids before any of
+//! them can be sent (and finishing, at the next start, a batch a crash interrupted).
 
 use crate::message::Rendered;
 use crate::policy::id::is_legacy;
 use lettre::Message;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use tracing::{error, warn};
+use tracing::{error, info, warn};
 
 use super::{sync_dir, unique_name, write_atomic};
 
@@ -182,24 +183,31 @@ impl AlertIds {
 
 /// Puts alerts into the spool a batch at a time and remembers their ids ([`AlertIds`]).
 ///
-/// [`SpoolWriter::stage`] writes an alert to a hidden temp file in the spool (not synced yet:
-/// the mail task ignores hidden files, and [`Spool::open`] removes them after a crash).
-/// [`SpoolWriter::commit`] then makes the whole batch durable, in this order:
+/// [`SpoolWriter::stage`] writes an alert to a hidden temp file in the spool,
+/// `.<final name>+<id>.staged` (the id escaped, see [`staged_name`]; the mail task ignores
+/// hidden files). [`SpoolWriter::commit`] then makes the whole batch durable, in this order:
 ///
 /// 1. `fdatasync` each temp file (back to back: the disk flushes are merged as far as the file
-///    system can; one per alert, but no longer three);
-/// 2. rename each into place (now the mail task may send it), then one fsync of the folder, so
-///    the names are durable too;
-/// 3. append the batch's ids to `alert-ids` in one write and fsync it once.
+///    system can; one per alert);
+/// 2. one fsync of the folder, so the temp files' names are durable too;
+/// 3. append the batch's ids to `alert-ids` in one write and fsync it once: from now on the
+///    batch counts as spooled, also across a crash;
+/// 4. rename each temp file into place (now the mail task may send it).
 ///
-/// A crash before 2 leaves only temp files: the alerts' lines were not checkpointed, so they
-/// are read and alerted again after the restart (nothing lost). Between 2 and 3 the alerts are
-/// safe in the spool, and re-read lines may make them once more (a rare duplicate, never a
-/// loss). After 3 a restart repeats nothing. The caller commits before it lets the checkpoint
-/// move past the batch's lines, so an alert is durable before the checkpoint that passes its
-/// line is saved. Renaming only after the data is synced matters: on ext4 a rename can reach
-/// the disk before the data of a new file does, and an empty spool file whose id is recorded
-/// would be a lost alert.
+/// A crash before 3 leaves temp files whose ids are not recorded: [`SpoolWriter::open`]
+/// removes them, and the alerts' lines, not checkpointed, are read and alerted again (nothing
+/// lost, nothing twice). A crash after 3 (during 4, or before a rename reached the disk)
+/// leaves temp files whose ids are recorded: [`SpoolWriter::open`] renames them into place, and
+/// the alerts the re-read lines make again are known by their ids (nothing twice, nothing
+/// lost). Ids were once recorded after the renames; a `kill -9` between the two (a whole
+/// catch-up batch of alerts, under a loaded disk's slow folder fsync) sent every alert of that
+/// batch twice (issue 14).
+///
+/// The caller commits before it lets the checkpoint move past the batch's lines, so an alert
+/// is durable before the checkpoint that passes its line is saved. Recording an id only after
+/// the data and the temp name are synced matters: on ext4 metadata can reach the disk before
+/// the data of a new file does, and an id recorded for an empty or missing file would be a
+/// lost alert.
 pub struct SpoolWriter {
     spool: Spool,
     ids: AlertIds,
@@ -207,7 +215,7 @@ pub struct SpoolWriter {
 }
 
 /// An alert written to a temp file, waiting for [`SpoolWriter::commit`].
-struct Staged {
+pub(super) struct Staged {
     file: std::fs::File,
     tmp: PathBuf,
     dst: PathBuf,
@@ -217,14 +225,87 @@ struct Staged {
     text: String,
 }
 
+/// Suffix of the temp files [`SpoolWriter::stage`] writes (see [`staged_name`]).
+const STAGED_SUFFIX: &str = ".staged";
+
+/// The hidden name an alert is staged under: `.<final name>+<id>.staged`, or
+/// `.<final name>.staged` without an id. In the id every byte but ASCII letters, digits, `_`
+/// and `-` is written `%XX`, so the name is one path component and the id reads back exactly
+/// ([`parse_staged`]). Final names ([`unique_name`]) hold no `+`.
+fn staged_name(name: &str, id: Option<&str>) -> String {
+    let Some(id) = id else {
+        return format!(".{name}{STAGED_SUFFIX}");
+    };
+    let mut esc = String::with_capacity(id.len());
+    for b in id.bytes() {
+        if b.is_ascii_alphanumeric() || b == b'_' || b == b'-' {
+            esc.push(char::from(b));
+        } else {
+            esc.push_str(&format!("%{b:02X}"));
+        }
+    }
+    format!(".{name}+{esc}{STAGED_SUFFIX}")
+}
+
+/// The final name and the id of a file named by [`staged_name`]; None for other files (and for
+/// an id that does not decode). The id is None when the final name is not one the spool gives
+/// (a visible `.eml` name), so nothing is ever renamed to another kind of name.
+fn parse_staged(file: &str) -> Option<(String, Option<String>)> {
+    let inner = file.strip_prefix('.')?.strip_suffix(STAGED_SUFFIX)?;
+    let Some((name, esc)) = inner.split_once('+') else {
+        return Some((inner.to_string(), None));
+    };
+    if name.starts_with('.') || !name.ends_with(".eml") {
+        return Some((name.to_string(), None));
+    }
+    let mut id = Vec::with_capacity(esc.len());
+    let mut bytes = esc.bytes();
+    while let Some(b) = bytes.next() {
+        if b == b'%' {
+            let hex = [bytes.next()?, bytes.next()?];
+            id.push(u8::from_str_radix(std::str::from_utf8(&hex).ok()?, 16).ok()?);
+        } else {
+            id.push(b);
+        }
+    }
+    Some((name.to_string(), Some(String::from_utf8(id).ok()?)))
+}
+
 impl SpoolWriter {
-    /// Open the spool and the id file of `state_dir`.
+    /// Open the spool and the id file of `state_dir`, and settle the temp files of a commit a
+    /// crash interrupted (see the type's docs): those whose ids were recorded are renamed into
+    /// place, the others removed.
     pub fn open(state_dir: &Path) -> std::io::Result<SpoolWriter> {
-        Ok(SpoolWriter {
+        let w = SpoolWriter {
             spool: Spool::open(state_dir)?,
             ids: AlertIds::open(state_dir),
             staged: Vec::new(),
-        })
+        };
+        w.recover()?;
+        Ok(w)
+    }
+
+    /// Finish or undo the commit a crash interrupted (see [`SpoolWriter::open`]).
+    fn recover(&self) -> std::io::Result<()> {
+        let dir = &self.spool.dir;
+        let mut finished = 0;
+        for e in std::fs::read_dir(dir)?.flatten() {
+            let file = e.file_name();
+            let Some((name, id)) = parse_staged(&file.to_string_lossy()) else {
+                continue;
+            };
+            let recorded = id.as_deref().is_some_and(|id| self.ids.contains(id));
+            if recorded && std::fs::rename(e.path(), dir.join(&name)).is_ok() {
+                finished += 1;
+                info!(file = %name, "an alert spooled just before a crash is sent now");
+            } else {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+        if finished > 0 {
+            sync_dir(dir);
+        }
+        Ok(())
     }
 
     pub fn spool(&self) -> &Spool {
@@ -256,7 +337,7 @@ impl SpoolWriter {
     /// Write `msg` to a temp file in the spool; durable and visible after [`commit`](Self::commit).
     pub fn stage(&mut self, msg: &Message, r: &Rendered) -> std::io::Result<()> {
         let name = unique_name("alert");
-        let tmp = self.spool.dir.join(format!(".{name}.tmp"));
+        let tmp = self.spool.dir.join(staged_name(&name, r.id.as_deref()));
         let mut file = crate::state::create_private(&tmp)?;
         if let Err(e) = file.write_all(&msg.formatted()) {
             let _ = std::fs::remove_file(&tmp);
@@ -279,32 +360,80 @@ impl SpoolWriter {
     /// Make every staged alert durable (see the type's docs for the order). Returns how many
     /// are now in the spool; the others are logged with their text (they cannot be written).
     pub fn commit(&mut self) -> usize {
+        let recorded = self.record();
+        self.publish(recorded)
+    }
+
+    /// Steps 1 to 3 of a commit: the staged alerts' data and temp names durable, then their
+    /// ids recorded. What it returns is in the spool once [`publish`](Self::publish)ed, or,
+    /// after a crash in between, once [`SpoolWriter::open`] has renamed it.
+    pub(super) fn record(&mut self) -> Vec<Staged> {
         if self.staged.is_empty() {
-            return 0;
+            return Vec::new();
         }
         let staged = std::mem::take(&mut self.staged);
-        let fail = |st: &Staged, e: &std::io::Error| {
-            let _ = std::fs::remove_file(&st.tmp);
-            error!(dir = %self.spool.dir.display(), error = %e, subject = %st.subject,
-                body = %st.text, "cannot write the alert to the spool");
-        };
         let mut synced = Vec::with_capacity(staged.len());
         for st in staged {
             match st.file.sync_data() {
                 Ok(()) => synced.push(st),
-                Err(e) => fail(&st, &e),
-            }
-        }
-        let mut done = Vec::with_capacity(synced.len());
-        for st in synced {
-            match std::fs::rename(&st.tmp, &st.dst) {
-                Ok(()) => done.push(st),
-                Err(e) => fail(&st, &e),
+                Err(e) => self.fail(&st, &e),
             }
         }
         sync_dir(&self.spool.dir);
-        let ids: Vec<&str> = done.iter().filter_map(|st| st.id.as_deref()).collect();
+        let ids: Vec<&str> = synced.iter().filter_map(|st| st.id.as_deref()).collect();
         self.ids.persist(&ids);
-        done.len()
+        synced
+    }
+
+    /// Step 4 of a commit: rename the recorded alerts into place, where the mail task sends
+    /// them. No folder fsync: a rename lost in a power cut leaves the temp file, whose id is
+    /// recorded, and [`SpoolWriter::open`] renames it then.
+    fn publish(&self, recorded: Vec<Staged>) -> usize {
+        let mut done = 0;
+        for st in recorded {
+            match std::fs::rename(&st.tmp, &st.dst) {
+                Ok(()) => done += 1,
+                Err(e) => self.fail(&st, &e),
+            }
+        }
+        done
+    }
+
+    /// An alert that cannot be made durable: its temp file removed, its text logged.
+    fn fail(&self, st: &Staged, e: &std::io::Error) {
+        let _ = std::fs::remove_file(&st.tmp);
+        error!(dir = %self.spool.dir.display(), error = %e, subject = %st.subject,
+            body = %st.text, "cannot write the alert to the spool");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{parse_staged, staged_name};
+
+    #[test]
+    fn staged_names_give_back_name_and_id() {
+        let name = "20261205T235809.098734Z-0000032426-alert-000005.eml";
+        for id in ["ip_burst-v2-1bc2822254a33561", "odd id/+%.\u{e9}", ""] {
+            let staged = staged_name(name, Some(id));
+            assert!(!staged.contains('/') && staged.starts_with('.'), "{staged}");
+            assert_eq!(
+                parse_staged(&staged),
+                Some((name.to_string(), Some(id.to_string())))
+            );
+        }
+        assert_eq!(
+            parse_staged(&staged_name(name, None)),
+            Some((name.to_string(), None))
+        );
+        // Not ours, or not a name to rename to: never a rename target.
+        assert_eq!(parse_staged(".x.eml.tmp"), None);
+        assert_eq!(parse_staged("x.eml"), None);
+        assert_eq!(parse_staged(".x.eml+a%zz.staged"), None);
+        assert_eq!(parse_staged("..+a.staged"), Some((".".into(), None)));
+        assert_eq!(
+            parse_staged(".x.txt+a.staged"),
+            Some(("x.txt".into(), None))
+        );
     }
 }
