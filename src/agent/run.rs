@@ -531,7 +531,12 @@ pub async fn run(
     let mut dirty = false;
     let mut policy_tick = tokio::time::interval(Duration::from_secs(1));
     policy_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut eviction_tick = tokio::time::interval(EVICTION_REPORT_INTERVAL);
+    // The first report is one interval after start (a plain `interval` fires at once, which
+    // split one batch's evictions between two warnings depending on which branch ran first).
+    let mut eviction_tick = tokio::time::interval_at(
+        tokio::time::Instant::now() + EVICTION_REPORT_INTERVAL,
+        EVICTION_REPORT_INTERVAL,
+    );
     let mut evictions_reported = p.engine.evictions_by_map();
     let mut save_deferred_since: Option<std::time::Instant> = None;
     let fleet = p.engine.fleet().cloned();
