@@ -38,10 +38,6 @@ const MAX_FLEET_HELD: usize = 1000;
 /// trip; if the store stopped answering meanwhile, the alert is sent (with the note) instead.
 const FLEET_HOLD_FOR: Duration = Duration::from_secs(30);
 
-/// Store down this long: a health alert (and an error in the log), once per outage; its
-/// return is mailed too.
-pub const FLEET_DOWN_ALERT_AFTER: Duration = Duration::from_secs(60);
-
 /// The sentence an alert made without the store carries.
 pub const FLEET_UNAVAILABLE_NOTE: &str =
     "Note: fleet store unavailable; counted on this server only (other servers may alert too).";
@@ -56,6 +52,9 @@ pub(super) struct FleetState {
     service: lru::LruCache<IpAddr, &'static str>,
     /// When the store went down, once its outage was reported.
     down_since: Option<Timestamp>,
+    /// Store down this long: a health alert (and an error in the log), once per outage; its
+    /// return is mailed too (`fleet.down_alert_after`).
+    down_alert_after: Duration,
     /// Local alerts held back until their key's fleet total arrives (then dropped: the fleet
     /// decides) or the store is found down (then sent, with the note): never lost in between.
     held: std::collections::VecDeque<(std::time::Instant, crate::policy::Notice)>,
@@ -63,7 +62,7 @@ pub(super) struct FleetState {
 
 impl Engine {
     /// Switch on fleet mode with a started [`FleetHandle`].
-    pub fn set_fleet(&mut self, handle: FleetHandle) {
+    pub fn set_fleet(&mut self, handle: FleetHandle, down_alert_after: Duration) {
         let n = NonZeroUsize::new(MAX_FLEET_CLAIMED_KEYS).unwrap_or(NonZeroUsize::MIN);
         self.fleet = Some(Box::new(FleetState {
             handle,
@@ -71,6 +70,7 @@ impl Engine {
             claimed: lru::LruCache::new(n),
             service: lru::LruCache::new(n),
             down_since: None,
+            down_alert_after,
             held: std::collections::VecDeque::new(),
         }));
     }
@@ -145,12 +145,12 @@ impl Engine {
         let now = self.clock.now();
         let mut health = Vec::new();
         match f.handle.down_for() {
-            Some(d) if d >= FLEET_DOWN_ALERT_AFTER && f.down_since.is_none() => {
+            Some(d) if d >= f.down_alert_after && f.down_since.is_none() => {
                 let since = now
                     .checked_sub(jiff::SignedDuration::try_from(d).unwrap_or_default())
                     .unwrap_or(now);
                 f.down_since = Some(since);
-                error!(down_for = %crate::text::format_duration(d), pending = f.handle.pending().0, "fleet store unavailable for over a minute: detecting with local thresholds");
+                error!(down_for = %crate::text::format_duration(d), pending = f.handle.pending().0, "fleet store unavailable for longer than fleet.down_alert_after: detecting with local thresholds");
                 health.push(HealthContextParts {
                     title: format!("fleet store {} unavailable", f.handle.url()),
                     what: f.handle.url().to_string(),

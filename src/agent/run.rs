@@ -388,7 +388,10 @@ pub async fn run(
     engine.set_decisions(Arc::new(std::sync::Mutex::new(decisions)));
     if let Some(fc) = &cfg.fleet {
         let windows = crate::fleet::Windows::from_detect(&cfg.detect);
-        engine.set_fleet(crate::fleet::FleetHandle::start(fc, windows)?);
+        engine.set_fleet(
+            crate::fleet::FleetHandle::start(fc, windows)?,
+            fc.down_alert_after,
+        );
         info!(store = %fc.url.masked(), name = %fc.name, "fleet mode: thresholds apply to the fleet's totals");
     }
     let clock_now = || clock.now();

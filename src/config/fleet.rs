@@ -25,6 +25,15 @@ pub const DEFAULT_FLEET_BUFFER: u64 = 100_000;
 /// Upper bound for `fleet.buffer`: ~100 MB of memory at ~100 bytes a hit.
 pub const MAX_FLEET_BUFFER: u64 = 1_000_000;
 
+/// Default time the store must stay unreachable before the health mail: long enough that a
+/// store restart or failover (seconds) mails nothing, short enough that local-only detection
+/// (an attack spread over the fleet goes unseen) is known within minutes.
+pub const DEFAULT_FLEET_DOWN_ALERT_AFTER: Duration = Duration::from_secs(60);
+
+/// Upper bound for `fleet.down_alert_after`: a fleet detecting locally for longer than this
+/// without the administrator knowing misses spread attacks for too long.
+pub const MAX_FLEET_DOWN_ALERT_AFTER: Duration = Duration::from_secs(3600);
+
 /// Longest fleet name or key prefix: they are repeated in every member and key.
 pub const MAX_FLEET_NAME: usize = 64;
 
@@ -73,6 +82,8 @@ pub struct FleetConfig {
     pub timeout: Duration,
     /// Most hits kept while the store is down.
     pub buffer: usize,
+    /// Store unreachable this long: one health mail for the outage (and one when it returns).
+    pub down_alert_after: Duration,
 }
 
 /// Check a fleet name or key prefix: 1 to [`MAX_FLEET_NAME`] characters of `A-Za-z0-9._-`
@@ -215,12 +226,29 @@ impl Validator {
             100,
             MAX_FLEET_BUFFER,
         ) as usize;
+        let down_alert_after = self.duration(
+            &rf.down_alert_after,
+            "fleet.down_alert_after",
+            DEFAULT_FLEET_DOWN_ALERT_AFTER,
+            Duration::from_secs(1),
+        );
+        let down_alert_after = if down_alert_after > MAX_FLEET_DOWN_ALERT_AFTER {
+            self.issue(
+                rf.down_alert_after.as_ref(),
+                "fleet.down_alert_after",
+                "must be at most 1h: while the store is down, attacks spread over the fleet go unseen",
+            );
+            DEFAULT_FLEET_DOWN_ALERT_AFTER
+        } else {
+            down_alert_after
+        };
         Some(FleetConfig {
             url: StoreUrl(url),
             name,
             key_prefix,
             timeout,
             buffer,
+            down_alert_after,
         })
     }
 }
@@ -251,11 +279,13 @@ mod tests {
         assert_eq!(f.key_prefix, "aw");
         assert_eq!(f.timeout, Duration::from_millis(100));
         assert_eq!(f.buffer, DEFAULT_FLEET_BUFFER as usize);
-        let c = load("fleet: {redis: 'rediss://aw:s3cret@store.example:6380/2', name: mx2, key_prefix: prod, timeout: 50ms, buffer: 1000}\n").unwrap();
+        assert_eq!(f.down_alert_after, Duration::from_secs(60));
+        let c = load("fleet: {redis: 'rediss://aw:s3cret@store.example:6380/2', name: mx2, key_prefix: prod, timeout: 50ms, buffer: 1000, down_alert_after: 5m}\n").unwrap();
         let f = c.fleet.unwrap();
         assert_eq!((f.name.as_str(), f.key_prefix.as_str()), ("mx2", "prod"));
         assert_eq!(f.timeout, Duration::from_millis(50));
         assert_eq!(f.buffer, 1000);
+        assert_eq!(f.down_alert_after, Duration::from_secs(300));
         let dbg = format!("{f:?}");
         assert!(!dbg.contains("s3cret"), "{dbg}");
         assert!(
@@ -267,7 +297,7 @@ mod tests {
     #[test]
     fn bad_values_name_file_line_and_field() {
         let err = load(
-            "fleet:\n  redis: http://x\n  name: 'mx 1:evil'\n  key_prefix: ''\n  timeout: 2s\n  buffer: 5\n",
+            "fleet:\n  redis: http://x\n  name: 'mx 1:evil'\n  key_prefix: ''\n  timeout: 2s\n  buffer: 5\n  down_alert_after: 2h\n",
         )
         .unwrap_err();
         let got: Vec<_> = err
@@ -283,10 +313,14 @@ mod tests {
                 ("t.yaml", Some(9), "fleet.key_prefix"),
                 ("t.yaml", Some(10), "fleet.timeout"),
                 ("t.yaml", Some(11), "fleet.buffer"),
+                ("t.yaml", Some(12), "fleet.down_alert_after"),
             ],
             "{err}"
         );
         assert!(err.to_string().contains("t.yaml:10:"), "{err}");
+        let err = load("fleet: {redis: 'redis://h', down_alert_after: 500ms}\n").unwrap_err();
+        assert_eq!(err.issues[0].field, "fleet.down_alert_after", "{err}");
+        assert!(err.to_string().contains("at least 1s"), "{err}");
     }
 
     #[test]

@@ -198,4 +198,5 @@ pub(super) struct RawFleet {
     pub(super) key_prefix: S<String>,
     pub(super) timeout: S<String>,
     pub(super) buffer: S<u64>,
+    pub(super) down_alert_after: S<String>,
 }

@@ -120,6 +120,7 @@ fn cfg(url: &str, name: &str) -> FleetConfig {
         key_prefix: "awtest".to_string(),
         timeout: Duration::from_millis(100),
         buffer: 10_000,
+        down_alert_after: std::time::Duration::from_secs(60),
     }
 }
 
@@ -642,6 +643,67 @@ fn store_unreachable_from_the_start_alerts_locally_and_says_so() {
         m.body
     );
     assert!(per_host_lines(&m.body).is_empty(), "{}", m.body);
+    agent.assert_running();
+}
+
+#[test]
+fn a_store_down_longer_than_down_alert_after_mails_once_and_again_when_back() {
+    let tmp = tempdir();
+    let dir = tmp.path();
+    let sink = Sink::start(dir, &["--tls", "none"]);
+    let log = LogWriter::new(dir.join("mainlog"));
+    log.append(&exim_noise(now_unix() - 60));
+    // The store's port is free at the start (connections refused) and a redis-server is
+    // started on it later: one outage, from the agent's start to the store's.
+    let port = free_port();
+    let url = format!("redis://127.0.0.1:{port}");
+    let yaml = agent_yaml(dir, &log.path, "mx1", sink.port, &url)
+        .replace("key_prefix: aw3}", "key_prefix: aw3, down_alert_after: 1s}");
+    assert!(yaml.contains("down_alert_after: 1s"), "{yaml}");
+    let cfg = write_file(dir, "authwatch.yaml", &yaml);
+    let mut agent = Agent::run(&cfg);
+    agent.wait_following(&log);
+    let mails = sink.wait_mails(1);
+    let down = &mails[0].mail;
+    let want = format!("authwatch health on mx1.test: fleet store {url} unavailable");
+    assert!(down.subject().contains(&want), "{}", down.subject());
+    assert!(
+        down.body.contains("hits waiting to be replayed"),
+        "{}",
+        down.body
+    );
+    wait_log(&agent, "longer than fleet.down_alert_after", 1);
+
+    let _store = Redis::start_on(dir, port);
+    let mails = sink.wait_mails(2);
+    let back = &mails[1].mail;
+    let want = format!("authwatch health on mx1.test: fleet store {url} available again");
+    assert!(back.subject().contains(&want), "{}", back.subject());
+    // Once per outage: the fleet answers again, so an attack is decided by the fleet total
+    // and its alert is the next mail, with no further health mail in between.
+    wait_log(&agent, "fleet store available again", 1);
+    let t = now_unix() - 10;
+    let burst: Vec<String> = (0..5)
+        .map(|k| exim_fail(t + k, "203.0.113.71", "alice"))
+        .collect();
+    log.append(&burst);
+    let mails = sink.wait_mails(3);
+    assert_eq!(mails.len(), 3, "{:?}", subjects(&sink));
+    let alert = &mails[2].mail;
+    assert_eq!(alert.attacking_ip(), "203.0.113.71", "{}", alert.subject());
+    assert!(
+        !alert.body.contains("fleet store unavailable"),
+        "counted by the fleet, not locally:\n{}",
+        alert.body
+    );
+    assert_eq!(
+        agent
+            .stderr_text()
+            .matches("longer than fleet.down_alert_after")
+            .count(),
+        1,
+        "one outage, one error"
+    );
     agent.assert_running();
 }
 
