@@ -487,18 +487,22 @@ pub async fn run(
         p.queue(r);
         p.commit();
     }
-    if let Some(st) = &saved {
-        info!(
-            sources = st.sources.len(),
-            tracked_ips = st.detector.ips.len(),
-            "continuing from the saved state"
-        );
-    }
     p.positions = saved_positions(&cfg, saved.as_ref());
     if let Some(st) = saved {
+        let sources = st.sources.len();
         p.engine.restore(st.detector);
         p.engine.apply_journal(st.journal);
         p.engine.restore_policy(st.policy);
+        // Counted after the journal is applied: the snapshot alone misses the keys added
+        // since the last full generation.
+        let t = p.engine.tracking(cfg.detect.max_tracked_ips);
+        info!(
+            sources,
+            tracked_ips = t.ips,
+            tracked_subnets = t.subnets,
+            tracked_accounts = t.accounts,
+            "continuing from the saved state"
+        );
     }
 
     let stop = Arc::new(AtomicBool::new(false));

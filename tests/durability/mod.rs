@@ -713,6 +713,74 @@ fn kill_9_mid_burst_the_window_survives() {
     assert_no_panic(&all_stderr(dir));
 }
 
+/// The restart's "continuing from the saved state" line counts the keys restored from the
+/// snapshot and the journal, as many as the first run tracked when it stopped, not the
+/// snapshot's alone (it said 0 here: the first generation was written before any line).
+#[test]
+fn restart_counts_the_keys_of_the_snapshot_and_the_journal_regression_issue_17() {
+    let tmp = tempdir();
+    let dir = tmp.path();
+    let _dump = DumpRunsOnPanic(dir.to_path_buf());
+    let log = LogWriter::new(dir.join("mainlog"));
+    let state = dir.join("state");
+    let cfg = write_file(
+        dir,
+        "authwatch.yaml",
+        &config(&state, &[(&log.path, "end")], "cooldown: 1h", ""),
+    );
+    let mut agent = start_agent(&cfg, "run-1");
+    agent.wait_following(&log);
+    let t = now_unix() - 120;
+    // Two failures per address: below the threshold, so every address stays tracked.
+    let two = |range: std::ops::Range<usize>| -> Vec<String> {
+        range
+            .flat_map(|k| burst(&format!("203.0.113.{}", 100 + k), t, &names("j", 2)))
+            .collect()
+    };
+    log.append(&two(0..3));
+    // The first save: a generation holding the first 3 addresses.
+    wait_for("a save holding the first 3 addresses", || {
+        saved_windows_text(&state)
+            .contains("203.0.113.102")
+            .then_some(())
+    });
+    log.append(&two(3..7));
+    wait_for("14 hits", || {
+        (agent.stderr_text().matches("ip=203.0.113.1").count() >= 14).then_some(())
+    });
+    let st = agent.stop();
+    assert!(st.success(), "exit after SIGTERM: {st}");
+    // What the first run tracked when it stopped: the 7 addresses and its probe(s).
+    let tracked = |l: &str| -> Option<u64> {
+        l.split_whitespace()
+            .find_map(|f| f.strip_prefix("tracked_ips="))
+            .and_then(|n| n.parse().ok())
+    };
+    let stopped = strip_ansi(&agent.stderr_text())
+        .lines()
+        .find(|l| l.contains("authwatch stopped"))
+        .and_then(tracked)
+        .expect("the first run's stop line with tracked_ips");
+    assert!(stopped >= 7, "{stopped}");
+    assert!(
+        fs::read_dir(&state)
+            .unwrap()
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().ends_with(".journal")),
+        "the later addresses went to a journal (else this test checks nothing)"
+    );
+    let mut agent = start_agent(&cfg, "run-2");
+    let line = wait_for("the restart's state line", || {
+        strip_ansi(&agent.stderr_text())
+            .lines()
+            .find(|l| l.contains("continuing from the saved state"))
+            .map(str::to_string)
+    });
+    assert_eq!(tracked(&line), Some(stopped), "{line}");
+    let st = agent.stop();
+    assert!(st.success(), "exit after SIGTERM: {st}");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Rotation with a restart in between
 
