@@ -67,6 +67,8 @@ impl Engine {
                 context,
                 action,
                 names,
+                origin: super::engine::Origin::Local,
+                notes: Vec::new(),
             });
             return None;
         }
@@ -82,7 +84,7 @@ impl Engine {
     /// What actions get for an alert about `ip`, or about the subnet `network` (then `ip` is
     /// its first address): `{prefix}` is the subnet, or the configured subnet grouping of `ip`
     /// (IPv6 /64 by default) when there is one.
-    fn action_context(
+    pub(super) fn action_context(
         &self,
         ip: IpAddr,
         network: Option<IpNet>,

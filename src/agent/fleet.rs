@@ -5,6 +5,8 @@
 //! [`Engine::fleet_poll`] turns a total that crossed its threshold into a claim, and a claim
 //! this agent won into an alert listing the attempts per agent. While the store is down, local
 //! detection alerts as in local mode and each such alert says "fleet store unavailable".
+//! Every agent that counted attempts for a crossed IP or subnet key runs its own actions for
+//! it, whether or not it mails (`fleet_actions.rs`).
 
 use super::detect::notice;
 use super::engine::Engine;
@@ -43,13 +45,13 @@ pub const FLEET_UNAVAILABLE_NOTE: &str =
     "Note: fleet store unavailable; counted on this server only (other servers may alert too).";
 
 pub(super) struct FleetState {
-    handle: FleetHandle,
+    pub(super) handle: FleetHandle,
     /// The line being processed: (file inode, byte offset), or a stand-in for other sources.
     line_id: Option<(u64, u64)>,
     /// (kind, key) → Unix second when it was handed to a claim.
     claimed: lru::LruCache<(KeyKind, String), i64>,
     /// Last service seen per IP (the alert names it), bounded like `claimed`.
-    service: lru::LruCache<IpAddr, &'static str>,
+    pub(super) service: lru::LruCache<IpAddr, &'static str>,
     /// When the store went down, once its outage was reported.
     down_since: Option<Timestamp>,
     /// Store down this long: a health alert (and an error in the log), once per outage; its
@@ -58,6 +60,11 @@ pub(super) struct FleetState {
     /// Local alerts held back until their key's fleet total arrives (then dropped: the fleet
     /// decides) or the store is found down (then sent, with the note): never lost in between.
     held: std::collections::VecDeque<(std::time::Instant, crate::policy::Notice)>,
+    /// (kind, key) → Unix second when this agent last started its actions for it (once per
+    /// key and cooldown), bounded like `claimed`.
+    pub(super) acted: lru::LruCache<(KeyKind, String), i64>,
+    /// Fleet alerts waiting for this agent's actions (see [`Engine::take_fleet_pending`]).
+    pub(super) pending: Vec<super::engine::PendingAlert>,
 }
 
 impl Engine {
@@ -72,6 +79,8 @@ impl Engine {
             down_since: None,
             down_alert_after,
             held: std::collections::VecDeque::new(),
+            acted: lru::LruCache::new(n),
+            pending: Vec::new(),
         }));
     }
 
@@ -213,14 +222,17 @@ impl Engine {
             f.claimed.put(k, sec);
             f.handle.claim_later(t, cooldown);
         }
-        let won = match &self.fleet {
-            Some(f) => f.handle.take_won(),
+        let claims = match &self.fleet {
+            Some(f) => f.handle.take_claims(),
             None => Vec::new(),
         };
-        let mut notices: Vec<_> = won
-            .into_iter()
-            .filter_map(|c| self.fleet_alert(c, now))
-            .collect();
+        let mut notices = Vec::new();
+        for c in claims {
+            match c.mailer.clone() {
+                None => notices.extend(self.fleet_won(c, now)),
+                Some(by) => self.fleet_act_only(c, by, now),
+            }
+        }
         notices.extend(released);
         let mut out = health;
         if !notices.is_empty() {
@@ -231,7 +243,7 @@ impl Engine {
 
     /// Has a fleet total reached its threshold? A threshold above the store's member cap per
     /// key is taken as the cap (the total saturates there), so it can still be reached.
-    fn fleet_crossed(&self, t: &KeyTotal) -> bool {
+    pub(super) fn fleet_crossed(&self, t: &KeyTotal) -> bool {
         let th = |a: u32| u64::from(a).min(MAX_FLEET_MEMBERS_PER_KEY as u64);
         match t.kind {
             KeyKind::Ip => t.total >= th(self.env.threshold),
@@ -244,7 +256,8 @@ impl Engine {
         }
     }
 
-    fn fleet_alert(&mut self, c: Candidate, now: Timestamp) -> Option<crate::policy::Notice> {
+    /// What a fleet alert about `c` says (kind, key, total, id, template context, notes).
+    pub(super) fn fleet_alert(&mut self, c: &Candidate, now: Timestamp) -> Option<FleetAlert> {
         let t = &c.total;
         let a = key_alert(t.key.clone(), t, "fleet", now);
         let (kind, mut context) = match t.kind {
@@ -282,7 +295,6 @@ impl Engine {
         if c.store_unavailable {
             notes.push(FLEET_UNAVAILABLE_NOTE.into());
         }
-        info!(%kind, key = %crate::text::inert(&t.key), total = t.total, agents = t.per_host.len(), "fleet threshold crossed; this agent alerts");
         let key = if kind == AlertKind::AccountAttack {
             crate::text::inert(&t.key)
         } else {
@@ -297,9 +309,41 @@ impl Engine {
                 crate::control::incident_id(kind.as_str(), &key).into(),
             );
         }
-        let mut n = notice(kind, key, false, t.total, t.total, id, context);
-        n.notes = notes;
-        Some(n)
+        Some(FleetAlert {
+            kind,
+            key,
+            total: t.total,
+            id,
+            context,
+            notes,
+        })
+    }
+}
+
+/// A fleet alert before it becomes a notice (or waits for this agent's actions).
+pub(super) struct FleetAlert {
+    pub(super) kind: AlertKind,
+    pub(super) key: String,
+    pub(super) total: u64,
+    pub(super) id: crate::policy::id::AlertId,
+    pub(super) context: serde_json::Value,
+    pub(super) notes: Vec<String>,
+}
+
+impl FleetAlert {
+    /// The notice for the policy, sent without waiting for actions.
+    pub(super) fn into_notice(self) -> crate::policy::Notice {
+        let mut n = notice(
+            self.kind,
+            self.key,
+            false,
+            self.total,
+            self.total,
+            self.id,
+            self.context,
+        );
+        n.notes = self.notes;
+        n
     }
 }
 
