@@ -9,7 +9,7 @@
 //! it, whether or not it mails (`fleet_actions.rs`).
 
 use super::detect::notice;
-use super::engine::Engine;
+use super::engine::{Engine, Origin, PendingAlert};
 use super::health::HealthContextParts;
 use crate::alert_kind::AlertKind;
 use crate::detect::KeyAlert;
@@ -40,6 +40,9 @@ const MAX_FLEET_HELD: usize = 1000;
 /// trip; if the store stopped answering meanwhile, the alert is sent (with the note) instead.
 const FLEET_HOLD_FOR: Duration = Duration::from_secs(30);
 
+/// What a held local alert's actions get, and their names.
+pub(super) type HeldActions = (crate::actions::ActionContext, Vec<String>);
+
 /// The sentence an alert made without the store carries.
 pub const FLEET_UNAVAILABLE_NOTE: &str =
     "Note: fleet store unavailable; counted on this server only (other servers may alert too).";
@@ -59,7 +62,12 @@ pub(super) struct FleetState {
     down_alert_after: Duration,
     /// Local alerts held back until their key's fleet total arrives (then dropped: the fleet
     /// decides) or the store is found down (then sent, with the note): never lost in between.
-    held: std::collections::VecDeque<(std::time::Instant, crate::policy::Notice)>,
+    /// Each with what its actions get and their names, when actions run for it.
+    held: std::collections::VecDeque<(
+        std::time::Instant,
+        crate::policy::Notice,
+        Option<HeldActions>,
+    )>,
     /// (kind, key) → Unix second when this agent last started its actions for it (once per
     /// key and cooldown), bounded like `claimed`.
     pub(super) acted: lru::LruCache<(KeyKind, String), i64>,
@@ -128,19 +136,23 @@ impl Engine {
         ) && self.fleet.as_ref().is_some_and(|f| f.handle.available())
     }
 
-    /// Hold a local burst alert while the fleet decides (see `FleetState::held`).
-    pub(super) fn fleet_hold(&mut self, n: crate::policy::Notice) {
+    /// Hold a local burst alert while the fleet decides (see `FleetState::held`); `act`: what
+    /// its actions get and their names, run if it is released.
+    pub(super) fn fleet_hold(&mut self, n: crate::policy::Notice, act: Option<HeldActions>) {
         if let Some(f) = &mut self.fleet {
             if f.held.len() >= MAX_FLEET_HELD {
                 f.held.pop_front();
             }
-            f.held.push_back((std::time::Instant::now(), n));
+            f.held.push_back((std::time::Instant::now(), n, act));
         }
     }
 
-    /// Add the "fleet store unavailable" note to a local alert made in fleet mode.
+    /// Add the "fleet store unavailable" note to a local alert made in fleet mode (once).
     pub(super) fn fleet_note(&self, n: &mut crate::policy::Notice) {
-        if self.fleet.is_some() && !self.fleet_decides(AlertKind::IpBurst) {
+        if self.fleet.is_some()
+            && !self.fleet_decides(AlertKind::IpBurst)
+            && !n.notes.iter().any(|x| x == FLEET_UNAVAILABLE_NOTE)
+        {
             n.notes.push(FLEET_UNAVAILABLE_NOTE.into());
         }
     }
@@ -191,7 +203,7 @@ impl Engine {
         let totals = f.handle.take_totals();
         if !f.held.is_empty() {
             // A held local alert whose key reached the store: the fleet total decides.
-            f.held.retain(|(at, n)| {
+            f.held.retain(|(at, n, _)| {
                 at.elapsed() < FLEET_HOLD_FOR
                     && !totals.iter().any(|t| {
                         n.kind == kind_name(t.kind)
@@ -201,9 +213,28 @@ impl Engine {
         }
         let mut released = Vec::new();
         if !f.handle.available() {
-            for (_, mut n) in f.held.drain(..) {
+            for (_, mut n, act) in f.held.drain(..) {
                 n.notes.push(FLEET_UNAVAILABLE_NOTE.into());
-                released.push(n);
+                match act {
+                    // A local alert made without the store: its actions run, as in local mode.
+                    Some((action, names)) => f.pending.push(PendingAlert {
+                        kind: n.kind,
+                        key: n.key,
+                        urgent: n.urgent,
+                        total: n.total,
+                        attempts: n.attempts,
+                        id: crate::policy::id::AlertId {
+                            id: n.id.unwrap_or_default(),
+                            legacy: n.legacy_id.unwrap_or_default(),
+                        },
+                        context: n.context,
+                        action,
+                        names,
+                        origin: Origin::Local,
+                        notes: n.notes,
+                    }),
+                    None => released.push(n),
+                }
             }
         }
         for t in totals {

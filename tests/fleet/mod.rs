@@ -5,7 +5,8 @@
 //! decisions (in the store, and between two running agents: a silence or allow taken on one
 //! applies on the other), and the agent side's buffer replay across a store killed and
 //! restarted; a store with AUTH (password, ACL user) and one over TLS (a test CA made with
-//! `openssl`).
+//! `openssl`); actions in fleet mode (each agent that saw a spread attacker runs its own block
+//! script once, recorded by a script that appends its argv to a file per agent).
 
 use crate::harness::*;
 use authwatch::config::{FleetConfig, StoreUrl};
@@ -795,6 +796,45 @@ fn store_unreachable_from_the_start_alerts_locally_and_says_so() {
         m.body
     );
     assert!(per_host_lines(&m.body).is_empty(), "{}", m.body);
+    agent.assert_running();
+}
+
+/// A local alert held while the fleet decided, and sent because the store failed meanwhile,
+/// went out without running its actions (an unreachable store at start is such a case).
+#[test]
+fn a_held_alert_released_because_the_store_failed_runs_its_actions_regression() {
+    let tmp = tempdir();
+    let dir = tmp.path();
+    let sink = Sink::start(dir, &["--tls", "none"]);
+    let log = LogWriter::new(dir.join("mainlog"));
+    log.append(&exim_noise(now_unix() - 60));
+    let dead = format!("redis://127.0.0.1:{}", free_port());
+    let calls = dir.join("blocked");
+    let block = argv_recorder(dir, "block", &calls);
+    let yaml = format!(
+        "{}actions:\n  - {{name: block, program: '{}', args: ['{{ip}}'], timeout: 5s, on: [ip_burst]}}\n",
+        agent_yaml(dir, &log.path, "mx1", sink.port, &dead),
+        block.display()
+    );
+    let cfg = write_file(dir, "authwatch.yaml", &yaml);
+    let mut agent = Agent::run(&cfg);
+    agent.wait_following(&log);
+    let t = now_unix() - 10;
+    let burst: Vec<String> = (0..5)
+        .map(|k| exim_fail(t + k, "203.0.113.72", "alice"))
+        .collect();
+    log.append(&burst);
+    let mails = sink.wait_mails(1);
+    let m = &mails[0].mail;
+    assert!(m.body.contains("fleet store unavailable"), "{}", m.body);
+    assert_eq!(
+        m.body.matches("fleet store unavailable").count(),
+        1,
+        "the note once:\n{}",
+        m.body
+    );
+    assert!(m.body.contains("Status: BLOCKED by block\n"), "{}", m.body);
+    assert_eq!(lines_of(&calls), vec!["203.0.113.72".to_string()]);
     agent.assert_running();
 }
 
