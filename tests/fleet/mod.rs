@@ -799,6 +799,85 @@ fn store_unreachable_from_the_start_alerts_locally_and_says_so() {
     agent.assert_running();
 }
 
+/// The same for a subnet spread over the fleet: 2 addresses of one /24, one failure each on each
+/// host (6 in the fleet, 3 per address: no IP alert); each host runs its subnet action once on
+/// the network.
+#[test]
+fn three_agents_each_block_a_spread_subnet_once() {
+    need_redis!();
+    let tmp = tempdir();
+    let dir = tmp.path();
+    let r = Redis::start(dir);
+    let sink = Sink::start(dir, &["--tls", "none"]);
+    let (mut agents, mut logs, mut calls) = (Vec::new(), Vec::new(), Vec::new());
+    for name in ["mx1", "mx2", "mx3"] {
+        let d = dir.join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        let log = LogWriter::new(d.join("mainlog"));
+        log.append(&exim_noise(now_unix() - 60));
+        let call = d.join("blocked");
+        let block = argv_recorder(&d, "block", &call);
+        let yaml = format!(
+            "{}actions:\n  - {{name: block, program: '{}', args: ['{{network}}'], timeout: 5s, on: [subnet_burst]}}\n",
+            agent_yaml(&d, &log.path, name, sink.port, &r.url()).replace(
+                "per_subnet: {enabled: false}",
+                "per_subnet: {attempts: 6, window: 10m, ipv4_prefix: 24, min_addresses: 2}"
+            ),
+            block.display()
+        );
+        assert!(yaml.contains("ipv4_prefix: 24"), "{yaml}");
+        let cfg = write_file(&d, "authwatch.yaml", &yaml);
+        let mut a = Agent::run(&cfg);
+        a.wait_following(&log);
+        agents.push(a);
+        logs.push(log);
+        calls.push(call);
+    }
+    let net = "198.51.100.0/24";
+    let t = now_unix() - 30;
+    for (k, log) in logs.iter().enumerate() {
+        log.append(&[
+            exim_fail(t, "198.51.100.1", "alice"),
+            exim_fail(t + 1, "198.51.100.2", "bob"),
+        ]);
+        let want = 2 * (k as u64 + 1);
+        wait_for(
+            &format!("{want} attempts of the subnet in the store"),
+            || {
+                let got: u64 = redis::cmd("ZCARD")
+                    .arg(format!("aw3:w:net:{net}"))
+                    .query(&mut r.con())
+                    .ok()?;
+                (got == want).then_some(())
+            },
+        );
+    }
+    for (c, a) in calls.iter().zip(&agents) {
+        let got = wait_for("each agent to run its subnet action", || {
+            let l = lines_of(c);
+            (!l.is_empty()).then_some(l)
+        });
+        assert_eq!(got, vec![net.to_string()], "{}", a.stderr_text());
+    }
+    let mails = sink.wait_mails(1);
+    let m = &mails[0].mail;
+    assert!(
+        m.subject().starts_with("[authwatch] mx3.test: "),
+        "{}",
+        m.subject()
+    );
+    assert!(m.subject().contains(net), "{}", m.subject());
+    assert!(m.body.contains("BLOCKED by block"), "{}", m.body);
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(sink.mails().len(), 1, "{:?}", subjects(&sink));
+    for c in &calls {
+        assert_eq!(lines_of(c).len(), 1);
+    }
+    for a in &mut agents {
+        a.assert_running();
+    }
+}
+
 /// A local alert held while the fleet decided, and sent because the store failed meanwhile,
 /// went out without running its actions (an unreachable store at start is such a case).
 #[test]
