@@ -3,7 +3,7 @@
 //! and cooldown, whether or not it won the claim to mail ([`acts_on`] is the rule). Each server
 //! thus blocks the attacker at its own firewall. The agent that mails waits for its own
 //! actions only, and its mail shows their results like a local alert, plus a line saying that
-//! the other servers that saw the attacker ran their own; the others record their results in
+//! the other servers that saw the attacker run their own; the others record their results in
 //! their incident (`authwatch incidents`: "mailed by AGENT (fleet)") and send nothing. An agent
 //! that never counted an attempt for the key does not act. Account alerts name no address:
 //! no actions, as in local mode. The actions run off the detection path, like local ones
@@ -50,7 +50,7 @@ pub(super) fn others_note(own: &str, t: &KeyTotal) -> Option<String> {
         return None;
     }
     Some(format!(
-        "The other servers that saw this attacker ({}) ran their own configured actions for it (blocking at their own firewall when so configured): see `authwatch incidents` on each.",
+        "The other servers that saw this attacker ({}) run their own configured actions for it too (each blocks at its own firewall when so configured): see `authwatch incidents` on each.",
         others.join(", ")
     ))
 }
@@ -245,7 +245,7 @@ mod tests {
         let note = others_note("mx2", &t).unwrap();
         assert!(
             note.starts_with(
-                "The other servers that saw this attacker (mx1) ran their own configured actions"
+                "The other servers that saw this attacker (mx1) run their own configured actions"
             ),
             "{note}"
         );

@@ -714,7 +714,7 @@ fn three_agents_each_block_a_spread_attacker_once_and_one_mail_shows_the_block()
     );
     assert!(
         m.body.contains(
-            "The other servers that saw this attacker (mx1, mx2) ran their own configured actions"
+            "The other servers that saw this attacker (mx1, mx2) run their own configured actions"
         ),
         "{}",
         m.body
