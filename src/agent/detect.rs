@@ -41,21 +41,25 @@ impl Engine {
                 crate::control::incident_id(kind.as_str(), &key).into(),
             );
         }
-        if self.fleet_decides(kind) {
-            debug!(%kind, key = %crate::text::inert(&key), "local threshold crossed; the fleet total decides");
-            if let serde_json::Value::Object(m) = &mut context {
-                m.entry("actions")
-                    .or_insert(serde_json::Value::Array(Vec::new()));
-            }
-            self.fleet_hold(notice(kind, key, urgent, total, attempts, id, context));
-            return None;
-        }
         let names = self
             .action_names
             .iter()
             .find(|(k, _)| *k == kind.as_str())
             .map(|(_, n)| n.clone())
             .unwrap_or_default();
+        if self.fleet_decides(kind) {
+            debug!(%kind, key = %crate::text::inert(&key), "local threshold crossed; the fleet total decides");
+            if let serde_json::Value::Object(m) = &mut context {
+                m.entry("actions")
+                    .or_insert(serde_json::Value::Array(Vec::new()));
+            }
+            // Its actions run if it is released (the store failed meanwhile).
+            let act = action
+                .filter(|_| !names.is_empty() && self.actions.is_some())
+                .map(|a| (a, names));
+            self.fleet_hold(notice(kind, key, urgent, total, attempts, id, context), act);
+            return None;
+        }
         if let (Some(action), false, true) = (action, names.is_empty(), self.actions.is_some()) {
             self.pending.push(PendingAlert {
                 kind,
@@ -67,6 +71,8 @@ impl Engine {
                 context,
                 action,
                 names,
+                origin: super::engine::Origin::Local,
+                notes: Vec::new(),
             });
             return None;
         }
@@ -82,7 +88,7 @@ impl Engine {
     /// What actions get for an alert about `ip`, or about the subnet `network` (then `ip` is
     /// its first address): `{prefix}` is the subnet, or the configured subnet grouping of `ip`
     /// (IPv6 /64 by default) when there is one.
-    fn action_context(
+    pub(super) fn action_context(
         &self,
         ip: IpAddr,
         network: Option<IpNet>,

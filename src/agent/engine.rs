@@ -88,6 +88,23 @@ pub struct PendingAlert {
     pub action: ActionContext,
     /// The actions that run for this alert's kind.
     pub names: Vec<String>,
+    /// Where the alert comes from, and so what happens once its actions are done.
+    pub(super) origin: Origin,
+    /// Paragraphs added below the rendered body (see [`Notice::notes`]).
+    pub(super) notes: Vec<String>,
+}
+
+/// Where a [`PendingAlert`] comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Origin {
+    /// This agent's own detection: mailed once the actions are done (in fleet mode with the
+    /// "fleet store unavailable" note: only made while the store is down).
+    Local,
+    /// A fleet total this agent won the claim for: mailed once its actions are done.
+    FleetMail,
+    /// A fleet total another agent mails (named here): the actions' results go into this
+    /// agent's incident (`authwatch incidents`), and no mail.
+    FleetActOnly { mailer: String },
 }
 
 impl Engine {
@@ -247,9 +264,12 @@ impl Engine {
                 let silenced = d.silenced(i.kind.as_str(), &i.key, now).is_some();
                 let acked = d.acked(i.kind.as_str(), &i.key).is_some();
                 drop(d);
-                match self.muted(i.kind.as_str(), &i.key, now) {
-                    Some(why) => done.push(why),
-                    None => done.push("mailed".into()),
+                match (self.muted(i.kind.as_str(), &i.key, now), &info.mailed_by) {
+                    (Some(why), _) => done.push(why),
+                    (None, Some(by)) => {
+                        done.push(format!("mailed by {} (fleet)", crate::text::inert(by)))
+                    }
+                    (None, None) => done.push("mailed".into()),
                 }
                 let last = info
                     .last_attempt
@@ -287,6 +307,7 @@ impl Engine {
     /// Log the results of an alert's actions, put them into the alert, and pass it on to the
     /// alert policy; returns the mails due now.
     pub fn finish_pending(&mut self, p: PendingAlert, results: Vec<ActionResult>) -> Vec<Rendered> {
+        let now = self.clock.now();
         crate::actions::log_results(p.action.ip, &results);
         self.info_mut(p.kind.as_str(), &p.key).actions =
             results.iter().map(|r| r.to_string()).collect();
@@ -308,8 +329,22 @@ impl Engine {
         // the incident (it did not exist yet): the incident opens at the detector's total now.
         let total = p.total.max(self.live_total(p.kind, &p.key).unwrap_or(0));
         let mut n = notice(p.kind, p.key, p.urgent, total, p.attempts, p.id, context);
-        self.fleet_note(&mut n);
-        self.offer(vec![n])
+        n.notes = p.notes;
+        match p.origin {
+            Origin::Local => {
+                self.fleet_note(&mut n);
+                self.offer(vec![n])
+            }
+            Origin::FleetMail => self.offer(vec![n]),
+            Origin::FleetActOnly { mailer } => {
+                // The incident is open here too (what was done, `authwatch incidents`), but
+                // the mail is the other agent's: no mail, and no digest line (see `tick`).
+                self.record_info(&n);
+                self.info_mut(n.kind.as_str(), &n.key).mailed_by = Some(mailer);
+                self.policy.note(&mut n, now);
+                Vec::new()
+            }
+        }
     }
 
     /// All attempts the detector of `kind` has counted for `key` so far, if it alerted.
@@ -325,7 +360,9 @@ impl Engine {
     /// callers without a runtime).
     pub fn run_pending_blocking(&mut self) -> Vec<Rendered> {
         let mut out = Vec::new();
-        for p in self.take_pending() {
+        let mut pending = self.take_pending();
+        pending.extend(self.take_fleet_pending());
+        for p in pending {
             let results = match &self.actions {
                 Some(r) => r.run_named(&p.action, &p.names),
                 None => Vec::new(),
@@ -367,15 +404,9 @@ impl Engine {
         let mut out = Vec::new();
         for mut n in notices {
             self.metrics.inc_incidents_opened();
-            {
-                let f = &n.facts;
-                let info = self.info_mut(n.kind.as_str(), &n.key);
-                info.service.clone_from(&f.service);
-                if info.first_attempt.is_empty() {
-                    info.first_attempt.clone_from(&f.first_seen);
-                }
-                info.last_attempt_text.clone_from(&f.last_seen);
-            }
+            self.record_info(&n);
+            // This agent mails about the incident now (even if another agent did before).
+            self.info_mut(n.kind.as_str(), &n.key).mailed_by = None;
             if let Some(why) = self.muted(n.kind.as_str(), &n.key, now) {
                 info!(kind = %n.kind, target = %crate::text::inert(&n.key), why = %why, "alert not mailed (authwatch silence / ack)");
                 self.policy.note(&mut n, now);
@@ -385,6 +416,25 @@ impl Engine {
             out.extend(sent.into_iter().map(|o| self.render_outgoing(o, now)));
         }
         out
+    }
+
+    /// Keep a notice's service and log times in its incident's info.
+    fn record_info(&mut self, n: &Notice) {
+        let f = &n.facts;
+        let info = self.info_mut(n.kind.as_str(), &n.key);
+        info.service.clone_from(&f.service);
+        if info.first_attempt.is_empty() {
+            info.first_attempt.clone_from(&f.first_seen);
+        }
+        info.last_attempt_text.clone_from(&f.last_seen);
+    }
+
+    /// The fleet agent that mails about the incident of `kind` about `key`, when this agent
+    /// only ran its actions for it.
+    fn mailed_by(&self, kind: &str, key: &str) -> Option<&str> {
+        self.incident_info
+            .peek(&incident_id(kind, key))
+            .and_then(|i| i.mailed_by.as_deref())
     }
 
     /// Timers of the alert policy (groups, digests); call about once a second.
@@ -411,7 +461,10 @@ impl Engine {
         else {
             return Some(o);
         };
-        incidents.retain(|l| self.muted(l.kind.as_str(), &l.key, now).is_none());
+        incidents.retain(|l| {
+            self.muted(l.kind.as_str(), &l.key, now).is_none()
+                && self.mailed_by(l.kind.as_str(), &l.key).is_none()
+        });
         if incidents.is_empty() && held.is_empty() && records.is_empty() {
             return None;
         }

@@ -5,9 +5,11 @@
 //! [`Engine::fleet_poll`] turns a total that crossed its threshold into a claim, and a claim
 //! this agent won into an alert listing the attempts per agent. While the store is down, local
 //! detection alerts as in local mode and each such alert says "fleet store unavailable".
+//! Every agent that counted attempts for a crossed IP or subnet key runs its own actions for
+//! it, whether or not it mails (`fleet_actions.rs`).
 
 use super::detect::notice;
-use super::engine::Engine;
+use super::engine::{Engine, Origin, PendingAlert};
 use super::health::HealthContextParts;
 use crate::alert_kind::AlertKind;
 use crate::detect::KeyAlert;
@@ -38,18 +40,21 @@ const MAX_FLEET_HELD: usize = 1000;
 /// trip; if the store stopped answering meanwhile, the alert is sent (with the note) instead.
 const FLEET_HOLD_FOR: Duration = Duration::from_secs(30);
 
+/// What a held local alert's actions get, and their names.
+pub(super) type HeldActions = (crate::actions::ActionContext, Vec<String>);
+
 /// The sentence an alert made without the store carries.
 pub const FLEET_UNAVAILABLE_NOTE: &str =
     "Note: fleet store unavailable; counted on this server only (other servers may alert too).";
 
 pub(super) struct FleetState {
-    handle: FleetHandle,
+    pub(super) handle: FleetHandle,
     /// The line being processed: (file inode, byte offset), or a stand-in for other sources.
     line_id: Option<(u64, u64)>,
     /// (kind, key) → Unix second when it was handed to a claim.
     claimed: lru::LruCache<(KeyKind, String), i64>,
     /// Last service seen per IP (the alert names it), bounded like `claimed`.
-    service: lru::LruCache<IpAddr, &'static str>,
+    pub(super) service: lru::LruCache<IpAddr, &'static str>,
     /// When the store went down, once its outage was reported.
     down_since: Option<Timestamp>,
     /// Store down this long: a health alert (and an error in the log), once per outage; its
@@ -57,7 +62,17 @@ pub(super) struct FleetState {
     down_alert_after: Duration,
     /// Local alerts held back until their key's fleet total arrives (then dropped: the fleet
     /// decides) or the store is found down (then sent, with the note): never lost in between.
-    held: std::collections::VecDeque<(std::time::Instant, crate::policy::Notice)>,
+    /// Each with what its actions get and their names, when actions run for it.
+    held: std::collections::VecDeque<(
+        std::time::Instant,
+        crate::policy::Notice,
+        Option<HeldActions>,
+    )>,
+    /// (kind, key) → Unix second when this agent last started its actions for it (once per
+    /// key and cooldown), bounded like `claimed`.
+    pub(super) acted: lru::LruCache<(KeyKind, String), i64>,
+    /// Fleet alerts waiting for this agent's actions (see [`Engine::take_fleet_pending`]).
+    pub(super) pending: Vec<super::engine::PendingAlert>,
 }
 
 impl Engine {
@@ -72,6 +87,8 @@ impl Engine {
             down_since: None,
             down_alert_after,
             held: std::collections::VecDeque::new(),
+            acted: lru::LruCache::new(n),
+            pending: Vec::new(),
         }));
     }
 
@@ -119,19 +136,23 @@ impl Engine {
         ) && self.fleet.as_ref().is_some_and(|f| f.handle.available())
     }
 
-    /// Hold a local burst alert while the fleet decides (see `FleetState::held`).
-    pub(super) fn fleet_hold(&mut self, n: crate::policy::Notice) {
+    /// Hold a local burst alert while the fleet decides (see `FleetState::held`); `act`: what
+    /// its actions get and their names, run if it is released.
+    pub(super) fn fleet_hold(&mut self, n: crate::policy::Notice, act: Option<HeldActions>) {
         if let Some(f) = &mut self.fleet {
             if f.held.len() >= MAX_FLEET_HELD {
                 f.held.pop_front();
             }
-            f.held.push_back((std::time::Instant::now(), n));
+            f.held.push_back((std::time::Instant::now(), n, act));
         }
     }
 
-    /// Add the "fleet store unavailable" note to a local alert made in fleet mode.
+    /// Add the "fleet store unavailable" note to a local alert made in fleet mode (once).
     pub(super) fn fleet_note(&self, n: &mut crate::policy::Notice) {
-        if self.fleet.is_some() && !self.fleet_decides(AlertKind::IpBurst) {
+        if self.fleet.is_some()
+            && !self.fleet_decides(AlertKind::IpBurst)
+            && !n.notes.iter().any(|x| x == FLEET_UNAVAILABLE_NOTE)
+        {
             n.notes.push(FLEET_UNAVAILABLE_NOTE.into());
         }
     }
@@ -182,7 +203,7 @@ impl Engine {
         let totals = f.handle.take_totals();
         if !f.held.is_empty() {
             // A held local alert whose key reached the store: the fleet total decides.
-            f.held.retain(|(at, n)| {
+            f.held.retain(|(at, n, _)| {
                 at.elapsed() < FLEET_HOLD_FOR
                     && !totals.iter().any(|t| {
                         n.kind == kind_name(t.kind)
@@ -192,9 +213,28 @@ impl Engine {
         }
         let mut released = Vec::new();
         if !f.handle.available() {
-            for (_, mut n) in f.held.drain(..) {
+            for (_, mut n, act) in f.held.drain(..) {
                 n.notes.push(FLEET_UNAVAILABLE_NOTE.into());
-                released.push(n);
+                match act {
+                    // A local alert made without the store: its actions run, as in local mode.
+                    Some((action, names)) => f.pending.push(PendingAlert {
+                        kind: n.kind,
+                        key: n.key,
+                        urgent: n.urgent,
+                        total: n.total,
+                        attempts: n.attempts,
+                        id: crate::policy::id::AlertId {
+                            id: n.id.unwrap_or_default(),
+                            legacy: n.legacy_id.unwrap_or_default(),
+                        },
+                        context: n.context,
+                        action,
+                        names,
+                        origin: Origin::Local,
+                        notes: n.notes,
+                    }),
+                    None => released.push(n),
+                }
             }
         }
         for t in totals {
@@ -213,14 +253,17 @@ impl Engine {
             f.claimed.put(k, sec);
             f.handle.claim_later(t, cooldown);
         }
-        let won = match &self.fleet {
-            Some(f) => f.handle.take_won(),
+        let claims = match &self.fleet {
+            Some(f) => f.handle.take_claims(),
             None => Vec::new(),
         };
-        let mut notices: Vec<_> = won
-            .into_iter()
-            .filter_map(|c| self.fleet_alert(c, now))
-            .collect();
+        let mut notices = Vec::new();
+        for c in claims {
+            match c.mailer.clone() {
+                None => notices.extend(self.fleet_won(c, now)),
+                Some(by) => self.fleet_act_only(c, by, now),
+            }
+        }
         notices.extend(released);
         let mut out = health;
         if !notices.is_empty() {
@@ -231,7 +274,7 @@ impl Engine {
 
     /// Has a fleet total reached its threshold? A threshold above the store's member cap per
     /// key is taken as the cap (the total saturates there), so it can still be reached.
-    fn fleet_crossed(&self, t: &KeyTotal) -> bool {
+    pub(super) fn fleet_crossed(&self, t: &KeyTotal) -> bool {
         let th = |a: u32| u64::from(a).min(MAX_FLEET_MEMBERS_PER_KEY as u64);
         match t.kind {
             KeyKind::Ip => t.total >= th(self.env.threshold),
@@ -244,7 +287,8 @@ impl Engine {
         }
     }
 
-    fn fleet_alert(&mut self, c: Candidate, now: Timestamp) -> Option<crate::policy::Notice> {
+    /// What a fleet alert about `c` says (kind, key, total, id, template context, notes).
+    pub(super) fn fleet_alert(&mut self, c: &Candidate, now: Timestamp) -> Option<FleetAlert> {
         let t = &c.total;
         let a = key_alert(t.key.clone(), t, "fleet", now);
         let (kind, mut context) = match t.kind {
@@ -282,7 +326,6 @@ impl Engine {
         if c.store_unavailable {
             notes.push(FLEET_UNAVAILABLE_NOTE.into());
         }
-        info!(%kind, key = %crate::text::inert(&t.key), total = t.total, agents = t.per_host.len(), "fleet threshold crossed; this agent alerts");
         let key = if kind == AlertKind::AccountAttack {
             crate::text::inert(&t.key)
         } else {
@@ -297,9 +340,41 @@ impl Engine {
                 crate::control::incident_id(kind.as_str(), &key).into(),
             );
         }
-        let mut n = notice(kind, key, false, t.total, t.total, id, context);
-        n.notes = notes;
-        Some(n)
+        Some(FleetAlert {
+            kind,
+            key,
+            total: t.total,
+            id,
+            context,
+            notes,
+        })
+    }
+}
+
+/// A fleet alert before it becomes a notice (or waits for this agent's actions).
+pub(super) struct FleetAlert {
+    pub(super) kind: AlertKind,
+    pub(super) key: String,
+    pub(super) total: u64,
+    pub(super) id: crate::policy::id::AlertId,
+    pub(super) context: serde_json::Value,
+    pub(super) notes: Vec<String>,
+}
+
+impl FleetAlert {
+    /// The notice for the policy, sent without waiting for actions.
+    pub(super) fn into_notice(self) -> crate::policy::Notice {
+        let mut n = notice(
+            self.kind,
+            self.key,
+            false,
+            self.total,
+            self.total,
+            self.id,
+            self.context,
+        );
+        n.notes = self.notes;
+        n
     }
 }
 

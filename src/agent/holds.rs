@@ -1,7 +1,9 @@
 //! Alerts that wait for their actions, and what that means for the checkpoints: [`start_actions`]
 //! runs each alert's actions in a task of its own (so no alert waits for another's), and
 //! [`Holds`] keeps a source's saved position behind the batches whose alerts are still waiting,
-//! releasing it in order as their actions finish ([`ActionsDone`]).
+//! releasing it in order as their actions finish ([`ActionsDone`]). Fleet alerts' actions
+//! ([`Engine::take_fleet_pending`]) run the same way, without a hold: they come from the
+//! store's totals, not from a batch's lines.
 
 use super::engine::{Engine, PendingAlert};
 use crate::actions::ActionResult;
@@ -14,8 +16,8 @@ use tracing::error;
 pub(super) struct ActionsDone {
     pub(super) alert: PendingAlert,
     pub(super) results: Vec<ActionResult>,
-    pub(super) source: usize,
-    pub(super) hold: u64,
+    /// (source, hold id) of the batch that made the alert; `None` for a fleet alert.
+    pub(super) hold: Option<(usize, u64)>,
 }
 
 /// Start the actions of the alerts a batch made, each alert in a task of its own (its commands
@@ -30,6 +32,17 @@ pub(super) fn start_actions(
     hold: u64,
 ) -> (usize, Vec<Rendered>) {
     let pending = engine.take_pending();
+    run_actions(engine, pending, tx, Some((source, hold)))
+}
+
+/// Start the actions of `pending` as [`start_actions`] does; `hold` goes back with each
+/// [`ActionsDone`].
+pub(super) fn run_actions(
+    engine: &mut Engine,
+    pending: Vec<PendingAlert>,
+    tx: &mpsc::UnboundedSender<ActionsDone>,
+    hold: Option<(usize, u64)>,
+) -> (usize, Vec<Rendered>) {
     let Some(runner) = engine.action_runner() else {
         let mut out = Vec::new();
         for p in pending {
@@ -51,7 +64,6 @@ pub(super) fn start_actions(
             let _ = tx.send(ActionsDone {
                 alert,
                 results,
-                source,
                 hold,
             });
         });

@@ -10,7 +10,8 @@
 //!   another alert's actions. Mail is delivered by a separate task.
 //! - `reload.rs`: SIGHUP swaps the settings and keeps all the state.
 //! - `fleet.rs`: fleet mode's hooks (issue 16): hits to the shared store, fleet totals to
-//!   claims and alerts; the store and its task are [`crate::fleet`].
+//!   claims and alerts; the store and its task are [`crate::fleet`]. `fleet_actions.rs`: each
+//!   agent that saw a crossed IP or subnet key runs its own actions for it.
 //! - `health.rs`: unreadable or silent sources and failing mail become health alerts;
 //!   `status.json` for `authwatch status`.
 
@@ -18,6 +19,7 @@ mod alerts;
 mod detect;
 mod engine;
 mod fleet;
+mod fleet_actions;
 mod health;
 mod holds;
 mod reload;

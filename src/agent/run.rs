@@ -11,7 +11,7 @@
 
 use super::engine::Engine;
 use super::health::{write_status, Health, HealthContextParts};
-use super::holds::{start_actions, ActionsDone, Holds};
+use super::holds::{run_actions, start_actions, ActionsDone, Holds};
 use super::reload::reload_config;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, SourceKind};
@@ -213,6 +213,8 @@ struct Pipeline {
     /// Per source: the position to save (behind batches whose alerts wait for actions).
     positions: Vec<Position>,
     done_tx: mpsc::UnboundedSender<ActionsDone>,
+    /// Fleet alerts whose actions run (no hold on a checkpoint; shutdown waits for them).
+    fleet_in_flight: usize,
     /// Writes the checkpoints (journal lines or new generations; see `state::journal`).
     checkpointer: Checkpointer,
 }
@@ -251,9 +253,7 @@ impl Pipeline {
                 self.queue(r);
             }
         }
-        for r in self.engine.fleet_poll() {
-            self.queue(r);
-        }
+        let _ = self.fleet_poll();
         let hold = self.holds.next_id();
         let (started, ready) = start_actions(&mut self.engine, &self.done_tx, batch.source, hold);
         for r in ready {
@@ -281,7 +281,34 @@ impl Pipeline {
             self.queue(r);
         }
         self.commit();
-        self.holds.done(d.source, d.hold, &mut self.positions);
+        match d.hold {
+            Some((source, hold)) => self.holds.done(source, hold, &mut self.positions),
+            None => self.fleet_in_flight = self.fleet_in_flight.saturating_sub(1),
+        }
+    }
+
+    /// Fleet totals and claims ([`Engine::fleet_poll`]): the mails due are staged (not
+    /// committed), and the actions of fleet alerts are started. Returns whether anything was.
+    fn fleet_poll(&mut self) -> bool {
+        let due = self.engine.fleet_poll();
+        let pending = self.engine.take_fleet_pending();
+        let any = !due.is_empty() || !pending.is_empty();
+        for r in due {
+            self.queue(r);
+        }
+        if !pending.is_empty() {
+            let (started, ready) = run_actions(&mut self.engine, pending, &self.done_tx, None);
+            self.fleet_in_flight += started;
+            for r in ready {
+                self.queue(r);
+            }
+        }
+        any
+    }
+
+    /// Alerts still waiting for their actions (local and fleet).
+    fn actions_running(&self) -> usize {
+        self.holds.in_flight + self.fleet_in_flight
     }
 
     /// Health alerts that are due and the policy's timers; returns whether alerts went out.
@@ -290,12 +317,12 @@ impl Pipeline {
             let r = self.engine.render_health(parts);
             self.queue(r);
         }
-        let mut due = self.engine.tick();
-        due.extend(self.engine.fleet_poll());
-        let any = !due.is_empty();
+        let due = self.engine.tick();
+        let mut any = !due.is_empty();
         for r in due {
             self.queue(r);
         }
+        any |= self.fleet_poll();
         self.commit();
         any
     }
@@ -466,6 +493,7 @@ pub async fn run(
         holds: Holds::new(cfg.sources.len()),
         positions: Vec::new(),
         done_tx,
+        fleet_in_flight: 0,
         checkpointer: Checkpointer::default(),
     };
 
@@ -555,9 +583,7 @@ pub async fn run(
                     None => std::future::pending().await,
                 }
             } => {
-                for r in p.engine.fleet_poll() {
-                    p.queue(r);
-                }
+                let _ = p.fleet_poll();
                 p.commit();
             }
             Some(()) = async {
@@ -656,13 +682,13 @@ pub async fn run(
     let _ = joiner.await;
     // Alerts still waiting for their actions go out when those end (each is under its
     // timeout, so this wait is bounded).
-    if p.holds.in_flight > 0 {
+    if p.actions_running() > 0 {
         info!(
-            running = p.holds.in_flight,
+            running = p.actions_running(),
             "waiting for running actions before stopping"
         );
     }
-    while p.holds.in_flight > 0 {
+    while p.actions_running() > 0 {
         let Some(d) = done_rx.recv().await else { break };
         p.finish(d);
     }

@@ -480,3 +480,66 @@ fn engine_alerts_carry_a_v2_id_and_the_legacy_id() {
     assert!(want.id.starts_with("ip_burst-v2-"));
     assert_eq!(out[0].legacy_id.as_deref(), Some(want.legacy.as_str()));
 }
+
+/// Fleet mode: an agent that ran its actions for an incident another agent mails keeps the
+/// incident (what was done, who mailed: `authwatch incidents`) and sends nothing for it, not
+/// even a digest line when attempts go on. The same alert mailed here (`Local`) does both.
+#[test]
+fn a_fleet_incident_mailed_elsewhere_is_listed_with_its_actions_and_never_mailed_here() {
+    use super::engine::Origin;
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let prog = dir.path().join("block");
+    std::fs::write(&prog, "#!/bin/sh\necho ok\n").unwrap();
+    std::fs::set_permissions(&prog, std::fs::Permissions::from_mode(0o755)).unwrap();
+    for act_only in [true, false] {
+        let clock = clock();
+        let mut e = engine_with(
+            clock.clone(),
+            &format!(
+                "alerts: {{group_wait: 0s, group_interval: 1m}}\nactions:\n  - {{name: block, program: '{}', args: ['{{ip}}'], on: [ip_burst]}}\n",
+                prog.display()
+            ),
+        );
+        // An alert mailed here first (so digests are due every group_interval).
+        for i in 0..5u32 {
+            assert!(e.line(0, &line(i, "203.0.113.9", "bob")).is_empty());
+        }
+        assert_eq!(e.run_pending_blocking().len(), 1);
+        for i in 0..5u32 {
+            assert!(e.line(0, &line(i, "203.0.113.47", "alice")).is_empty());
+        }
+        let mut pending = e.take_pending();
+        assert_eq!(pending.len(), 1);
+        if act_only {
+            pending[0].origin = Origin::FleetActOnly {
+                mailer: "mx3".into(),
+            };
+        }
+        e.pending = pending;
+        let mails = e.run_pending_blocking();
+        assert_eq!(mails.len(), usize::from(!act_only), "act only: {act_only}");
+        let list = e.incidents();
+        let it = list
+            .iter()
+            .find(|i| i.target == "203.0.113.47")
+            .unwrap_or_else(|| panic!("{list:?}"));
+        let who = if act_only {
+            "mailed by mx3 (fleet)"
+        } else {
+            "mailed"
+        };
+        assert_eq!(it.done, vec!["block: exit 0".to_string(), who.into()]);
+        // Attempts go on; the digest time comes.
+        for i in 5..8u32 {
+            assert!(e.line(0, &line(i, "203.0.113.47", "alice")).is_empty());
+        }
+        clock.advance(jiff::SignedDuration::from_secs(90));
+        let digests = e.tick();
+        assert_eq!(
+            digests.len(),
+            usize::from(!act_only),
+            "act only: {act_only}"
+        );
+    }
+}

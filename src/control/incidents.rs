@@ -22,6 +22,9 @@ pub struct IncidentInfo {
     pub last_attempt_text: String,
     /// The actions' results (`nft-block: exit 0`).
     pub actions: Vec<String>,
+    /// Fleet mode: the agent that mails about the incident, when this agent only ran its
+    /// actions for it (`None`: this agent mails).
+    pub mailed_by: Option<String>,
 }
 
 /// One open incident, as `authwatch incidents` (and `--json`) shows it.
@@ -40,8 +43,8 @@ pub struct IncidentView {
     pub first_attempt: String,
     pub last_attempt: String,
     pub attempts: u64,
-    /// What was done: actions' results, `silenced until … (reason)`, `acked`, or
-    /// `mailed`.
+    /// What was done: actions' results, `silenced until … (reason)`, `acked`, `mailed`, or
+    /// `mailed by AGENT (fleet)` (fleet mode: this agent ran its actions, another mailed).
     pub done: Vec<String>,
     pub silenced: bool,
     pub acked: bool,

@@ -10,6 +10,13 @@
 //! [`FleetHandle::down_for`] feeds the health alert. Members are `agent:inode:offset`, so a line
 //! read again after a restart counts nothing twice. Silences and allows are shared through
 //! the store too (`shared`).
+//!
+//! Actions: every agent runs its own configured actions for a crossed IP or subnet key (each
+//! server blocks at its own firewall). The agent that wins a key's claim also publishes it in
+//! the store's `crossed` stream ([`Store::publish_crossed`]); the task reads that stream every
+//! [`CROSSED_POLL_INTERVAL`] and hands each entry of another agent to the engine like a lost
+//! claim ([`Candidate::mailer`]), so that an agent whose own last total was still below the
+//! threshold learns that the fleet's crossed it, and acts when it counted attempts for the key.
 
 pub mod breaker;
 pub mod shared;
@@ -17,7 +24,10 @@ pub mod store;
 
 pub use breaker::{Breaker, Buffer, BREAKER_FAILURES, BREAKER_OPEN_FOR};
 pub use shared::{Change, DecisionSync, DECISIONS_SYNC_INTERVAL};
-pub use store::{DecisionKind, Store, KEY_EXPIRY_SLACK, MAX_BATCH_HITS, MAX_FLEET_MEMBERS_PER_KEY};
+pub use store::{
+    DecisionKind, Store, KEY_EXPIRY_SLACK, MAX_BATCH_HITS, MAX_CROSSED_ENTRIES,
+    MAX_FLEET_MEMBERS_PER_KEY,
+};
 
 use crate::config::{DetectConfig, FleetConfig};
 use ipnet::IpNet;
@@ -35,6 +45,11 @@ pub const MAX_PENDING_TOTALS: usize = 10_000;
 /// How often the task looks at the buffer without being woken: hits are sent at once when the
 /// agent submits them; this only paces replays and breaker probes.
 pub const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
+
+/// How often the task reads the store's `crossed` stream: how long after another agent's claim
+/// a server that saw the attacker starts its actions, at most (one `XRANGE` per agent each
+/// time, a few hundred a second for a hundred agents: cheap for the store).
+pub const CROSSED_POLL_INTERVAL: Duration = Duration::from_millis(250);
 
 /// The identity of each line of a batch for the store, as (inode, byte offset of the line's
 /// start): from a file's checkpoint (the offset after the batch) counted back over the lines.
@@ -144,13 +159,16 @@ impl FleetHit {
 }
 
 /// A key whose fleet total crossed its threshold: the agent asks the store whether it sends
-/// the mail ([`FleetHandle::claim_later`]) and gets it back from [`FleetHandle::take_won`] when
-/// it does.
+/// the mail ([`FleetHandle::claim_later`]) and gets the answer back from
+/// [`FleetHandle::take_claims`]; entries of the `crossed` stream come back the same way.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Candidate {
     pub total: KeyTotal,
     /// The claim could not be made (store down or slow): this agent sends, and says so.
     pub store_unavailable: bool,
+    /// `None`: this agent mails the alert. `Some(agent)`: that agent claimed it (a lost claim,
+    /// or another agent's entry in the `crossed` stream); this one only runs its actions.
+    pub mailer: Option<String>,
 }
 
 /// The fleet-wide state of one window key after a batch.
@@ -178,8 +196,8 @@ struct Shared {
     /// Batches the store accepted, and hits in them.
     batches: AtomicU64,
     hits_sent: AtomicU64,
-    /// Candidates this agent won (or had to send without the store).
-    won: Mutex<Vec<Candidate>>,
+    /// Claims answered (won, lost, or sent without the store) and other agents' crossings.
+    claims: Mutex<Vec<Candidate>>,
     /// Woken when totals or won claims arrive (see [`FleetHandle::ready`]).
     ready: Notify,
 }
@@ -213,7 +231,7 @@ impl FleetHandle {
                 started: Instant::now(),
                 batches: AtomicU64::new(0),
                 hits_sent: AtomicU64::new(0),
-                won: Mutex::new(Vec::new()),
+                claims: Mutex::new(Vec::new()),
                 ready: Notify::new(),
             }),
             store,
@@ -273,8 +291,10 @@ impl FleetHandle {
     }
 
     /// Ask the store, in a task of its own, whether this agent mails about `c`'s key
-    /// (`SET NX PX cooldown`). Won, or not asked because the store is unavailable: it comes
-    /// back from [`FleetHandle::take_won`]. Lost (another agent claimed it): dropped.
+    /// (`SET NX PX cooldown`); the answer comes back from [`FleetHandle::take_claims`]: won, or
+    /// not asked because the store is unavailable (this agent mails), or lost (the agent that
+    /// claimed it mails; this one still runs its actions). A won IP or subnet key is published
+    /// in the `crossed` stream for the agents whose last total was still below the threshold.
     pub fn claim_later(&self, c: KeyTotal, cooldown: Duration) {
         let h = self.clone();
         tokio::spawn(async move {
@@ -283,31 +303,32 @@ impl FleetHandle {
                 KeyKind::Subnet => "net",
                 KeyKind::Account => "acct",
             };
-            let won = if !h.available() {
-                Some(true)
+            let (store_unavailable, mailer) = if !h.available() {
+                (true, None)
             } else {
                 match h.store.claim(kind, &c.key, cooldown).await {
-                    Ok(None) => Some(false),
+                    Ok(None) => (false, None),
                     Ok(Some(owner)) => {
-                        tracing::debug!(key = %crate::text::inert(&c.key), %owner, "fleet incident mailed by another agent");
-                        None
+                        tracing::debug!(key = %crate::text::inert(&c.key), owner = %crate::text::inert(&owner), "fleet incident mailed by another agent");
+                        (false, Some(owner))
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "fleet store unavailable for the claim; this agent sends");
-                        Some(true)
+                        (true, None)
                     }
                 }
             };
-            if let Some(unavailable) = won {
-                h.shared
-                    .won
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push(Candidate {
-                        total: c,
-                        store_unavailable: unavailable,
-                    });
-                h.shared.ready.notify_one();
+            let publish = !store_unavailable && mailer.is_none() && c.kind != KeyKind::Account;
+            let total = publish.then(|| c.clone());
+            h.push_claim(Candidate {
+                total: c,
+                store_unavailable,
+                mailer,
+            });
+            if let Some(t) = total {
+                if let Err(e) = h.store.publish_crossed(&t).await {
+                    tracing::warn!(key = %t.key, error = %describe_error(&e), "could not tell the fleet that this key crossed its threshold: servers whose own total was below it run no actions for it");
+                }
             }
         });
     }
@@ -318,9 +339,52 @@ impl FleetHandle {
         self.shared.ready.notified().await
     }
 
-    /// Candidates whose mail this agent sends.
-    pub fn take_won(&self) -> Vec<Candidate> {
-        std::mem::take(&mut *self.shared.won.lock().unwrap_or_else(|e| e.into_inner()))
+    /// Claims answered and other agents' crossings since the last call.
+    pub fn take_claims(&self) -> Vec<Candidate> {
+        std::mem::take(&mut *self.shared.claims.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Queue an answered claim or a crossing for the agent (at most [`MAX_PENDING_TOTALS`]
+    /// wait; beyond it the oldest is dropped, as for totals) and wake it.
+    fn push_claim(&self, c: Candidate) {
+        let mut q = self.shared.claims.lock().unwrap_or_else(|e| e.into_inner());
+        if q.len() >= MAX_PENDING_TOTALS {
+            q.remove(0);
+        }
+        q.push(c);
+        drop(q);
+        self.shared.ready.notify_one();
+    }
+
+    /// Read the `crossed` stream after `from` (`None`: not started: start at its newest
+    /// entry), and queue the entries other agents published.
+    async fn read_crossed(&self, from: &mut Option<String>) {
+        let Some(after) = from.clone() else {
+            match self.store.last_crossed_id().await {
+                Ok(id) => *from = Some(id),
+                Err(e) => {
+                    tracing::debug!(error = %describe_error(&e), "fleet store: reading the crossed stream failed")
+                }
+            }
+            return;
+        };
+        match self.store.crossed_after(&after).await {
+            Ok((last, entries)) => {
+                *from = Some(last);
+                for (by, total) in entries {
+                    if by != self.store.name() {
+                        self.push_claim(Candidate {
+                            total,
+                            store_unavailable: false,
+                            mailer: Some(by),
+                        });
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::debug!(error = %describe_error(&e), "fleet store: reading the crossed stream failed")
+            }
+        }
     }
 
     /// The store's URL, password masked.
@@ -381,8 +445,11 @@ impl FleetHandle {
     async fn run(self) {
         let mut breaker = Breaker::new();
         let mut last_error = String::new();
+        let mut crossed_from: Option<String> = None;
+        let mut crossed_read: Option<Instant> = None;
         while !self.shared.stop.load(Ordering::Relaxed) {
             let _ = tokio::time::timeout(FLUSH_INTERVAL, self.shared.wake.notified()).await;
+            let mut drained = false;
             loop {
                 if self.shared.stop.load(Ordering::Relaxed) || !breaker.allow(Instant::now()) {
                     break;
@@ -392,6 +459,7 @@ impl FleetHandle {
                     b.peek(MAX_BATCH_HITS)
                 };
                 if batch.is_empty() {
+                    drained = true;
                     if breaker.is_open() {
                         let ok = match self.store.ping().await {
                             Ok(()) => true,
@@ -436,6 +504,15 @@ impl FleetHandle {
                         break;
                     }
                 }
+            }
+            // Other agents' crossings, once the buffered hits were sent (they come first, and
+            // a store that refuses them is not asked anything else).
+            if drained
+                && !breaker.is_open()
+                && crossed_read.is_none_or(|t| t.elapsed() >= CROSSED_POLL_INTERVAL)
+            {
+                crossed_read = Some(Instant::now());
+                self.read_crossed(&mut crossed_from).await;
             }
         }
     }
