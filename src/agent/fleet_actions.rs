@@ -5,7 +5,8 @@
 //! actions only, and its mail shows their results like a local alert, plus a line saying that
 //! the other servers that saw the attacker run their own; the others record their results in
 //! their incident (`authwatch incidents`: "mailed by AGENT (fleet)") and send nothing. An agent
-//! that never counted an attempt for the key does not act. Account alerts name no address:
+//! that never counted an attempt for the key does not act: the store's count says so, and its own
+//! detector must hold the key too (a store entry alone never makes an agent block). Account alerts name no address:
 //! no actions, as in local mode. The actions run off the detection path, like local ones
 //! ([`Engine::take_fleet_pending`], started by the agent's loop in a task of their own).
 
@@ -162,6 +163,16 @@ impl Engine {
         };
         if self.allowlist.contains(&ip) || self.allowed_by_decision(&ip, now) {
             info!(key = %t.key, "fleet threshold crossed for an address allowed here; no actions");
+            return None;
+        }
+        // The store's word that this agent counted attempts is not enough to block: its own
+        // detector must hold the key (anyone who can write to the store could name any address).
+        let seen_here = match network {
+            None => self.detector.total(&ip),
+            Some(net) => self.subnets.as_ref().and_then(|(d, _)| d.total(&net)),
+        };
+        if !seen_here.is_some_and(|n| n > 0) {
+            info!(key = %t.key, "fleet threshold crossed for a key this agent's own detector does not hold; no actions");
             return None;
         }
         let own = self.fleet_name();

@@ -634,6 +634,63 @@ fn lines_of(p: &Path) -> Vec<String> {
         .collect()
 }
 
+/// The `crossed` stream is shared: an entry that says this agent counted attempts from an
+/// address its own detector never saw (written by anyone with access to the store) makes it
+/// block nothing; an attack it did see is still blocked.
+#[test]
+fn a_forged_crossed_entry_blocks_nothing_on_an_agent_that_never_saw_the_address() {
+    need_redis!();
+    let tmp = tempdir();
+    let dir = tmp.path();
+    let r = Redis::start(dir);
+    let sink = Sink::start(dir, &["--tls", "none"]);
+    let log = LogWriter::new(dir.join("mainlog"));
+    log.append(&exim_noise(now_unix() - 60));
+    let calls = dir.join("blocked");
+    let block = argv_recorder(dir, "block", &calls);
+    let yaml = format!(
+        "{}actions:\n  - {{name: block, program: '{}', args: ['{{ip}}'], timeout: 5s, on: [ip_burst]}}\n",
+        agent_yaml(dir, &log.path, "mx1", sink.port, &r.url()),
+        block.display(),
+    );
+    let cfg = write_file(dir, "authwatch.yaml", &yaml);
+    let mut agent = Agent::run(&cfg);
+    agent.wait_following(&log);
+    // The agent reads only entries newer than its start point (taken at its first read of
+    // the stream): the forged entry is written again until the agent has weighed one.
+    let forged = "198.51.100.201";
+    let mut con = r.con();
+    wait_for("the agent to weigh a forged crossed entry", || {
+        let _: String = redis::cmd("XADD")
+            .arg("aw3:crossed")
+            .arg("*")
+            .arg(&[
+                "by", "mx9", "kind", "ip", "key", forged, "total", "50", "distinct", "1", "h:mx1",
+                "25", "h:mx9", "25",
+            ])
+            .query(&mut con)
+            .ok()?;
+        agent
+            .stderr_text()
+            .contains("does not hold; no actions")
+            .then_some(())
+    });
+    assert!(lines_of(&calls).is_empty(), "{:?}", lines_of(&calls));
+    // A real attack on this agent: blocked, and the only address ever blocked.
+    let ip = "203.0.113.72";
+    let t = now_unix() - 10;
+    let burst: Vec<String> = (0..5).map(|k| exim_fail(t + k, ip, "alice")).collect();
+    log.append(&burst);
+    let got = wait_for("the block action for the real attacker", || {
+        let l = lines_of(&calls);
+        (!l.is_empty()).then_some(l)
+    });
+    assert_eq!(got, vec![ip.to_string()], "{}", agent.stderr_text());
+    let mails = sink.wait_mails(1);
+    assert_eq!(mails[0].mail.attacking_ip(), ip);
+    agent.assert_running();
+}
+
 /// Issue 16: actions ran only for local alerts (made while the store was down), never for
 /// fleet alerts, so an attacker spread over the fleet was blocked nowhere. Each server that saw
 /// it now runs its own block action once, the one mail shows its sender's block, and a second
