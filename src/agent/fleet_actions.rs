@@ -171,7 +171,7 @@ impl Engine {
             None => self.detector.total(&ip),
             Some(net) => self.subnets.as_ref().and_then(|(d, _)| d.total(&net)),
         };
-        if !seen_here.is_some_and(|n| n > 0) {
+        if seen_here.is_none_or(|n| n == 0) {
             info!(key = %t.key, "fleet threshold crossed for a key this agent's own detector does not hold; no actions");
             return None;
         }
