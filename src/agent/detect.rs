@@ -41,12 +41,7 @@ impl Engine {
                 crate::control::incident_id(kind.as_str(), &key).into(),
             );
         }
-        let names = self
-            .action_names
-            .iter()
-            .find(|(k, _)| *k == kind.as_str())
-            .map(|(_, n)| n.clone())
-            .unwrap_or_default();
+        let names = self.action_names_for(kind);
         if self.fleet_decides(kind) {
             debug!(%kind, key = %crate::text::inert(&key), "local threshold crossed; the fleet total decides");
             if let serde_json::Value::Object(m) = &mut context {

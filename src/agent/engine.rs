@@ -202,6 +202,15 @@ impl Engine {
     }
 
     /// Whether an `authwatch allow` covers `ip` now (its hits are not counted).
+    /// The names of the actions configured for alerts of `kind` (empty: none).
+    pub(super) fn action_names_for(&self, kind: AlertKind) -> Vec<String> {
+        self.action_names
+            .iter()
+            .find(|(k, _)| *k == kind.as_str())
+            .map(|(_, n)| n.clone())
+            .unwrap_or_default()
+    }
+
     pub(super) fn allowed_by_decision(&self, ip: &IpAddr, now: Timestamp) -> bool {
         self.decided().allows(ip, now).is_some()
     }

@@ -144,12 +144,7 @@ impl Engine {
             KeyKind::Subnet => AlertKind::SubnetBurst,
             KeyKind::Account => return None,
         };
-        let names = self
-            .action_names
-            .iter()
-            .find(|(k, _)| *k == kind.as_str())
-            .map(|(_, n)| n.clone())
-            .unwrap_or_default();
+        let names = self.action_names_for(kind);
         if names.is_empty() || self.actions.is_none() {
             return None;
         }

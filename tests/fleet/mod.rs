@@ -626,6 +626,54 @@ fn argv_recorder(dir: &Path, name: &str, out: &Path) -> PathBuf {
     p
 }
 
+/// An agent of a fleet test with one block action whose calls are recorded in
+/// `<name>/blocked` (its undo's in `<name>/unblocked`), following its own log.
+struct ActingAgent {
+    agent: Agent,
+    log: LogWriter,
+    cfg: PathBuf,
+    blocked: PathBuf,
+    unblocked: PathBuf,
+}
+
+impl ActingAgent {
+    /// Start agent `name` in `dir/name` with the action `block {arg}` on alert kind `on`;
+    /// `tweak` edits its YAML first.
+    fn start(
+        dir: &Path,
+        name: &str,
+        sink: &Sink,
+        r: &Redis,
+        arg: &str,
+        on: &str,
+        tweak: impl Fn(String) -> String,
+    ) -> ActingAgent {
+        let d = dir.join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        let log = LogWriter::new(d.join("mainlog"));
+        log.append(&exim_noise(now_unix() - 60));
+        let (blocked, unblocked) = (d.join("blocked"), d.join("unblocked"));
+        let block = argv_recorder(&d, "block", &blocked);
+        let unblock = argv_recorder(&d, "unblock", &unblocked);
+        let yaml = format!(
+            "{}actions:\n  - {{name: block, program: '{}', args: ['{arg}'], undo: ['{}', '--remove', '{arg}'], timeout: 5s, on: [{on}]}}\n",
+            tweak(agent_yaml(&d, &log.path, name, sink.port, &r.url())),
+            block.display(),
+            unblock.display()
+        );
+        let cfg = write_file(&d, "authwatch.yaml", &yaml);
+        let mut agent = Agent::run(&cfg);
+        agent.wait_following(&log);
+        ActingAgent {
+            agent,
+            log,
+            cfg,
+            blocked,
+            unblocked,
+        }
+    }
+}
+
 fn lines_of(p: &Path) -> Vec<String> {
     std::fs::read_to_string(p)
         .unwrap_or_default()
@@ -644,18 +692,8 @@ fn a_forged_crossed_entry_blocks_nothing_on_an_agent_that_never_saw_the_address(
     let dir = tmp.path();
     let r = Redis::start(dir);
     let sink = Sink::start(dir, &["--tls", "none"]);
-    let log = LogWriter::new(dir.join("mainlog"));
-    log.append(&exim_noise(now_unix() - 60));
-    let calls = dir.join("blocked");
-    let block = argv_recorder(dir, "block", &calls);
-    let yaml = format!(
-        "{}actions:\n  - {{name: block, program: '{}', args: ['{{ip}}'], timeout: 5s, on: [ip_burst]}}\n",
-        agent_yaml(dir, &log.path, "mx1", sink.port, &r.url()),
-        block.display(),
-    );
-    let cfg = write_file(dir, "authwatch.yaml", &yaml);
-    let mut agent = Agent::run(&cfg);
-    agent.wait_following(&log);
+    let n = ActingAgent::start(dir, "mx1", &sink, &r, "{ip}", "ip_burst", |y| y);
+    let (mut agent, log, calls) = (n.agent, n.log, n.blocked);
     // The agent reads only entries newer than its start point (taken at its first read of
     // the stream): the forged entry is written again until the agent has weighed one.
     let forged = "198.51.100.201";
@@ -706,27 +744,12 @@ fn three_agents_each_block_a_spread_attacker_once_and_one_mail_shows_the_block()
     let (mut agents, mut logs, mut cfgs, mut calls, mut undos) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for name in ["mx1", "mx2", "mx3"] {
-        let d = dir.join(name);
-        std::fs::create_dir_all(&d).unwrap();
-        let log = LogWriter::new(d.join("mainlog"));
-        log.append(&exim_noise(now_unix() - 60));
-        let (call, undo) = (d.join("blocked"), d.join("unblocked"));
-        let block = argv_recorder(&d, "block", &call);
-        let unblock = argv_recorder(&d, "unblock", &undo);
-        let yaml = format!(
-            "{}actions:\n  - {{name: block, program: '{}', args: ['{{ip}}'], undo: ['{}', '--remove', '{{ip}}'], timeout: 5s, on: [ip_burst]}}\n",
-            agent_yaml(&d, &log.path, name, sink.port, &r.url()),
-            block.display(),
-            unblock.display()
-        );
-        let cfg = write_file(&d, "authwatch.yaml", &yaml);
-        let mut a = Agent::run(&cfg);
-        a.wait_following(&log);
-        agents.push(a);
-        logs.push(log);
-        cfgs.push(cfg);
-        calls.push(call);
-        undos.push(undo);
+        let n = ActingAgent::start(dir, name, &sink, &r, "{ip}", "ip_burst", |y| y);
+        agents.push(n.agent);
+        logs.push(n.log);
+        cfgs.push(n.cfg);
+        calls.push(n.blocked);
+        undos.push(n.unblocked);
     }
 
     // Two failures on each host: 6 in the fleet, 2 on each (threshold 5), one host after the
@@ -868,27 +891,17 @@ fn three_agents_each_block_a_spread_subnet_once() {
     let sink = Sink::start(dir, &["--tls", "none"]);
     let (mut agents, mut logs, mut calls) = (Vec::new(), Vec::new(), Vec::new());
     for name in ["mx1", "mx2", "mx3"] {
-        let d = dir.join(name);
-        std::fs::create_dir_all(&d).unwrap();
-        let log = LogWriter::new(d.join("mainlog"));
-        log.append(&exim_noise(now_unix() - 60));
-        let call = d.join("blocked");
-        let block = argv_recorder(&d, "block", &call);
-        let yaml = format!(
-            "{}actions:\n  - {{name: block, program: '{}', args: ['{{network}}'], timeout: 5s, on: [subnet_burst]}}\n",
-            agent_yaml(&d, &log.path, name, sink.port, &r.url()).replace(
+        let n = ActingAgent::start(dir, name, &sink, &r, "{network}", "subnet_burst", |y| {
+            let y = y.replace(
                 "per_subnet: {enabled: false}",
-                "per_subnet: {attempts: 6, window: 10m, ipv4_prefix: 24, min_addresses: 2}"
-            ),
-            block.display()
-        );
-        assert!(yaml.contains("ipv4_prefix: 24"), "{yaml}");
-        let cfg = write_file(&d, "authwatch.yaml", &yaml);
-        let mut a = Agent::run(&cfg);
-        a.wait_following(&log);
-        agents.push(a);
-        logs.push(log);
-        calls.push(call);
+                "per_subnet: {attempts: 6, window: 10m, ipv4_prefix: 24, min_addresses: 2}",
+            );
+            assert!(y.contains("ipv4_prefix: 24"), "{y}");
+            y
+        });
+        agents.push(n.agent);
+        logs.push(n.log);
+        calls.push(n.blocked);
     }
     let net = "198.51.100.0/24";
     let t = now_unix() - 30;
