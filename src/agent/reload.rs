@@ -1,6 +1,6 @@
 //! Configuration reload (SIGHUP): read the config file again and swap the settings of the
 //! running agent while keeping all its state. [`reload_config`] refuses changes that need a
-//! restart (the list of sources, `state_dir`); [`Engine::reload`] builds the new settings
+//! restart (the list of sources, `state_dir`, the `fleet` section); [`Engine::reload`] builds the new settings
 //! (templates, thresholds, policy, actions) and carries across every piece of state: the
 //! detectors' windows (the same instances when their settings did not change, else through a
 //! snapshot), the policy's incidents and history, the compromise alerts already sent, the
@@ -45,6 +45,11 @@ pub(super) fn reload_config(
     }
     if new.state_dir != cfg.state_dir {
         anyhow::bail!("state_dir changed: restart authwatch to move it");
+    }
+    if new.fleet != cfg.fleet {
+        // The store connection, the agent's name in the fleet and its key prefix belong to
+        // the running fleet task; said, never silently kept.
+        anyhow::bail!("the fleet section changed: restart authwatch to apply it");
     }
     let sender = Sender::new(&new.mail, &host.name)?;
     engine.reload(cfg, &new, host)?;

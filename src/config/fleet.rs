@@ -70,7 +70,7 @@ impl fmt::Debug for StoreUrl {
 }
 
 /// Validated `fleet:` section.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FleetConfig {
     /// `redis://[user:pass@]host[:port][/db]`, `rediss://…` (TLS) or `unix:///path`.
     pub url: StoreUrl,

@@ -1048,6 +1048,68 @@ fn a_store_down_longer_than_down_alert_after_mails_once_and_again_when_back() {
     agent.assert_running();
 }
 
+/// A SIGHUP that changes the `fleet:` section is refused with a reason (it needs a restart)
+/// and the running fleet settings go on; one that leaves it alone reloads.
+#[test]
+fn a_reload_that_changes_the_fleet_section_is_refused_and_says_why() {
+    need_redis!();
+    let tmp = tempdir();
+    let dir = tmp.path();
+    let r = Redis::start(dir);
+    let sink = Sink::start(dir, &["--tls", "none"]);
+    let log = LogWriter::new(dir.join("mainlog"));
+    log.append(&exim_noise(now_unix() - 60));
+    let yaml = agent_yaml(dir, &log.path, "mx1", sink.port, &r.url());
+    let cfg = write_file(dir, "authwatch.yaml", &yaml);
+    let mut agent = Agent::run(&cfg);
+    agent.wait_following(&log);
+    let hup = |a: &Agent| {
+        let st = Command::new("kill")
+            .args(["-HUP", &a.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(st.success());
+    };
+    std::fs::write(&cfg, yaml.replace("key_prefix: aw3", "key_prefix: other")).unwrap();
+    hup(&agent);
+    wait_log(
+        &agent,
+        "the fleet section changed: restart authwatch to apply it",
+        1,
+    );
+    // The running prefix goes on: an attack is counted under aw3.
+    let ip = "203.0.113.73";
+    let t = now_unix() - 10;
+    log.append(
+        &(0..5)
+            .map(|k| exim_fail(t + k, ip, "alice"))
+            .collect::<Vec<_>>(),
+    );
+    let mails = sink.wait_mails(1);
+    assert_fleet_alert_single(&mails[0].mail, ip);
+    let n: u64 = redis::cmd("ZCARD")
+        .arg(format!("aw3:w:ip:{ip}"))
+        .query(&mut r.con())
+        .unwrap();
+    assert_eq!(n, 5);
+    // Another change with the fleet section as it runs: reloaded.
+    std::fs::write(&cfg, yaml.replace("cooldown: 1h", "cooldown: 2h")).unwrap();
+    hup(&agent);
+    wait_log(&agent, "configuration reloaded", 1);
+    agent.assert_running();
+}
+
+/// A fleet alert about `ip` from a one-agent fleet (5 attempts, all on mx1).
+fn assert_fleet_alert_single(m: &Mail, ip: &str) {
+    assert_eq!(m.attacking_ip(), ip, "{}", m.subject());
+    assert_eq!(
+        per_host_lines(&m.body),
+        vec!["mx1: 5".to_string()],
+        "{}",
+        m.body
+    );
+}
+
 /// `authwatch ARGS -c CFG` to completion; panics unless it exits 0.
 fn control_ok(cfg: &Path, args: &[&str]) -> String {
     let mut all: Vec<&str> = args.to_vec();
