@@ -229,6 +229,7 @@ fn status_file_round_trip_and_text() {
             alerts: 1,
         }],
         tracking: None,
+        fleet: None,
     };
     write_status(&path, &snap).unwrap();
     let back = read_status(&path).unwrap();
@@ -323,6 +324,9 @@ fn the_agent_serves_metrics_and_status() {
     // The maps against their cap: the attacker and the probe lines' addresses are tracked.
     assert!(st["tracking"]["ips"].as_u64().unwrap_or(0) >= 1, "{status}");
     assert_eq!(st["tracking"]["cap"].as_u64(), Some(100_000), "{status}");
+    // Local mode: no fleet part, no fleet series (issue 16).
+    assert!(st.get("fleet").is_none(), "{status}");
+    assert!(!m.keys().any(|k| k.starts_with("authwatch_fleet")), "{m:?}");
     assert_eq!(
         st["incidents"][0]["kind"].as_str(),
         Some("ip_burst"),
