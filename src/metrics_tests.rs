@@ -272,6 +272,14 @@ fn fleet_store_state_in_status_and_metrics() {
                 "authwatch_fleet_dropped_hits_total 3\n",
             ],
         ),
+        (
+            "fleet down since less than a second",
+            Some(fleet(false, Some(0), 1, 0)),
+            vec![", unavailable, down for less than 1s, 1234 hits sent, 1 buffered for replay\n"],
+            vec!["dropped"],
+            false,
+            vec!["authwatch_fleet_store_up 0\n", "authwatch_fleet_buffered_hits 1\n"],
+        ),
     ];
     for (case, f, want, not, healthy, metrics) in cases {
         let snap = fleet_snapshot(t, f.clone());

@@ -353,12 +353,16 @@ fn format_fleet(out: &mut String, f: &FleetHealth) {
         out.push_str("available");
     } else {
         out.push_str("unavailable");
-        if let Some(d) = f.down_seconds {
-            let _ = write!(
-                out,
-                ", down for {}",
-                crate::text::format_duration(Duration::from_secs(d))
-            );
+        match f.down_seconds {
+            Some(0) => out.push_str(", down for less than 1s"),
+            Some(d) => {
+                let _ = write!(
+                    out,
+                    ", down for {}",
+                    crate::text::format_duration(Duration::from_secs(d))
+                );
+            }
+            None => {}
         }
     }
     let _ = write!(

@@ -35,8 +35,13 @@ fn split_response(resp: &str) -> (String, BTreeMap<String, String>, String) {
     (status, headers, body.to_string())
 }
 
+/// `GET /metrics` from the endpoint at `addr`: the body (the fleet tests scrape it too).
+pub(crate) fn scrape(addr: SocketAddr) -> String {
+    split_response(&exchange(addr, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")).2
+}
+
 /// `name{labels}` → value, for every sample line.
-fn samples(body: &str) -> BTreeMap<String, f64> {
+pub(crate) fn samples(body: &str) -> BTreeMap<String, f64> {
     body.lines()
         .filter(|l| !l.starts_with('#') && !l.is_empty())
         .map(|l| {
