@@ -68,9 +68,9 @@ pub enum Command {
         #[arg(long)]
         html: bool,
     },
-    /// Print what the running agent last reported: its sources, mail delivery and open
-    /// incidents (from state_dir/status.json). Exit 1 when something is unhealthy or the agent
-    /// is not running.
+    /// Print what the running agent last reported: its sources, mail delivery, the fleet store
+    /// (in fleet mode) and open incidents (from state_dir/status.json). Exit 1 when something
+    /// is unhealthy (the fleet store down too) or the agent is not running.
     Status {
         /// Config file (its state_dir is read).
         #[arg(long, short, value_name = "FILE")]

@@ -8,6 +8,9 @@
 //! that sends nothing blocks no other scrape) with a capped request head and short timeouts,
 //! and closes every connection after one answer.
 //!
+//! In fleet mode the `authwatch_fleet_*` series show the fleet store's state
+//! ([`Metrics::set_fleet`]); in local mode they are absent.
+//!
 //! The agent writes a [`StatusSnapshot`] as JSON to `state_dir/status.json` ([`write_status`]);
 //! `authwatch status` reads it ([`read_status`]) and prints [`format_status_with`].
 //!
@@ -19,8 +22,8 @@ mod status;
 
 pub use server::{parse_listen, serve, validate_listen, MetricsServer};
 pub use status::{
-    format_status, format_status_with, read_status, write_status, IncidentLine, MailHealth,
-    SourceHealth, StatusSnapshot, Tracking, STATUS_VERSION,
+    format_status, format_status_with, read_status, write_status, FleetHealth, IncidentLine,
+    MailHealth, SourceHealth, StatusSnapshot, Tracking, STATUS_VERSION,
 };
 
 use std::collections::BTreeMap;
@@ -90,6 +93,12 @@ pub struct Metrics {
     send_failures: AtomicU64,
     spool_size: AtomicU64,
     evictions: Labelled,
+    /// Fleet mode: the `authwatch_fleet_*` series are shown only once this is set.
+    fleet: std::sync::atomic::AtomicBool,
+    fleet_up: AtomicU64,
+    fleet_buffered: AtomicU64,
+    fleet_sent: AtomicU64,
+    fleet_dropped: AtomicU64,
 }
 
 impl Metrics {
@@ -172,6 +181,18 @@ impl Metrics {
     /// Evictions from a map as a running total from its detector; never goes down.
     pub fn set_evictions_total(&self, map: &str, total: u64) {
         self.evictions.cell(map).fetch_max(total, Ordering::Relaxed);
+    }
+
+    /// The fleet store's state (fleet mode only; the `authwatch_fleet_*` series appear with the
+    /// first call): answering or not, hits buffered for replay now, and the running totals of
+    /// hits the store accepted and hits dropped because the buffer was full.
+    pub fn set_fleet(&self, up: bool, buffered: u64, sent_total: u64, dropped_total: u64) {
+        self.fleet_up.store(u64::from(up), Ordering::Relaxed);
+        self.fleet_buffered.store(buffered, Ordering::Relaxed);
+        self.fleet_sent.fetch_max(sent_total, Ordering::Relaxed);
+        self.fleet_dropped
+            .fetch_max(dropped_total, Ordering::Relaxed);
+        self.fleet.store(true, Ordering::Relaxed);
     }
 
     /// How far a source is behind: seconds between now and the stamp of the last line read
@@ -275,6 +296,36 @@ impl Metrics {
             "map",
             counts(&self.evictions),
         );
+        if self.fleet.load(Ordering::Relaxed) {
+            single(
+                &mut out,
+                "authwatch_fleet_store_up",
+                "gauge",
+                "1 when the fleet store answers, 0 while it is down (detection uses local thresholds).",
+                &self.fleet_up,
+            );
+            single(
+                &mut out,
+                "authwatch_fleet_buffered_hits",
+                "gauge",
+                "Hits waiting for the fleet store, replayed when it answers.",
+                &self.fleet_buffered,
+            );
+            single(
+                &mut out,
+                "authwatch_fleet_hits_sent_total",
+                "counter",
+                "Hits the fleet store accepted.",
+                &self.fleet_sent,
+            );
+            single(
+                &mut out,
+                "authwatch_fleet_dropped_hits_total",
+                "counter",
+                "Hits dropped because the fleet replay buffer (fleet.buffer) was full.",
+                &self.fleet_dropped,
+            );
+        }
         out
     }
 }

@@ -124,6 +124,7 @@ fn status_round_trips_and_formats() {
             evicted_subnets: 0,
             evicted_accounts: 0,
         }),
+        fleet: None,
     };
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("status.json");
@@ -200,4 +201,145 @@ fn status_round_trips_and_formats() {
     assert_eq!(old.incidents[0].key, "198.51.100.9");
     assert!(old.tracking.is_none());
     assert!(!back.is_healthy(t));
+}
+
+/// A status snapshot with nothing in it but the fleet part, fresh at `t`.
+fn fleet_snapshot(t: Timestamp, fleet: Option<FleetHealth>) -> StatusSnapshot {
+    StatusSnapshot {
+        version: STATUS_VERSION,
+        generated_at: t,
+        pid: 7,
+        interval_seconds: 5,
+        sources: Vec::new(),
+        mail: MailHealth {
+            target: "outbox /var/lib/authwatch/outbox".into(),
+            spooled: 0,
+            failed: 0,
+            last_error: None,
+            last_delivered: None,
+        },
+        incidents: Vec::new(),
+        tracking: None,
+        fleet,
+    }
+}
+
+/// The fleet store in `status` and in the metrics (issue 16): absent in local mode; its masked
+/// URL, this agent's name and counts when up; how long it has been down and the buffered hits
+/// when down, and the status then unhealthy.
+#[test]
+fn fleet_store_state_in_status_and_metrics() {
+    let t: Timestamp = "2026-11-23T03:14:00Z".parse().unwrap();
+    let fleet = |available: bool, down: Option<u64>, buffered: u64, dropped: u64| FleetHealth {
+        store: "redis://fleet:MASKED@10.0.0.5:6379".into(),
+        name: "mx1".into(),
+        available,
+        down_seconds: down,
+        buffered,
+        dropped,
+        sent: 1234,
+    };
+    // (case, fleet part, status lines wanted, lines not wanted, healthy, metric lines wanted)
+    #[allow(clippy::type_complexity)]
+    let cases: Vec<(&str, Option<FleetHealth>, Vec<&str>, Vec<&str>, bool, Vec<&str>)> = vec![
+        ("local mode", None, vec![], vec!["Fleet:"], true, vec![]),
+        (
+            "fleet up",
+            Some(fleet(true, None, 0, 0)),
+            vec!["Fleet: OK  redis://fleet:MASKED@10.0.0.5:6379 as mx1, available, 1234 hits sent, 0 buffered for replay\n"],
+            vec!["down for", "dropped", "own thresholds"],
+            true,
+            vec![
+                "authwatch_fleet_store_up 1\n",
+                "authwatch_fleet_buffered_hits 0\n",
+                "authwatch_fleet_hits_sent_total 1234\n",
+                "authwatch_fleet_dropped_hits_total 0\n",
+            ],
+        ),
+        (
+            "fleet down",
+            Some(fleet(false, Some(125), 40, 3)),
+            vec![
+                "Fleet: FAIL  redis://fleet:MASKED@10.0.0.5:6379 as mx1, unavailable, down for 2m5s, 1234 hits sent, 40 buffered for replay, 3 dropped (buffer full)\n",
+                "  detecting with this server's own thresholds until the store answers again\n",
+            ],
+            vec![],
+            false,
+            vec![
+                "authwatch_fleet_store_up 0\n",
+                "authwatch_fleet_buffered_hits 40\n",
+                "authwatch_fleet_hits_sent_total 1234\n",
+                "authwatch_fleet_dropped_hits_total 3\n",
+            ],
+        ),
+        (
+            "fleet down since less than a second",
+            Some(fleet(false, Some(0), 1, 0)),
+            vec![", unavailable, down for less than 1s, 1234 hits sent, 1 buffered for replay\n"],
+            vec!["dropped"],
+            false,
+            vec!["authwatch_fleet_store_up 0\n", "authwatch_fleet_buffered_hits 1\n"],
+        ),
+    ];
+    for (case, f, want, not, healthy, metrics) in cases {
+        let snap = fleet_snapshot(t, f.clone());
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("status.json");
+        write_status(&p, &snap).unwrap();
+        let json = std::fs::read_to_string(&p).unwrap();
+        assert_eq!(json.contains("\"fleet\""), f.is_some(), "{case}: {json}");
+        assert_eq!(read_status(&p).unwrap(), snap, "{case}");
+        let text = format_status_with(&snap, &TimeZone::UTC, Some(t));
+        for w in want {
+            assert!(text.contains(w), "{case}: want {w:?} in\n{text}");
+        }
+        for n in not {
+            assert!(!text.contains(n), "{case}: {n:?} not wanted in\n{text}");
+        }
+        assert_eq!(snap.is_healthy(t), healthy, "{case}");
+
+        let m = Metrics::new();
+        if let Some(f) = &f {
+            m.set_fleet(f.available, f.buffered, f.sent, f.dropped);
+        }
+        let text = m.render();
+        assert_eq!(
+            text.contains("authwatch_fleet"),
+            f.is_some(),
+            "{case}: {text}"
+        );
+        for w in metrics {
+            assert!(text.contains(w), "{case}: want {w:?} in\n{text}");
+        }
+        for name in [
+            "authwatch_fleet_store_up gauge",
+            "authwatch_fleet_buffered_hits gauge",
+            "authwatch_fleet_hits_sent_total counter",
+            "authwatch_fleet_dropped_hits_total counter",
+        ] {
+            assert_eq!(
+                text.contains(&format!("# TYPE {name}\n")),
+                f.is_some(),
+                "{case}: {text}"
+            );
+        }
+    }
+}
+
+#[test]
+fn fleet_counters_never_go_down() {
+    let m = Metrics::new();
+    m.set_fleet(true, 5, 100, 2);
+    m.set_fleet(false, 0, 90, 1);
+    let text = m.render();
+    assert!(
+        text.contains("authwatch_fleet_hits_sent_total 100\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("authwatch_fleet_dropped_hits_total 2\n"),
+        "{text}"
+    );
+    assert!(text.contains("authwatch_fleet_store_up 0\n"), "{text}");
+    assert!(text.contains("authwatch_fleet_buffered_hits 0\n"), "{text}");
 }

@@ -1,7 +1,8 @@
 //! Health of the agent itself: [`Health`] times how long each source has been unreadable or
 //! silent and how long mail delivery has been failing, and turns problems that last into
 //! health alerts ([`HealthContextParts`]) and log lines, once per problem; [`write_status`]
-//! updates the gauges and writes `state_dir/status.json` for `authwatch status`.
+//! updates the gauges (the fleet store's too, in fleet mode) and writes `state_dir/status.json`
+//! for `authwatch status`.
 
 use super::engine::Engine;
 use crate::config::{Config, SourceKind};
@@ -161,6 +162,10 @@ pub(super) fn write_status(
     for (map, n) in engine.evictions_by_map() {
         m.set_evictions_total(map, n);
     }
+    let fleet = engine.fleet().map(fleet_health);
+    if let Some(f) = &fleet {
+        m.set_fleet(f.available, f.buffered, f.sent, f.dropped);
+    }
     let incidents = engine.policy.incidents();
     m.set_open_incidents(incidents.len() as u64);
     let snap = StatusSnapshot {
@@ -211,9 +216,27 @@ pub(super) fn write_status(
             })
             .collect(),
         tracking: Some(engine.tracking(cfg.detect.max_tracked_ips)),
+        fleet,
     };
     if let Err(e) = crate::metrics::write_status(&cfg.state_dir.join("status.json"), &snap) {
         debug!(error = %e, "cannot write status.json");
+    }
+}
+
+/// The fleet store's state for `status.json` and the metrics: its masked URL (never the
+/// password), this agent's fleet name, and the handle's counts.
+fn fleet_health(h: &crate::fleet::FleetHandle) -> crate::metrics::FleetHealth {
+    let (buffered, dropped) = h.pending();
+    let (_, sent) = h.sent();
+    let available = h.available();
+    crate::metrics::FleetHealth {
+        store: h.url().to_string(),
+        name: h.store().name().to_string(),
+        available,
+        down_seconds: h.down_for().filter(|_| !available).map(|d| d.as_secs()),
+        buffered: buffered as u64,
+        dropped,
+        sent,
     }
 }
 

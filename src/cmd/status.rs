@@ -1,6 +1,7 @@
 //! `authwatch status`: print what the running agent last wrote to `state_dir/status.json`
-//! (sources, mail delivery, open incidents); a runtime error (1) when something is unhealthy
-//! or the agent is not running.
+//! (sources, mail delivery, the fleet store in fleet mode, open incidents); a runtime error (1)
+//! when something is unhealthy (a fleet store that does not answer counts) or the agent is not
+//! running.
 
 use super::{load, Exit};
 use std::path::PathBuf;

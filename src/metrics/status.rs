@@ -34,6 +34,30 @@ pub struct StatusSnapshot {
     /// How full the per-key maps are, and what their cap made the agent forget.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tracking: Option<Tracking>,
+    /// The fleet store as this agent sees it; `None`: local mode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<FleetHealth>,
+}
+
+/// The fleet store (issue 16) as this agent sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FleetHealth {
+    /// The store's URL with the password masked (`redis://fleet:MASKED@10.0.0.5:6379`).
+    pub store: String,
+    /// This agent's name in the fleet.
+    pub name: String,
+    /// The store answers (thresholds apply to the fleet's totals); false: local thresholds.
+    pub available: bool,
+    /// How long the store has been failing, in seconds, when it is.
+    #[serde(default)]
+    pub down_seconds: Option<u64>,
+    /// Hits waiting for the store (replayed when it answers).
+    pub buffered: u64,
+    /// Hits dropped since start because the replay buffer (`fleet.buffer`) was full.
+    #[serde(default)]
+    pub dropped: u64,
+    /// Hits the store accepted since start.
+    pub sent: u64,
 }
 
 /// The per-key maps of detection against their cap (`detect.max_tracked_ips`).
@@ -129,9 +153,12 @@ impl StatusSnapshot {
         self.age(now) > limit
     }
 
-    /// Every source and mail fine, and the snapshot fresh.
+    /// Every source, mail and the fleet store (in fleet mode) fine, and the snapshot fresh.
     pub fn is_healthy(&self, now: Timestamp) -> bool {
-        !self.is_stale(now) && self.mail.ok() && self.sources.iter().all(|s| s.ok)
+        !self.is_stale(now)
+            && self.mail.ok()
+            && self.sources.iter().all(|s| s.ok)
+            && self.fleet.as_ref().is_none_or(|f| f.available)
     }
 }
 
@@ -244,6 +271,9 @@ pub fn format_status_with(
     if let Some(e) = &m.last_error {
         let _ = writeln!(out, "  last error: {}", inert(e));
     }
+    if let Some(f) = &snapshot.fleet {
+        format_fleet(&mut out, f);
+    }
     if let Some(t) = &snapshot.tracking {
         let _ = writeln!(
             out,
@@ -307,4 +337,46 @@ pub fn format_status_with(
         }
     }
     out
+}
+
+/// The fleet part of the status: the store (password masked), this agent's name, whether the
+/// store answers (and for how long it has not), and the hits sent, buffered and dropped.
+fn format_fleet(out: &mut String, f: &FleetHealth) {
+    let _ = write!(
+        out,
+        "\nFleet: {}  {} as {}, ",
+        if f.available { "OK" } else { "FAIL" },
+        inert(&f.store),
+        inert(&f.name),
+    );
+    if f.available {
+        out.push_str("available");
+    } else {
+        out.push_str("unavailable");
+        match f.down_seconds {
+            Some(0) => out.push_str(", down for less than 1s"),
+            Some(d) => {
+                let _ = write!(
+                    out,
+                    ", down for {}",
+                    crate::text::format_duration(Duration::from_secs(d))
+                );
+            }
+            None => {}
+        }
+    }
+    let _ = write!(
+        out,
+        ", {} hits sent, {} buffered for replay",
+        f.sent, f.buffered
+    );
+    if f.dropped > 0 {
+        let _ = write!(out, ", {} dropped (buffer full)", f.dropped);
+    }
+    out.push('\n');
+    if !f.available {
+        out.push_str(
+            "  detecting with this server's own thresholds until the store answers again\n",
+        );
+    }
 }

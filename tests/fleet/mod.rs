@@ -6,7 +6,8 @@
 //! applies on the other), and the agent side's buffer replay across a store killed and
 //! restarted; a store with AUTH (password, ACL user) and one over TLS (a test CA made with
 //! `openssl`); actions in fleet mode (each agent that saw a spread attacker runs its own block
-//! script once, recorded by a script that appends its argv to a file per agent).
+//! script once, recorded by a script that appends its argv to a file per agent); the store's
+//! state in `authwatch status` and the metrics, up and then killed.
 
 use crate::harness::*;
 use authwatch::config::{FleetConfig, StoreUrl};
@@ -1384,6 +1385,139 @@ fn agent_logs_in_with_an_acl_user_and_a_wrong_password_is_a_clear_masked_error()
     for a in &mut agents {
         a.assert_running();
     }
+}
+
+/// (hits sent, hits buffered) from the `Fleet:` line of `authwatch status`.
+fn fleet_counts(status: &str) -> Option<(u64, u64)> {
+    let line = status.lines().find(|l| l.starts_with("Fleet: "))?;
+    let number_before = |what: &str| -> Option<u64> {
+        let head = &line[..line.find(what)?];
+        head.rsplit(' ').next()?.parse().ok()
+    };
+    Some((
+        number_before(" hits sent")?,
+        number_before(" buffered for replay")?,
+    ))
+}
+
+/// The fleet store in `authwatch status` and the metrics (issue 16), with a store that needs a
+/// password: available with the hits sent after an attack; after the store is killed,
+/// unavailable with the hits since then buffered for replay, and `status` exits 1. The password
+/// shows nowhere (status text, `status.json`, metrics).
+#[test]
+fn status_and_metrics_show_the_fleet_store_up_then_down_with_buffered_hits() {
+    need_redis!();
+    let tmp = tempdir();
+    let dir = tmp.path();
+    let mut r = Redis::start_with(dir, free_port(), AUTH_ARGS, ":s3cret-default@");
+    let sink = Sink::start(dir, &["--tls", "none"]);
+    let log = LogWriter::new(dir.join("mainlog"));
+    log.append(&exim_noise(now_unix() - 60));
+    let url = format!("redis://fleet:fleetpw@127.0.0.1:{}", r.port);
+    let metrics_port = free_port();
+    let yaml = agent_yaml(dir, &log.path, "mx1", sink.port, &url).replace(
+        "follow: {poll_interval: 50ms}",
+        &format!(
+            "follow: {{poll_interval: 50ms, checkpoint_interval: 100ms}}\nmetrics: {{listen: '127.0.0.1:{metrics_port}'}}"
+        ),
+    );
+    assert!(yaml.contains("checkpoint_interval"), "{yaml}");
+    let cfg = write_file(dir, "authwatch.yaml", &yaml);
+    let mut agent = Agent::run(&cfg);
+    agent.wait_following(&log);
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{metrics_port}").parse().unwrap();
+    let status = || {
+        let (code, out, err) = run_to_end(&["status", "--config", cfg.to_str().unwrap()], dir);
+        (code, format!("{out}{err}"))
+    };
+    let masked = format!("redis://fleet:MASKED@127.0.0.1:{}", r.port);
+    let no_password = |what: &str, text: &str| {
+        assert!(
+            !text.contains("fleetpw") && !text.contains("s3cret"),
+            "the password in {what}:\n{text}"
+        );
+    };
+
+    let t = now_unix() - 20;
+    let burst: Vec<String> = (0..5)
+        .map(|k| exim_fail(t + k, "203.0.113.120", "alice"))
+        .collect();
+    log.append(&burst);
+    // The alert: the fleet total crossed, so the 5 hits reached the store (with the lines the
+    // agent read before, when they were failures).
+    sink.wait_mails(1);
+    let (code, text, sent) = wait_for("status: store available, the hits sent", || {
+        let (code, text) = status();
+        let (sent, buffered) = fleet_counts(&text)?;
+        (sent >= 5 && buffered == 0).then_some((code, text, sent))
+    });
+    assert!(
+        text.contains(&format!(
+            "Fleet: OK  {masked} as mx1, available, {sent} hits sent, 0 buffered for replay\n"
+        )),
+        "{text}"
+    );
+    assert_eq!(code, Some(0), "{text}");
+    no_password("status", &text);
+    let body = wait_for("metrics: the hits sent", || {
+        let body = crate::metrics::scrape(addr);
+        let m = crate::metrics::samples(&body);
+        (m.get("authwatch_fleet_hits_sent_total") == Some(&(sent as f64))).then_some(body)
+    });
+    let m = crate::metrics::samples(&body);
+    assert_eq!(m["authwatch_fleet_store_up"], 1.0, "{body}");
+    assert_eq!(m["authwatch_fleet_buffered_hits"], 0.0, "{body}");
+    assert_eq!(m["authwatch_fleet_dropped_hits_total"], 0.0, "{body}");
+    no_password("the metrics", &body);
+
+    // The store dies; failures go on: they wait in the buffer.
+    r.kill();
+    let t = now_unix() - 10;
+    let more: Vec<String> = (0..3)
+        .map(|k| exim_fail(t + k, "203.0.113.121", "bob"))
+        .collect();
+    log.append(&more);
+    let (code, text) = wait_for("status: store unavailable, the 3 new hits buffered", || {
+        let (code, text) = status();
+        (text.contains("Fleet: FAIL") && fleet_counts(&text)? == (sent, 3)).then_some((code, text))
+    });
+    assert!(
+        text.contains(&format!(
+            "Fleet: FAIL  {masked} as mx1, unavailable, down for "
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(", {sent} hits sent, 3 buffered for replay\n")),
+        "{text}"
+    );
+    assert!(
+        text.contains("own thresholds until the store answers"),
+        "{text}"
+    );
+    assert_eq!(code, Some(1), "a store down is unhealthy:\n{text}");
+    no_password("status", &text);
+    let json = std::fs::read_to_string(dir.join("state/status.json")).unwrap();
+    let st: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(
+        st["fleet"]["store"].as_str(),
+        Some(masked.as_str()),
+        "{json}"
+    );
+    assert_eq!(st["fleet"]["name"].as_str(), Some("mx1"), "{json}");
+    assert_eq!(st["fleet"]["available"].as_bool(), Some(false), "{json}");
+    no_password("status.json", &json);
+    let body = wait_for("metrics: store down, 3 hits buffered", || {
+        let body = crate::metrics::scrape(addr);
+        let m = crate::metrics::samples(&body);
+        (m.get("authwatch_fleet_store_up") == Some(&0.0)
+            && m.get("authwatch_fleet_buffered_hits") == Some(&3.0))
+        .then_some(body)
+    });
+    let m = crate::metrics::samples(&body);
+    assert_eq!(m["authwatch_fleet_hits_sent_total"], sent as f64, "{body}");
+    no_password("the metrics", &body);
+    agent.assert_running();
 }
 
 /// Make a test CA and a server certificate for 127.0.0.1 with `openssl` in `dir`: (CA file,

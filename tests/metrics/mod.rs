@@ -35,8 +35,13 @@ fn split_response(resp: &str) -> (String, BTreeMap<String, String>, String) {
     (status, headers, body.to_string())
 }
 
+/// `GET /metrics` from the endpoint at `addr`: the body (the fleet tests scrape it too).
+pub(crate) fn scrape(addr: SocketAddr) -> String {
+    split_response(&exchange(addr, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")).2
+}
+
 /// `name{labels}` → value, for every sample line.
-fn samples(body: &str) -> BTreeMap<String, f64> {
+pub(crate) fn samples(body: &str) -> BTreeMap<String, f64> {
     body.lines()
         .filter(|l| !l.starts_with('#') && !l.is_empty())
         .map(|l| {
@@ -229,6 +234,7 @@ fn status_file_round_trip_and_text() {
             alerts: 1,
         }],
         tracking: None,
+        fleet: None,
     };
     write_status(&path, &snap).unwrap();
     let back = read_status(&path).unwrap();
@@ -323,6 +329,9 @@ fn the_agent_serves_metrics_and_status() {
     // The maps against their cap: the attacker and the probe lines' addresses are tracked.
     assert!(st["tracking"]["ips"].as_u64().unwrap_or(0) >= 1, "{status}");
     assert_eq!(st["tracking"]["cap"].as_u64(), Some(100_000), "{status}");
+    // Local mode: no fleet part, no fleet series (issue 16).
+    assert!(st.get("fleet").is_none(), "{status}");
+    assert!(!m.keys().any(|k| k.starts_with("authwatch_fleet")), "{m:?}");
     assert_eq!(
         st["incidents"][0]["kind"].as_str(),
         Some("ip_burst"),
