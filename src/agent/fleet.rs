@@ -79,13 +79,9 @@ impl Engine {
     /// Switch on fleet mode with a started [`FleetHandle`] (and its metrics).
     pub fn set_fleet(&mut self, handle: FleetHandle, down_alert_after: Duration) {
         // The fleet series show from the start (updated with `status.json`, see `health.rs`).
-        let (buffered, dropped) = handle.pending();
-        self.metrics.set_fleet(
-            handle.available(),
-            buffered as u64,
-            handle.sent().1,
-            dropped,
-        );
+        let f = super::health::fleet_health(&handle);
+        self.metrics
+            .set_fleet(f.available, f.buffered, f.sent, f.dropped);
         let n = NonZeroUsize::new(MAX_FLEET_CLAIMED_KEYS).unwrap_or(NonZeroUsize::MIN);
         self.fleet = Some(Box::new(FleetState {
             handle,

@@ -225,7 +225,7 @@ pub(super) fn write_status(
 
 /// The fleet store's state for `status.json` and the metrics: its masked URL (never the
 /// password), this agent's fleet name, and the handle's counts.
-fn fleet_health(h: &crate::fleet::FleetHandle) -> crate::metrics::FleetHealth {
+pub(super) fn fleet_health(h: &crate::fleet::FleetHandle) -> crate::metrics::FleetHealth {
     let (buffered, dropped) = h.pending();
     let (_, sent) = h.sent();
     let available = h.available();
